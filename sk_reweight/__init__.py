@@ -1,0 +1,16 @@
+"""Learning to reweight examples (Ren et al., 2018) as a scikit-learn estimator."""
+from ._estimator import ReweightedNeuralNetClassifier, TrainingDivergedError
+from ._meta_gradient import ForwardModeEngine, MetaGradientEngine
+from ._weight_history import WeightHistory
+from . import modules
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ReweightedNeuralNetClassifier",
+    "TrainingDivergedError",
+    "MetaGradientEngine",
+    "ForwardModeEngine",
+    "WeightHistory",
+    "modules",
+]

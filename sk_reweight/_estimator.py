@@ -1,0 +1,542 @@
+"""The learning-to-reweight estimator."""
+import inspect
+import numbers
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+from skorch import NeuralNetClassifier
+from skorch.dataset import unpack_data
+from skorch.utils import TeeGenerator, to_tensor
+
+from ._dataset import EncodedLabelDataset
+from ._meta_gradient import get_engine
+from ._sampling import CleanBatchCycler, RecordingBatchSampler
+from ._validation import validate_fit_data, validate_predict_data
+from ._weight_history import WeightHistory
+from .modules import MLP
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+def normalize_weights(alignment, sample_weight=None):
+    """Algorithm 1's weights: ``max(a, 0)`` (times ``sample_weight``), summing to 1.
+
+    An all-zero result means the batch is skipped.
+    """
+    w = alignment.clamp(min=0)
+    if sample_weight is not None:
+        w = w * sample_weight
+    total = w.sum()
+    return torch.where(total > 0, w / total, torch.zeros_like(w))
+
+
+@dataclass
+class _FitState:
+    """What one call to fit/partial_fit needs beyond the estimator's parameters."""
+
+    n_train: int
+    X_clean: torch.Tensor
+    y_clean: torch.Tensor
+    clean_batches: CleanBatchCycler
+    sample_weight: torch.Tensor = None
+    sampler: RecordingBatchSampler = None
+
+    def clean_batch(self):
+        idx = self.clean_batches.next_indices().to(self.X_clean.device)
+        return self.X_clean[idx], self.y_clean[idx]
+
+
+class ReweightedNeuralNetClassifier(NeuralNetClassifier):
+    """Neural network classifier trained by learning to reweight examples.
+
+    Implements Ren, Zeng, Yang and Urtasun, "Learning to Reweight Examples
+    for Robust Deep Learning" (ICML 2018), Algorithm 1. At every training
+    step, each example of the mini-batch gets the weight
+    ``w_i = max(<grad L_clean, grad f_i>, 0) / sum_j max(<grad L_clean, grad f_j>, 0)``:
+    examples whose gradient points the same way as the gradient of a small
+    trusted *clean* set are kept, the others ignored. This makes training
+    robust to class imbalance and noisy labels in the (large) training set.
+    The weights are the exact meta-gradient of the paper's one-step
+    lookahead (see ``meta_engine``). Then the optimizer steps on
+    ``sum_i w_i f_i``. A batch whose weights are all zero changes nothing
+    (not even optimizer state such as momentum).
+
+    A scikit-learn classifier built on skorch's ``NeuralNetClassifier``:
+    all skorch parameters, callbacks and ``module__``/``optimizer__``
+    prefixes work as usual.
+
+    Parameters
+    ----------
+    module : torch.nn.Module class or instance, or None, default=None
+        The network; it must return logits for the default criterion. With
+        ``None`` a :class:`~sk_reweight.modules.MLP` is built at fit from
+        the number of features and classes (set its options with
+        ``module__hidden_units=...``, ``module__dropout=...``).
+    criterion : torch loss class, default=torch.nn.CrossEntropyLoss
+        Built with ``reduction='none'``: the method needs one loss per
+        example. Pass a class (not an instance with another reduction).
+    optimizer : torch optimizer class, default=torch.optim.Adam
+        Any optimizer that does not need a closure (SGD, momentum, Adam, ...).
+    lr : float, default=0.001
+        Learning rate.
+    max_epochs : int, default=20
+        Number of passes over the training data.
+    batch_size : int, default=128
+        Training mini-batch size (also the prediction batch size).
+    clean_batch_size : int or None, default=None
+        Size of the clean mini-batch drawn at every step; the clean set is
+        cycled through, reshuffled at each pass. ``None``: the whole clean
+        set when it has at most ``batch_size`` examples, else ``batch_size``.
+    meta_engine : {'auto', 'jvp'}, default='auto'
+        How the meta-gradient is computed; every engine is exact.
+        ``'jvp'``: a forward-mode Jacobian-vector product, for any module
+        (batch norm included). ``'auto'`` picks the fastest exact engine for
+        the module; the choice is in ``meta_engine_``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, shuffling, clean batches and dropout,
+        so that the same seed gives identical weights and predictions on
+        CPU. torch's global random state is left as it was.
+        ``None`` uses torch's global random state.
+    train_split : callable or None, default=None
+        By default the training data is not split: the trusted clean set
+        is the validation set, reported each epoch as ``valid_loss`` and
+        ``valid_acc`` (so ``EarlyStopping``, ``Checkpoint`` etc. monitor
+        it). A skorch splitter such as ``ValidSplit(5)`` validates on a
+        held-out part of the training data instead.
+    device : str or torch.device, default='auto'
+        ``'auto'`` uses CUDA when available, else the CPU. The meta step
+        runs on the same device.
+    verbose : int, default=0
+        ``1`` prints a table of per-epoch results.
+    **kwargs
+        Any other :class:`skorch.NeuralNetClassifier` parameter.
+
+    Attributes
+    ----------
+    sample_weights_ : ndarray of shape (n_epochs, n_samples), float32
+        The weight each training example received in each epoch, scaled so
+        that 1.0 is the uniform weight of plain training (``w_i`` times the
+        size of its batch); 0 for examples the clean set rejected; ``NaN``
+        where an example was not trained on in that epoch (held out by
+        ``train_split``, or an epoch interrupted with Ctrl-C, which is
+        kept). ``partial_fit`` appends epochs.
+    weight_history_ : WeightHistory
+        The object behind ``sample_weights_``; persist it with
+        ``save_params(f_weight_history=...)`` or
+        ``Checkpoint(f_weight_history=...)``.
+    history_ : skorch.History
+        Besides skorch's entries, each epoch records ``weight_mean``,
+        ``weight_zero_frac`` (share of trained examples with weight 0) and
+        ``skipped_batches`` (batches whose weights were all zero). Its
+        ``train_loss`` is the unweighted mean training loss.
+    classes_ : ndarray of shape (n_classes,)
+        Class labels; ``predict`` returns these.
+    n_features_in_ : int
+        Number of features (channels for image input ``(n, C, H, W)``).
+    feature_names_in_ : ndarray of str
+        Feature names, when ``X`` is a DataFrame with string column names.
+    sample_shape_ : tuple of int
+        Shape of one example, ``X.shape[1:]``.
+    meta_engine_ : MetaGradientEngine
+        The meta-gradient engine in use.
+    module_, criterion_, optimizer_
+        The initialised torch objects, as in skorch.
+
+    Notes
+    -----
+    ``sample_weight`` (in ``fit``) multiplies the learned weights before
+    they are normalised within each mini-batch: an example with
+    ``sample_weight=0`` is never trained on, one with 2 counts twice as
+    much as its learned weight says. This lets meta-estimators that pass
+    ``sample_weight`` (e.g. cleanlab's ``CleanLearning``) use the estimator.
+
+    Inputs are converted to float32 arrays: 2-d tabular data or n-d arrays
+    such as images ``(n, C, H, W)``; skorch ``Dataset`` objects and dicts
+    are not accepted.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_classification
+    >>> from sk_reweight import ReweightedNeuralNetClassifier
+    >>> X, y = make_classification(n_samples=300, random_state=0)
+    >>> net = ReweightedNeuralNetClassifier(max_epochs=5, random_state=0)
+    >>> net = net.fit(X[20:], y[20:], X_clean=X[:20], y_clean=y[:20])
+    >>> net.predict(X[:3]).shape
+    (3,)
+    >>> net.sample_weights_.shape
+    (5, 280)
+    """
+
+    def __init__(
+        self,
+        module=None,
+        criterion=torch.nn.CrossEntropyLoss,
+        optimizer=torch.optim.Adam,
+        lr=0.001,
+        max_epochs=20,
+        batch_size=128,
+        clean_batch_size=None,
+        meta_engine="auto",
+        random_state=None,
+        train_split=None,
+        device="auto",
+        verbose=0,
+        **kwargs,
+    ):
+        super().__init__(
+            module,
+            criterion=criterion,
+            optimizer=optimizer,
+            lr=lr,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            train_split=train_split,
+            device=device,
+            verbose=verbose,
+            **kwargs,
+        )
+        self.clean_batch_size = clean_batch_size
+        self.meta_engine = meta_engine
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------
+    # device='auto': the parameter keeps 'auto', skorch reads the resolved one
+
+    @property
+    def device(self):
+        device = self.__dict__.get("device", "auto")
+        if isinstance(device, str) and device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return device
+
+    @device.setter
+    def device(self, value):
+        self.__dict__["device"] = value
+
+    def get_params(self, deep=True, **kwargs):
+        params = super().get_params(deep=deep, **kwargs)
+        params["device"] = self.__dict__["device"]
+        return params
+
+    def __setstate__(self, state):
+        requested = state["device"]
+        if isinstance(requested, str) and requested == "auto":
+            # a model trained on CUDA must load where CUDA is missing
+            state = {**state, "device": "cuda" if torch.cuda.is_available() else "cpu"}
+        super().__setstate__(state)
+        self.__dict__["device"] = requested
+
+    # ------------------------------------------------------------------
+    # initialisation
+
+    def initialize_module(self):
+        if self.module is not None:
+            return super().initialize_module()
+        if not hasattr(self, "classes_inferred_"):
+            raise ValueError(
+                "module=None builds an MLP sized from the data, so it is created by "
+                "fit(); pass module=... to initialize() before fitting."
+            )
+        self.module_ = MLP(
+            n_features=int(np.prod(self.sample_shape_)),
+            n_classes=len(self.classes_),
+            **self.get_params_for("module"),
+        )
+        return self
+
+    def initialize_criterion(self):
+        kwargs = self.get_params_for("criterion")
+        if kwargs.get("reduction", "none") != "none":
+            raise ValueError(
+                f"criterion__reduction={kwargs['reduction']!r}: learning to reweight needs "
+                "one loss per example; leave criterion__reduction unset."
+            )
+        if isinstance(self.criterion, torch.nn.Module):
+            if getattr(self.criterion, "reduction", "none") != "none" and not kwargs:
+                raise ValueError(
+                    f"The criterion instance has reduction={self.criterion.reduction!r}; "
+                    "learning to reweight needs one loss per example. Pass the class "
+                    f"(criterion={type(self.criterion).__name__}) instead."
+                )
+            criterion_cls = type(self.criterion)
+        else:
+            criterion_cls = self.criterion
+        if kwargs or not isinstance(self.criterion, torch.nn.Module):
+            if "reduction" in inspect.signature(criterion_cls).parameters:
+                kwargs["reduction"] = "none"
+        self.criterion_ = self.initialized_instance(self.criterion, kwargs)
+        return self
+
+    def initialize(self):
+        super().initialize()
+        self.weight_history_ = WeightHistory()
+        return self
+
+    # ------------------------------------------------------------------
+    # fitting
+
+    def fit(self, X, y, *, X_clean=None, y_clean=None, sample_weight=None, **fit_params):
+        """Train on ``(X, y)`` with weights steered by the clean set.
+
+        Re-initialises the network unless ``warm_start=True``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, ...)
+            Training data, possibly with noisy labels or imbalanced classes.
+        y : array-like of shape (n_samples,)
+            Training labels, of any type.
+        X_clean : array-like of shape (n_clean, ...)
+            Small trusted set with the same features as ``X``. Required.
+        y_clean : array-like of shape (n_clean,)
+            Its labels; each must occur in ``y``.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative multipliers of the learned weights (see Notes).
+
+        Returns
+        -------
+        self
+        """
+        reset = not self.warm_start or not self.initialized_
+        return self._fit(X, y, X_clean, y_clean, sample_weight, fit_params, reset, "fit")
+
+    def partial_fit(self, X, y, classes=None, *, X_clean=None, y_clean=None,
+                    sample_weight=None, **fit_params):
+        """Continue training for ``max_epochs`` epochs without re-initialising.
+
+        Appends to ``history_`` and ``sample_weights_``. Parameters as in
+        :meth:`fit`; ``classes`` is accepted for scikit-learn compatibility
+        (set the ``classes`` parameter to fix the classes up front).
+
+        Returns
+        -------
+        self
+        """
+        reset = not self.initialized_
+        return self._fit(X, y, X_clean, y_clean, sample_weight, fit_params, reset, "partial_fit")
+
+    def _fit(self, X, y, X_clean, y_clean, sample_weight, fit_params, reset, method):
+        if fit_params:
+            raise TypeError(
+                f"{method}() got unexpected keyword arguments {sorted(fit_params)}; it takes "
+                "X, y, X_clean, y_clean and sample_weight."
+            )
+        data = validate_fit_data(self, X, y, X_clean, y_clean, sample_weight, reset=reset)
+        with self._random_context():
+            if reset:
+                self.initialize()
+            self.meta_engine_ = get_engine(self.meta_engine, self.module_)
+            self.fit_state_ = self._make_fit_state(data)
+            try:
+                super().partial_fit(data.X, data.y, _routing_method=method)
+            finally:
+                del self.fit_state_
+        return self
+
+    @contextmanager
+    def _random_context(self):
+        if self.random_state is None:
+            yield
+            return
+        if isinstance(self.random_state, numbers.Integral):
+            base = int(self.random_state)
+        else:
+            base = int(check_random_state(self.random_state).randint(2**31))
+        # a continued fit (partial_fit, warm_start) draws fresh but reproducible numbers
+        epochs_done = len(self.history_) if self.initialized_ and self.history_ else 0
+        seed = int(np.random.SeedSequence([base, epochs_done]).generate_state(1)[0])
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield
+
+    def _make_fit_state(self, data):
+        n_clean = len(data.X_clean)
+        batch_size = self.batch_size if self.batch_size != -1 else len(data.X)
+        clean_batch_size = self.clean_batch_size
+        if clean_batch_size is None:
+            clean_batch_size = min(n_clean, batch_size)
+        elif not isinstance(clean_batch_size, numbers.Integral) or not 1 <= clean_batch_size <= n_clean:
+            raise ValueError(
+                f"clean_batch_size={clean_batch_size!r} must be an int between 1 and the "
+                f"clean set size ({n_clean}); use None for the default."
+            )
+        sample_weight = None
+        if data.sample_weight is not None:
+            sample_weight = torch.as_tensor(data.sample_weight, device=self.device)
+        return _FitState(
+            n_train=len(data.X),
+            X_clean=torch.as_tensor(data.X_clean, device=self.device),
+            y_clean=torch.as_tensor(data.y_clean, device=self.device),
+            clean_batches=CleanBatchCycler(n_clean, int(clean_batch_size)),
+            sample_weight=sample_weight,
+        )
+
+    def check_data(self, X, y):
+        # classes_ are set from the user's labels by validate_fit_data;
+        # skorch's version would overwrite them with the encoded ones.
+        pass
+
+    def get_split_datasets(self, X, y=None, **fit_params):
+        dataset = EncodedLabelDataset(X, y, self.classes_)
+        if self.train_split:
+            return self.train_split(dataset, dataset.y, **fit_params)
+        state = self.fit_state_
+        clean = EncodedLabelDataset(
+            state.X_clean.cpu().numpy(), state.y_clean.cpu().numpy(), self.classes_
+        )
+        return dataset, clean
+
+    def get_iterator(self, dataset, training=False):
+        if not training:
+            return super().get_iterator(dataset, training=False)
+        kwargs = self.get_params_for("iterator_train")
+        for key in ("sampler", "batch_sampler"):
+            if key in kwargs:
+                raise ValueError(
+                    f"iterator_train__{key} is not supported: {type(self).__name__} draws "
+                    "its own batches to know which examples each weight belongs to."
+                )
+        batch_size = kwargs.pop("batch_size", self.batch_size)
+        if batch_size == -1:
+            batch_size = len(dataset)
+        positions = getattr(dataset, "indices", None)  # a Subset from train_split
+        sampler = RecordingBatchSampler(
+            len(dataset),
+            batch_size,
+            shuffle=kwargs.pop("shuffle", True),
+            drop_last=kwargs.pop("drop_last", False),
+            positions=positions,
+        )
+        self.fit_state_.sampler = sampler
+        return self.iterator_train(dataset, batch_sampler=sampler, **kwargs)
+
+    def notify(self, method_name, **cb_kwargs):
+        # Batches hold class indices; callbacks compare targets with
+        # predict(), which returns the user's labels, so they see those.
+        batch = cb_kwargs.get("batch")
+        if isinstance(batch, (tuple, list)) and len(batch) == 2 and torch.is_tensor(batch[1]):
+            cb_kwargs["batch"] = (batch[0], self.classes_[batch[1].cpu().numpy()])
+        super().notify(method_name, **cb_kwargs)
+
+    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        super().on_epoch_begin(net, dataset_train, dataset_valid, **kwargs)
+        self.weight_history_.new_epoch(self.fit_state_.n_train)
+
+    def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        super().on_epoch_end(net, dataset_train, dataset_valid, **kwargs)
+        row = self.weight_history_.current
+        trained = row[~np.isnan(row)]
+        self.history.record("weight_mean", float(trained.mean()) if trained.size else float("nan"))
+        self.history.record(
+            "weight_zero_frac", float((trained == 0).mean()) if trained.size else float("nan")
+        )
+        batches = self.history[-1, "batches"]
+        self.history.record("skipped_batches", int(sum(b.get("skipped", 0) for b in batches)))
+
+    def get_per_example_loss(self, y_pred, y_true, X=None, training=False):
+        """One loss per example: the criterion with ``reduction='none'``."""
+        losses = super().get_loss(y_pred, y_true, X=X, training=training)
+        if losses.dim() != 1 or len(losses) != len(y_true):
+            raise ValueError(
+                f"The criterion returned a loss of shape {tuple(losses.shape)} for a batch "
+                f"of {len(y_true)}; learning to reweight needs one loss per example. Use a "
+                "criterion that accepts reduction='none', or one that returns a vector."
+            )
+        return losses
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        """Mean per-example loss (skorch's scalar loss, e.g. for validation)."""
+        return self.get_per_example_loss(y_pred, y_true, X=X, training=training).mean()
+
+    def train_step_single(self, batch, **fit_params):
+        """Meta step of Algorithm 1 and backward pass of the weighted loss."""
+        self._set_training(True)
+        Xi, yi = unpack_data(batch)
+        Xi, yi = to_tensor(Xi, device=self.device), to_tensor(yi, device=self.device)
+        state = self.fit_state_
+        positions = state.sampler.pop()
+        X_clean, y_clean = state.clean_batch()
+        sample_weight = None if state.sample_weight is None else state.sample_weight[positions]
+
+        def loss_fn(output, target):
+            return self.get_per_example_loss(output, target, training=True)
+
+        def weigh(alignment):
+            return normalize_weights(alignment, sample_weight)
+
+        step = self.meta_engine_.reweighted_backward(
+            self.module_, loss_fn, Xi, yi, X_clean, y_clean, weigh
+        )
+        loss = step.losses.mean()
+        if not torch.isfinite(loss) or not torch.isfinite(step.alignment).all():
+            raise TrainingDivergedError(
+                f"Training diverged in epoch {len(self.history)}, batch "
+                f"{len(self.history[-1, 'batches'])}: the training loss is {loss.item()} "
+                "(or the meta-gradient is not finite). The parameters are those from before "
+                "this step. Lower the learning rate or check the inputs' scale."
+            )
+        skipped = not bool(step.weights.any())
+        self.weight_history_.record(positions, (step.weights * len(Xi)).cpu().numpy())
+        self.history.record_batch("skipped", skipped)
+        self.history.record_batch("clean_loss", step.clean_loss.item())
+        return {"loss": loss, "y_pred": step.y_pred, "skipped": skipped}
+
+    def train_step(self, batch, **fit_params):
+        """One reweighted step; the optimizer is not stepped when all weights are 0."""
+        self._zero_grad_optimizer()
+        step = self.train_step_single(batch, **fit_params)
+        self.notify(
+            "on_grad_computed",
+            named_parameters=TeeGenerator(self.get_all_learnable_params()),
+            batch=batch,
+            training=True,
+        )
+        if not step["skipped"]:
+            self._step_optimizer(None)
+        return step
+
+    # ------------------------------------------------------------------
+    # results
+
+    @property
+    def sample_weights_(self):
+        if not hasattr(self, "weight_history_"):
+            raise AttributeError(
+                f"{type(self).__name__} has no sample_weights_ before fit() is called."
+            )
+        return self.weight_history_.to_array()
+
+    def predict_proba(self, X):
+        """Class probabilities, columns in the order of ``classes_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+        """
+        self.check_is_fitted()
+        if not isinstance(X, torch.utils.data.Dataset):  # skorch's scoring passes Datasets
+            X = validate_predict_data(self, X)
+        return super().predict_proba(X)
+
+    def predict(self, X):
+        """Predicted class labels (values of ``classes_``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]

@@ -1,0 +1,185 @@
+"""Meta-gradient engines for learning to reweight (Ren et al., 2018, Alg. 1).
+
+With per-example weights ``eps`` at zero, the lookahead parameters are
+``theta' = theta - alpha * grad sum_i eps_i f_i(theta)`` and, since
+``theta'(0) = theta``,
+
+    d L_clean(theta') / d eps_i = -alpha * <grad L_clean(theta), grad f_i(theta)>.
+
+An engine computes the *alignment* ``a_i = <grad L_clean(theta), grad f_i(theta)>``
+(the negated meta-gradient up to the positive factor ``alpha``, which the
+normalisation of the weights cancels), asks the estimator to turn it into
+weights, and leaves ``grad sum_i w_i f_i`` in the parameters' ``.grad``.
+Engines differ only in how they get there, so they are interchangeable.
+"""
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.autograd.forward_ad as fwAD
+from torch.func import functional_call
+from torch.nn.modules.batchnorm import _NormBase
+
+__all__ = ["MetaGradientEngine", "ForwardModeEngine", "MetaStep", "frozen_state", "get_engine"]
+
+
+@dataclass
+class MetaStep:
+    """What one reweighted training step produced.
+
+    Attributes
+    ----------
+    y_pred : torch.Tensor
+        Module output on the training batch.
+    losses : torch.Tensor of shape (batch_size,)
+        Per-example training losses (detached).
+    alignment : torch.Tensor of shape (batch_size,)
+        ``<grad L_clean, grad f_i>`` for each training example.
+    weights : torch.Tensor of shape (batch_size,)
+        Normalised weights the step used (all zero: the step was skipped).
+    clean_loss : torch.Tensor
+        Mean loss on the clean mini-batch (detached scalar).
+    """
+
+    y_pred: torch.Tensor
+    losses: torch.Tensor
+    alignment: torch.Tensor
+    weights: torch.Tensor
+    clean_loss: torch.Tensor
+
+
+@contextmanager
+def frozen_state(module):
+    """Run the meta step without changing any module state.
+
+    Normalisation layers that track running statistics are switched to use
+    batch statistics without updating them (so train-mode batch norm stays
+    exact and its running mean/var untouched); every other buffer is
+    restored afterwards in case a custom layer mutates it in ``forward``.
+    """
+    norms = [m for m in module.modules() if isinstance(m, _NormBase) and m.track_running_stats]
+    norm_buffers = {id(b) for m in norms for b in m.buffers(recurse=False)}
+    saved = [(b, b.detach().clone()) for b in module.buffers() if id(b) not in norm_buffers]
+    for m in norms:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in norms:
+            m.track_running_stats = True
+        with torch.no_grad():
+            for buf, value in saved:
+                buf.copy_(value)
+
+
+def trainable_parameters(module):
+    """Named parameters that receive gradients (frozen ones take no part)."""
+    return {n: p for n, p in module.named_parameters() if p.requires_grad}
+
+
+def clean_gradient(module, loss_fn, X_clean, y_clean, params):
+    """Gradient of the mean clean-batch loss, zeros for unused parameters."""
+    clean_loss = loss_fn(module(X_clean), y_clean).mean()
+    grads = torch.autograd.grad(clean_loss, list(params.values()), allow_unused=True)
+    grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params.values(), grads)]
+    return clean_loss.detach(), grads
+
+
+class MetaGradientEngine:
+    """Interface of a meta-gradient engine.
+
+    Subclasses implement :meth:`reweighted_backward`; :meth:`supports` says
+    whether the engine is exact for a given module.
+    """
+
+    name = None
+
+    def supports(self, module):
+        """Whether this engine computes exact weights for ``module``."""
+        raise NotImplementedError
+
+    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh):
+        """Compute the weights of one training batch and backpropagate.
+
+        Parameters
+        ----------
+        module : torch.nn.Module
+            The network, in the mode it trains in.
+        loss_fn : callable
+            ``loss_fn(output, target)`` returning one loss per example.
+        X, y : torch.Tensor
+            Training mini-batch.
+        X_clean, y_clean : torch.Tensor
+            Clean mini-batch.
+        weigh : callable
+            Maps the alignment ``a`` of shape (batch_size,) to normalised
+            weights ``w`` (all zero when the batch is to be skipped).
+
+        Returns
+        -------
+        MetaStep
+            On return, each trainable parameter's ``.grad`` holds
+            ``grad sum_i w_i f_i`` (left untouched when all weights are zero).
+        """
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class ForwardModeEngine(MetaGradientEngine):
+    """Exact engine for any module: one forward-mode Jacobian-vector product.
+
+    Computes ``g = grad L_clean`` by backprop on the clean batch, then the
+    directional derivative of the per-example training losses along ``g``
+    with forward-mode autodiff (dual numbers through
+    :func:`torch.func.functional_call`), which is exactly the alignment.
+    Handles modules that couple examples (train-mode batch norm). A plain
+    forward/backward on the weighted loss then produces the update.
+    """
+
+    name = "jvp"
+
+    def supports(self, module):
+        return True
+
+    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh):
+        params = trainable_parameters(module)
+        with frozen_state(module):
+            clean_loss, direction = clean_gradient(module, loss_fn, X_clean, y_clean, params)
+            # The JVP pass needs no autograd graph; log-softmax's forward-AD
+            # formula also cannot share one with a later backward.
+            with torch.no_grad(), fwAD.dual_level():
+                duals = {n: fwAD.make_dual(p, t) for (n, p), t in zip(params.items(), direction)}
+                losses = loss_fn(functional_call(module, duals, (X,)), y)
+                alignment = fwAD.unpack_dual(losses).tangent
+            if alignment is None:  # losses do not depend on any parameter
+                alignment = torch.zeros_like(losses)
+        weights = weigh(alignment)
+        y_pred = module(X)
+        losses = loss_fn(y_pred, y)
+        if bool(weights.any()):
+            torch.dot(losses, weights).backward()
+        return MetaStep(y_pred, losses.detach(), alignment, weights, clean_loss)
+
+
+ENGINES = {engine.name: engine for engine in (ForwardModeEngine,)}
+
+
+def get_engine(name, module):
+    """Return the engine instance for ``name`` (``'auto'``: the best exact one)."""
+    if name == "auto":
+        for engine_cls in ENGINES.values():
+            engine = engine_cls()
+            if engine.supports(module):
+                return engine
+    if name not in ENGINES:
+        raise ValueError(
+            f"meta_engine={name!r} is not available; choose 'auto' or one of {sorted(ENGINES)}."
+        )
+    engine = ENGINES[name]()
+    if not engine.supports(module):
+        raise ValueError(
+            f"meta_engine={name!r} cannot handle {type(module).__name__}; use meta_engine='auto'."
+        )
+    return engine

@@ -1,0 +1,87 @@
+"""Mini-batch index bookkeeping for training and clean batches."""
+from collections import deque
+
+import numpy as np
+import torch
+
+
+class RecordingBatchSampler(torch.utils.data.Sampler):
+    """Batch sampler that remembers which dataset rows each batch holds.
+
+    A ``DataLoader`` delivers batches in the order its batch sampler yields
+    them (also with worker processes), so the consumer pops the rows of
+    the batch it is training on with :meth:`pop`. Training batches stay plain
+    ``(X, y)`` tuples and every skorch callback keeps working on them.
+
+    Parameters
+    ----------
+    n_samples : int
+    batch_size : int
+    shuffle : bool
+        Draw a new permutation (from torch's global RNG) at every epoch.
+    drop_last : bool
+    positions : array-like of int or None
+        Maps dataset rows to positions in the user's training data (for a
+        ``Subset`` produced by ``train_split``); ``None`` is the identity.
+    """
+
+    def __init__(self, n_samples, batch_size, shuffle=True, drop_last=False, positions=None):
+        self.n_samples = n_samples
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.positions = None if positions is None else np.asarray(positions)
+        self._pending = deque()
+
+    def __iter__(self):
+        self._pending.clear()
+        order = torch.randperm(self.n_samples) if self.shuffle else torch.arange(self.n_samples)
+        for start in range(0, self.n_samples, self.batch_size):
+            rows = order[start:start + self.batch_size]
+            if self.drop_last and len(rows) < self.batch_size:
+                break
+            rows = rows.tolist()
+            self._pending.append(rows)
+            yield rows
+
+    def __len__(self):
+        if self.drop_last:
+            return self.n_samples // self.batch_size
+        return -(-self.n_samples // self.batch_size)
+
+    def pop(self):
+        """Positions in the training data of the oldest batch not yet popped."""
+        rows = np.asarray(self._pending.popleft())
+        return rows if self.positions is None else self.positions[rows]
+
+
+class CleanBatchCycler:
+    """Endless clean mini-batches: each pass covers every clean example once.
+
+    Each pass is a fresh permutation. A batch that straddles two passes is
+    completed from examples not already in it, so no batch repeats an example.
+
+    Parameters
+    ----------
+    n_samples : int
+    batch_size : int
+        At most ``n_samples``.
+    """
+
+    def __init__(self, n_samples, batch_size):
+        self.n_samples = n_samples
+        self.batch_size = batch_size
+        self._queue = torch.empty(0, dtype=torch.long)
+
+    def next_indices(self):
+        if len(self._queue) < self.batch_size:
+            tail = self._queue
+            rest = torch.ones(self.n_samples, dtype=torch.bool)
+            rest[tail] = False
+            others = rest.nonzero().flatten()
+            # tail first (finishes the old pass), its examples end the new pass
+            self._queue = torch.cat([
+                tail, others[torch.randperm(len(others))], tail[torch.randperm(len(tail))],
+            ])
+        batch, self._queue = self._queue[:self.batch_size], self._queue[self.batch_size:]
+        return batch

@@ -1,0 +1,144 @@
+"""Checks on the data given to ``fit``: clear errors that say how to fix them."""
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_array,
+    check_consistent_length,
+    column_or_1d,
+    validate_data,
+)
+
+MISSING_CLEAN_SET = (
+    "{name} learns per-example weights from a small trusted clean set and cannot "
+    "train without one: pass it as fit(X, y, X_clean=X_clean, y_clean=y_clean). "
+    "In a Pipeline use pipe.fit(X, y, {{step}}__X_clean=..., {{step}}__y_clean=...), or "
+    "with metadata routing enabled call {name}().set_fit_request(X_clean=True, "
+    "y_clean=True) and Pipeline(..., transform_input=['X_clean']) so preprocessing "
+    "is applied to the clean set as well."
+)
+
+# float32 is what torch modules are built with
+ARRAY_CHECKS = dict(dtype=np.float32, allow_nd=True, ensure_min_features=1)
+
+
+@dataclass
+class FitData:
+    X: np.ndarray
+    y: np.ndarray
+    X_clean: np.ndarray
+    y_clean: np.ndarray
+    sample_weight: np.ndarray
+
+
+def validate_fit_data(estimator, X, y, X_clean, y_clean, sample_weight, reset):
+    """Validate and encode the training and clean sets.
+
+    On ``reset`` sets ``n_features_in_`` (and ``feature_names_in_``), the
+    classes and the per-example input shape on ``estimator``; otherwise
+    checks the data against them. Labels come back encoded as ``int64``
+    indices into ``estimator.classes_``.
+    """
+    name = type(estimator).__name__
+    if X_clean is None or y_clean is None:
+        missing = " and ".join(n for n, v in (("X_clean", X_clean), ("y_clean", y_clean)) if v is None)
+        raise ValueError(f"{missing} not given. " + MISSING_CLEAN_SET.format(name=name))
+
+    X, y = validate_data(estimator, X, y, reset=reset, **ARRAY_CHECKS)
+    check_classification_targets(y)
+    if reset:
+        estimator.classes_inferred_ = _fit_classes(estimator, y)
+        estimator.sample_shape_ = X.shape[1:]
+    else:
+        check_sample_shape(estimator, X)
+    y_enc = encode_labels(estimator.classes_, y, "y")
+
+    X_clean = check_array(X_clean, input_name="X_clean", **ARRAY_CHECKS)
+    y_clean = column_or_1d(y_clean, warn=True)
+    check_consistent_length(X_clean, y_clean)
+    if X_clean.shape[1:] != X.shape[1:]:
+        raise ValueError(
+            f"X_clean has per-example shape {X_clean.shape[1:]} but X has {X.shape[1:]}: "
+            "the clean set must have the same features as the training data "
+            "(apply the same preprocessing to both)."
+        )
+    unknown = np.setdiff1d(np.unique(y_clean), np.unique(y))
+    if unknown.size:
+        raise ValueError(
+            f"y_clean contains labels {unknown.tolist()} that do not occur in y; "
+            "every clean label must be one of the training labels."
+        )
+    yc_enc = encode_labels(estimator.classes_, y_clean, "y_clean")
+    absent = np.setdiff1d(np.unique(y), np.unique(y_clean))
+    if absent.size:
+        warnings.warn(
+            f"The clean set has no example of classes {absent.tolist()}; the weights "
+            "cannot favour these classes. Add clean examples of every class.",
+            UserWarning,
+            stacklevel=3,
+        )
+    if len(X_clean) == len(X):
+        warnings.warn(
+            "X_clean has as many rows as X. scikit-learn meta-estimators (GridSearchCV, "
+            "cross_validate) slice every fit parameter of that length together with X, "
+            "so the clean set may have been split like training data. Use a clean set "
+            "of a different size, or check that this is intended.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+    if sample_weight is not None:
+        sample_weight = _check_sample_weight(
+            sample_weight, X, dtype=np.float32, ensure_non_negative=True
+        )
+        if not sample_weight.any():
+            raise ValueError(
+                "sample_weight is zero for every example, so nothing can be trained; "
+                "give at least one example a positive weight."
+            )
+    return FitData(X, y_enc, X_clean, yc_enc, sample_weight)
+
+
+def validate_predict_data(estimator, X):
+    X = validate_data(estimator, X, reset=False, **ARRAY_CHECKS)
+    check_sample_shape(estimator, X)
+    return X
+
+
+def check_sample_shape(estimator, X):
+    if X.shape[1:] != estimator.sample_shape_:
+        raise ValueError(
+            f"X has per-example shape {X.shape[1:]}, but {type(estimator).__name__} "
+            f"was fitted on examples of shape {estimator.sample_shape_}."
+        )
+
+
+def _fit_classes(estimator, y):
+    if estimator.classes is not None:
+        classes = np.asarray(estimator.classes)
+        unknown = np.setdiff1d(np.unique(y), classes)
+        if unknown.size:
+            raise ValueError(f"y contains labels {unknown.tolist()} not in classes={classes.tolist()}.")
+        return classes
+    classes = LabelEncoder().fit(y).classes_
+    if len(classes) < 2:
+        raise ValueError(
+            f"y has a single class ({classes[0]!r}); a classifier needs at least 2 classes."
+        )
+    return classes
+
+
+def encode_labels(classes, labels, name):
+    """Indices of ``labels`` in the sorted ``classes``."""
+    order = np.argsort(classes)
+    pos = np.searchsorted(classes, labels, sorter=order)
+    pos = np.clip(pos, 0, len(classes) - 1)
+    found = order[pos]
+    if not np.array_equal(np.asarray(classes)[found], labels):
+        bad = np.setdiff1d(np.unique(labels), classes)
+        raise ValueError(f"{name} contains labels {bad.tolist()} not seen at fit.")
+    return found.astype(np.int64)

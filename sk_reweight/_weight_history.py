@@ -1,0 +1,50 @@
+"""Per-epoch record of the weight each training example received."""
+import numpy as np
+import torch
+
+
+class WeightHistory:
+    """Rows of per-example weights, one per epoch, ``NaN`` where not trained.
+
+    Weights are stored scaled by the batch size, so ``1.0`` is the uniform
+    weight of plain training. The object has ``state_dict`` /
+    ``load_state_dict`` so skorch's ``save_params(f_weight_history=...)``,
+    ``load_params`` and ``Checkpoint(f_weight_history=...)`` persist it.
+    """
+
+    def __init__(self):
+        self._rows = []
+
+    def new_epoch(self, n_samples):
+        self._rows.append(np.full(n_samples, np.nan, dtype=np.float32))
+
+    def record(self, positions, scaled_weights):
+        self._rows[-1][positions] = scaled_weights
+
+    @property
+    def current(self):
+        return self._rows[-1]
+
+    def __len__(self):
+        return len(self._rows)
+
+    def to_array(self):
+        if not self._rows:
+            return np.empty((0, 0), dtype=np.float32)
+        widths = {len(r) for r in self._rows}
+        if len(widths) > 1:
+            raise ValueError(
+                "The weight history mixes training sets of different sizes "
+                f"{sorted(widths)}; read it per epoch with weight_history_.epoch(i)."
+            )
+        return np.stack(self._rows)
+
+    def epoch(self, i):
+        return self._rows[i]
+
+    def state_dict(self):
+        return {f"epoch_{i}": torch.from_numpy(r) for i, r in enumerate(self._rows)}
+
+    def load_state_dict(self, state_dict):
+        keys = sorted(state_dict, key=lambda k: int(k.rsplit("_", 1)[1]))
+        self._rows = [state_dict[k].detach().cpu().numpy().astype(np.float32) for k in keys]
