@@ -221,6 +221,8 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
     def get_params(self, deep=True, **kwargs):
         params = super().get_params(deep=deep, **kwargs)
         params["device"] = self.__dict__["device"]
+        # skorch bookkeeping that its _get_param_names lets through
+        params.pop("_params_to_validate", None)
         return params
 
     def __setstate__(self, state):
@@ -327,7 +329,7 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
                 "X, y, X_clean, y_clean and sample_weight."
             )
         data = validate_fit_data(self, X, y, X_clean, y_clean, sample_weight, reset=reset)
-        with self._random_context():
+        with self._random_context(continued=not reset):
             if reset:
                 self.initialize()
             self.meta_engine_ = get_engine(self.meta_engine, self.module_)
@@ -339,7 +341,7 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
         return self
 
     @contextmanager
-    def _random_context(self):
+    def _random_context(self, continued):
         if self.random_state is None:
             yield
             return
@@ -348,7 +350,7 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
         else:
             base = int(check_random_state(self.random_state).randint(2**31))
         # a continued fit (partial_fit, warm_start) draws fresh but reproducible numbers
-        epochs_done = len(self.history_) if self.initialized_ and self.history_ else 0
+        epochs_done = len(self.history_) if continued else 0
         seed = int(np.random.SeedSequence([base, epochs_done]).generate_state(1)[0])
         devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
         with torch.random.fork_rng(devices=devices):
@@ -539,4 +541,5 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
         -------
         ndarray of shape (n_samples,)
         """
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        indices = self.predict_proba(X).argmax(axis=1)
+        return self.classes_[indices]

@@ -43,11 +43,6 @@ def validate_fit_data(estimator, X, y, X_clean, y_clean, sample_weight, reset):
     checks the data against them. Labels come back encoded as ``int64``
     indices into ``estimator.classes_``.
     """
-    name = type(estimator).__name__
-    if X_clean is None or y_clean is None:
-        missing = " and ".join(n for n, v in (("X_clean", X_clean), ("y_clean", y_clean)) if v is None)
-        raise ValueError(f"{missing} not given. " + MISSING_CLEAN_SET.format(name=name))
-
     X, y = validate_data(estimator, X, y, reset=reset, **ARRAY_CHECKS)
     check_classification_targets(y)
     if reset:
@@ -56,6 +51,10 @@ def validate_fit_data(estimator, X, y, X_clean, y_clean, sample_weight, reset):
     else:
         check_sample_shape(estimator, X)
     y_enc = encode_labels(estimator.classes_, y, "y")
+
+    if X_clean is None or y_clean is None:
+        missing = " and ".join(n for n, v in (("X_clean", X_clean), ("y_clean", y_clean)) if v is None)
+        raise ValueError(f"{missing} not given. " + MISSING_CLEAN_SET.format(name=type(estimator).__name__))
 
     X_clean = check_array(X_clean, input_name="X_clean", **ARRAY_CHECKS)
     y_clean = column_or_1d(y_clean, warn=True)
@@ -92,14 +91,10 @@ def validate_fit_data(estimator, X, y, X_clean, y_clean, sample_weight, reset):
         )
 
     if sample_weight is not None:
+        # refuses negative and all-zero weights
         sample_weight = _check_sample_weight(
             sample_weight, X, dtype=np.float32, ensure_non_negative=True
         )
-        if not sample_weight.any():
-            raise ValueError(
-                "sample_weight is zero for every example, so nothing can be trained; "
-                "give at least one example a positive weight."
-            )
     return FitData(X, y_enc, X_clean, yc_enc, sample_weight)
 
 
@@ -127,7 +122,7 @@ def _fit_classes(estimator, y):
     classes = LabelEncoder().fit(y).classes_
     if len(classes) < 2:
         raise ValueError(
-            f"y has a single class ({classes[0]!r}); a classifier needs at least 2 classes."
+            f"y has only one class ({classes[0]!r}); a classifier needs at least 2 classes."
         )
     return classes
 
