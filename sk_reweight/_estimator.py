@@ -1,6 +1,7 @@
 """The learning-to-reweight estimator."""
 import inspect
 import numbers
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -12,7 +13,8 @@ from skorch.dataset import unpack_data
 from skorch.utils import TeeGenerator, to_tensor
 
 from ._dataset import EncodedLabelDataset
-from ._meta_gradient import get_engine
+from ._engines import agrees_with_generic_engine, get_engine
+from ._meta_gradient import ForwardModeEngine
 from ._sampling import CleanBatchCycler, RecordingBatchSampler
 from ._validation import validate_fit_data, validate_predict_data
 from ._weight_history import WeightHistory
@@ -92,11 +94,16 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
         Size of the clean mini-batch drawn at every step; the clean set is
         cycled through, reshuffled at each pass. ``None``: the whole clean
         set when it has at most ``batch_size`` examples, else ``batch_size``.
-    meta_engine : {'auto', 'jvp'}, default='auto'
+    meta_engine : {'auto', 'layerwise', 'jvp'}, default='auto'
         How the meta-gradient is computed; every engine is exact.
-        ``'jvp'``: a forward-mode Jacobian-vector product, for any module
-        (batch norm included). ``'auto'`` picks the fastest exact engine for
-        the module; the choice is in ``meta_engine_``.
+        ``'layerwise'``: alignment and weighted gradient from one forward
+        and backward, for networks whose parameterised layers are Linear,
+        Conv1d/2d/3d or Embedding (about the cost of plain training).
+        ``'jvp'``: a forward-mode Jacobian-vector product, for any module,
+        train-mode batch norm included. ``'auto'`` takes ``'layerwise'``
+        when the module qualifies and it agrees with ``'jvp'`` on the first
+        batch (else warns and uses ``'jvp'``); the choice is in
+        ``meta_engine_``.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling, clean batches and dropout,
         so that the same seed gives identical weights and predictions on
@@ -332,8 +339,8 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
         with self._random_context(continued=not reset):
             if reset:
                 self.initialize()
-            self.meta_engine_ = get_engine(self.meta_engine, self.module_)
             self.fit_state_ = self._make_fit_state(data)
+            self.meta_engine_ = self._select_engine(data)
             try:
                 super().partial_fit(data.X, data.y, _routing_method=method)
             finally:
@@ -356,6 +363,29 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             yield
+
+    def _select_engine(self, data):
+        engine = get_engine(self.meta_engine, self.module_)
+        if self.meta_engine != "auto" or isinstance(engine, ForwardModeEngine):
+            return engine
+        n = min(len(data.X), self.batch_size if self.batch_size != -1 else len(data.X))
+        batch = (torch.as_tensor(data.X[:n], device=self.device),
+                 torch.as_tensor(data.y[:n], device=self.device))
+        clean = self.fit_state_.X_clean, self.fit_state_.y_clean
+
+        def loss_fn(output, target):
+            return self.get_per_example_loss(output, target, training=True)
+
+        if agrees_with_generic_engine(engine, self.module_, loss_fn, *batch, *clean):
+            return engine
+        warnings.warn(
+            f"The {engine.name!r} meta-gradient engine disagrees with the exact generic one "
+            f"on this {type(self.module_).__name__} (a parameter used outside its layer, such "
+            "as tied weights?); using meta_engine='jvp'. Pass meta_engine='jvp' to skip this check.",
+            UserWarning,
+            stacklevel=4,
+        )
+        return ForwardModeEngine()
 
     def _make_fit_state(self, data):
         n_clean = len(data.X_clean)

@@ -20,7 +20,7 @@ import torch.autograd.forward_ad as fwAD
 from torch.func import functional_call
 from torch.nn.modules.batchnorm import _NormBase
 
-__all__ = ["MetaGradientEngine", "ForwardModeEngine", "MetaStep", "frozen_state", "get_engine"]
+__all__ = ["MetaGradientEngine", "ForwardModeEngine", "MetaStep", "frozen_state"]
 
 
 @dataclass
@@ -96,6 +96,10 @@ class MetaGradientEngine:
 
     def supports(self, module):
         """Whether this engine computes exact weights for ``module``."""
+        return self.unsupported_reason(module) is None
+
+    def unsupported_reason(self, module):
+        """Why the engine cannot handle ``module``, or ``None``."""
         raise NotImplementedError
 
     def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh):
@@ -140,8 +144,8 @@ class ForwardModeEngine(MetaGradientEngine):
 
     name = "jvp"
 
-    def supports(self, module):
-        return True
+    def unsupported_reason(self, module):
+        return None
 
     def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh):
         params = trainable_parameters(module)
@@ -161,25 +165,3 @@ class ForwardModeEngine(MetaGradientEngine):
         if bool(weights.any()):
             torch.dot(losses, weights).backward()
         return MetaStep(y_pred, losses.detach(), alignment, weights, clean_loss)
-
-
-ENGINES = {engine.name: engine for engine in (ForwardModeEngine,)}
-
-
-def get_engine(name, module):
-    """Return the engine instance for ``name`` (``'auto'``: the best exact one)."""
-    if name == "auto":
-        for engine_cls in ENGINES.values():
-            engine = engine_cls()
-            if engine.supports(module):
-                return engine
-    if name not in ENGINES:
-        raise ValueError(
-            f"meta_engine={name!r} is not available; choose 'auto' or one of {sorted(ENGINES)}."
-        )
-    engine = ENGINES[name]()
-    if not engine.supports(module):
-        raise ValueError(
-            f"meta_engine={name!r} cannot handle {type(module).__name__}; use meta_engine='auto'."
-        )
-    return engine

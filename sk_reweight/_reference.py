@@ -31,11 +31,10 @@ def lookahead_eps_gradient(module, loss_fn, X, y, X_clean, y_clean, alpha=1.0):
     """
     params = trainable_parameters(module)
     with frozen_state(module):
-        eps = torch.zeros(len(X), dtype=X.dtype if X.is_floating_point() else None,
-                          device=X.device, requires_grad=True)
         losses = loss_fn(module(X), y)
+        eps = torch.zeros_like(losses, requires_grad=True)
         grads = torch.autograd.grad(
-            torch.dot(eps, losses.to(eps.dtype)), list(params.values()),
+            torch.dot(eps, losses), list(params.values()),
             create_graph=True, allow_unused=True,
         )
         lookahead = {

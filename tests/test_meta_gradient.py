@@ -6,7 +6,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from sk_reweight._meta_gradient import ENGINES, frozen_state, get_engine, trainable_parameters
+from sk_reweight._engines import ENGINES, get_engine
+from sk_reweight._meta_gradient import frozen_state, trainable_parameters
 from sk_reweight._reference import lookahead_eps_gradient, reference_weights
 from sk_reweight._estimator import normalize_weights
 from sk_reweight.modules import LeNet, MLP, ResNet32
@@ -54,12 +55,68 @@ def run_engine(engine, module, X, y, Xc, yc):
     return step, seen["alignment"], grads
 
 
-@pytest.mark.parametrize("engine_name", sorted(ENGINES))
-@pytest.mark.parametrize("net", sorted(NETS))
+class Conv1dNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(2, 4, 3, stride=2, padding=1, dilation=1)
+        self.conv2 = nn.Conv1d(4, 4, 3, groups=2, padding="valid", bias=False)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.conv2(torch.tanh(self.conv(x)))).mean(-1))
+
+
+class Conv3dNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv3d(1, 3, 2, stride=(1, 2, 1), dilation=(2, 1, 1))
+        self.head = nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.conv(x)).mean(dim=(2, 3, 4)))
+
+
+class SequenceNet(nn.Module):
+    """Embedding (with padding_idx), Linear over (batch, time, features), shared layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(11, 5, padding_idx=0)
+        self.mix = nn.Linear(5, 5)
+        self.head = nn.Linear(5, 3)
+
+    def forward(self, tokens):
+        h = torch.tanh(self.mix(self.embed(tokens)))
+        h = torch.tanh(self.mix(h))  # the same layer twice: weight sharing
+        return self.head(h.mean(1))
+
+
+def sequence_batch(n=12, n_clean=6):
+    g = torch.Generator().manual_seed(0)
+    X = torch.randint(0, 11, (n, 7), generator=g)
+    Xc = torch.randint(0, 11, (n_clean, 7), generator=g)
+    return X, torch.randint(0, 3, (n,), generator=g), Xc, torch.randint(0, 3, (n_clean,), generator=g)
+
+
+NETS.update({
+    "conv1d": (Conv1dNet, (2, 9)),
+    "conv3d": (Conv3dNet, (1, 5, 6, 4)),
+    "dropout_eval": (lambda: MLP(n_features=7, n_classes=3, dropout=0.5).eval(), (7,)),
+})
+CASES = [(engine, net) for engine in sorted(ENGINES) for net in sorted(NETS)
+         if net != "batchnorm" or engine == "jvp"] + [("layerwise", "sequence"), ("jvp", "sequence")]
+
+
+@pytest.mark.parametrize("engine_name,net", CASES)
 def test_engine_matches_literal_lookahead(engine_name, net):
-    build, shape = NETS[net]
-    module = build().double().train()
-    X, y, Xc, yc = make_batch(shape)
+    if net == "sequence":
+        torch.manual_seed(5)  # an initialisation whose batch mixes kept and dropped examples
+        module, (X, y, Xc, yc) = SequenceNet().double(), sequence_batch()
+    else:
+        build, shape = NETS[net]
+        module = build().double()
+        module.train(module.training)
+        X, y, Xc, yc = make_batch(shape)
     reference = copy.deepcopy(module)
 
     # literal Algorithm 1: d L_clean(theta') / d eps by double backprop
@@ -162,3 +219,46 @@ def test_resnet32_forward_shape_and_engine_runs():
 def test_unknown_engine_is_a_clear_error():
     with pytest.raises(ValueError, match="meta_engine='nope' is not available"):
         get_engine("nope", mlp())
+
+
+def test_layerwise_engine_declines_what_it_cannot_do_exactly():
+    from sk_reweight._layerwise import LayerwiseEngine
+
+    engine = LayerwiseEngine()
+    assert "couples the examples" in engine.unsupported_reason(batchnorm_net())
+    assert "no layer-wise rule" in engine.unsupported_reason(nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2)))
+    assert "padding_mode='reflect'" in engine.unsupported_reason(nn.Conv2d(1, 1, 3, padding_mode="reflect"))
+    assert get_engine("auto", batchnorm_net()).name == "jvp"
+    assert get_engine("auto", mlp()).name == "layerwise"
+    with pytest.raises(ValueError, match="meta_engine='layerwise' cannot handle this module"):
+        get_engine("layerwise", batchnorm_net())
+
+
+def test_layerwise_engine_refuses_inplace_modified_outputs():
+    module = nn.Sequential(nn.Linear(7, 4), nn.ReLU(inplace=True), nn.Linear(4, 3)).double()
+    X, y, Xc, yc = make_batch((7,))
+    with pytest.raises(RuntimeError, match="modified in place"):
+        run_engine(ENGINES["layerwise"](), module, X, y, Xc, yc)
+
+
+def test_auto_falls_back_when_fast_engine_disagrees(small_data):
+    import numpy as np
+    from sk_reweight import ReweightedNeuralNetClassifier
+
+    class TiedWeights(nn.Module):
+        """The output layer reuses the first layer's weight outside its forward."""
+
+        def __init__(self):
+            super().__init__()
+            self.inp = nn.Linear(6, 6)
+
+        def forward(self, x):
+            return torch.nn.functional.linear(torch.tanh(self.inp(x)), self.inp.weight[:2])
+
+    X, y, Xc, yc = small_data
+    with pytest.warns(UserWarning, match="'layerwise' meta-gradient engine disagrees"):
+        net = ReweightedNeuralNetClassifier(module=TiedWeights, max_epochs=1).fit(X, y, X_clean=Xc, y_clean=yc)
+    assert net.meta_engine_.name == "jvp"
+    net = ReweightedNeuralNetClassifier(max_epochs=1).fit(X, y, X_clean=Xc, y_clean=yc)
+    assert net.meta_engine_.name == "layerwise"
+    assert np.isfinite(net.sample_weights_).all()
