@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ._meta_gradient import MetaGradientEngine, MetaStep, clean_gradient, trainable_parameters
+from ._meta_gradient import MetaGradientEngine, MetaStep
 
 
 def _trainable(layer, name):
@@ -50,6 +50,18 @@ class _LinearRule:
     def unsupported(self, layer):
         return None
 
+    def kernel_alignment(self, layer, a, delta, n):
+        """Alignment without forming G, when cheaper: for a layer called once
+        on 2-d input, <G, grad f_i> = sum_j (x_i.x_j + 1)(d_i.d_j) over the
+        clean rows j (d_j already carries the 1/m of the mean clean loss)."""
+        m = len(a) - n
+        if a.dim() != 2 or m * (layer.in_features + layer.out_features) >= layer.in_features * layer.out_features:
+            return None
+        kernel = a[:n] @ a[n:].T if _trainable(layer, "weight") is not None else 0
+        if _trainable(layer, "bias") is not None:
+            kernel = kernel + 1
+        return ((delta[:n] @ delta[n:].T) * kernel).sum(1)
+
 
 class _ConvRule:
     def __init__(self, conv, weight_grad):
@@ -76,6 +88,9 @@ class _ConvRule:
             grads["bias"] = wdelta.sum(dim=[0, *range(2, wdelta.dim())])
         return grads
 
+    def kernel_alignment(self, layer, a, delta, n):
+        return None
+
     def unsupported(self, layer):
         if layer.padding_mode != "zeros":
             return f"padding_mode={layer.padding_mode!r}"
@@ -97,6 +112,9 @@ class _EmbeddingRule:
         if layer.padding_idx is not None:
             grad[layer.padding_idx] = 0
         return {"weight": grad}
+
+    def kernel_alignment(self, layer, a, delta, n):
+        return None
 
     def unsupported(self, layer):
         if layer.max_norm is not None or layer.scale_grad_by_freq or layer.sparse:
@@ -133,9 +151,9 @@ def unsupported_reason(module):
 class LayerwiseEngine(MetaGradientEngine):
     """Exact, fast engine for networks of Linear, ConvNd and Embedding layers.
 
-    One forward and one truncated backward on the training batch (plus a
-    forward/backward on the small clean batch) give both the alignment and
-    the weighted gradient. Networks with train-mode batch norm or other
+    One forward and one truncated backward on the training and clean
+    batches together give the clean gradient, the alignment and the
+    weighted gradient. Networks with train-mode batch norm or other
     parameterised layers use :class:`ForwardModeEngine` instead.
     """
 
@@ -145,51 +163,67 @@ class LayerwiseEngine(MetaGradientEngine):
         return unsupported_reason(module)
 
     def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh):
-        params = trainable_parameters(module)
-        clean_loss, direction = clean_gradient(module, loss_fn, X_clean, y_clean, params)
-        G_of = {id(p): g for p, g in zip(params.values(), direction)}
-
-        calls = []  # (layer, rule, input, output, output version), one per layer call
+        # Examples are independent here, so the clean batch rides along in the
+        # same forward and truncated backward: rows [:n] train, rows [n:] clean.
+        n = len(X)
+        calls = []  # (layer, input, output, output version), one per layer call
 
         def capture(layer, inputs, output):
-            calls.append((layer, RULES[type(layer)], inputs[0].detach(), output, output._version))
+            calls.append((layer, inputs[0].detach(), output, output._version))
 
         layers = [m for m in module.modules()
                   if type(m) in RULES and any(p.requires_grad for p in m.parameters(recurse=False))]
         handles = [m.register_forward_hook(capture) for m in layers]
         try:
-            y_pred = module(X)
+            output = module(torch.cat([X, X_clean]))
         finally:
             for h in handles:
                 h.remove()
-        losses = loss_fn(y_pred, y)
-        for layer, _, a, z, version in calls:
+        all_losses = loss_fn(output, torch.cat([y, y_clean]))
+        losses, clean_loss = all_losses[:n], all_losses[n:].mean()
+        for layer, a, z, version in calls:
             if z._version != version:
                 raise RuntimeError(
                     f"The output of {type(layer).__name__} was modified in place (e.g. by "
                     "ReLU(inplace=True)); use meta_engine='jvp' or out-of-place activations."
                 )
-            if a.shape[0] != len(X) or z.shape[0] != len(X):
+            if a.shape[0] != len(all_losses) or z.shape[0] != len(all_losses):
                 raise RuntimeError(
                     f"{type(layer).__name__} does not see the batch in dimension 0; "
                     "use meta_engine='jvp'."
                 )
+        deltas = torch.autograd.grad(
+            losses.sum() + clean_loss, [c[2] for c in calls], allow_unused=True
+        )
+        calls = [(layer, a, delta) for (layer, a, _, _), delta in zip(calls, deltas)
+                 if delta is not None]
+        by_layer = {}
+        for layer, a, delta in calls:
+            by_layer.setdefault(layer, []).append((a, delta))
 
-        deltas = torch.autograd.grad(losses.sum(), [c[3] for c in calls], allow_unused=True)
         alignment = torch.zeros_like(losses)
-        for (layer, rule, a, z, _), delta in zip(calls, deltas):
-            if delta is None:
-                continue
-            G = {n: G_of[id(p)] for n, p in layer.named_parameters(recurse=False) if p.requires_grad}
-            alignment = alignment + (delta * rule.parameter_jvp(layer, a, G)).flatten(1).sum(1)
-
-        weights = weigh(alignment)
-        if bool(weights.any()):
-            for (layer, rule, a, z, _), delta in zip(calls, deltas):
-                if delta is None:
+        for layer, layer_calls in by_layer.items():
+            rule = RULES[type(layer)]
+            if len(layer_calls) == 1:
+                part = rule.kernel_alignment(layer, *layer_calls[0], n)
+                if part is not None:
+                    alignment = alignment + part
                     continue
-                wdelta = delta * weights.view(-1, *([1] * (delta.dim() - 1)))
-                for n, grad in rule.weighted_grads(layer, a, wdelta).items():
-                    p = getattr(layer, n)
+            # clean gradient G of the layer, summed over its calls (shared weights)
+            G = {}
+            for a, delta in layer_calls:
+                for name, g in rule.weighted_grads(layer, a[n:], delta[n:]).items():
+                    G[name] = g + G.get(name, 0)
+            for a, delta in layer_calls:
+                jvp = rule.parameter_jvp(layer, a[:n], G)
+                alignment = alignment + (delta[:n] * jvp).flatten(1).sum(1)
+
+        weights = weigh(alignment.detach())
+        if bool(weights.any()):
+            for layer, a, delta in calls:
+                wdelta = delta[:n] * weights.view(-1, *([1] * (delta.dim() - 1)))
+                for name, grad in RULES[type(layer)].weighted_grads(layer, a[:n], wdelta).items():
+                    p = getattr(layer, name)
                     p.grad = grad if p.grad is None else p.grad + grad
-        return MetaStep(y_pred.detach(), losses.detach(), alignment, weights, clean_loss)
+        return MetaStep(output[:n].detach(), losses.detach(), alignment.detach(), weights,
+                        clean_loss.detach())
