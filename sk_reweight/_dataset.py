@@ -1,5 +1,6 @@
 """Training/clean datasets that feed encoded labels to torch."""
 import numpy as np
+import torch
 from skorch.dataset import Dataset
 
 
@@ -19,3 +20,13 @@ class EncodedLabelDataset(Dataset):
 
     def __getitem__(self, i):
         return self.X[i], self.y_encoded[i]
+
+    def __getitems__(self, indices):
+        # a whole batch in one indexing operation (DataLoader's batched fetch)
+        return self.X[indices], self.y_encoded[indices]
+
+
+def collate_batch(batch):
+    """Collate for :meth:`EncodedLabelDataset.__getitems__`: already one batch."""
+    X, y = batch
+    return torch.as_tensor(X), torch.as_tensor(y)

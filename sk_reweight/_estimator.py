@@ -1,5 +1,6 @@
 """The learning-to-reweight estimator."""
 import inspect
+import math
 import numbers
 import warnings
 from contextlib import contextmanager
@@ -12,7 +13,7 @@ from skorch import NeuralNetClassifier
 from skorch.dataset import unpack_data
 from skorch.utils import TeeGenerator, to_tensor
 
-from ._dataset import EncodedLabelDataset
+from ._dataset import EncodedLabelDataset, collate_batch
 from ._engines import agrees_with_generic_engine, get_engine
 from ._meta_gradient import ForwardModeEngine
 from ._sampling import CleanBatchCycler, RecordingBatchSampler
@@ -51,6 +52,11 @@ class _FitState:
     def clean_batch(self):
         idx = self.clean_batches.next_indices().to(self.X_clean.device)
         return self.X_clean[idx], self.y_clean[idx]
+
+
+def _is_encoded(dataset):
+    """Our datasets (or a train_split Subset of one) serve whole batches."""
+    return isinstance(getattr(dataset, "dataset", dataset), EncodedLabelDataset)
 
 
 class ReweightedNeuralNetClassifier(NeuralNetClassifier):
@@ -311,8 +317,8 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
         -------
         self
         """
-        reset = not self.warm_start or not self.initialized_
-        return self._fit(X, y, X_clean, y_clean, sample_weight, fit_params, reset, "fit")
+        reinitialize = not self.warm_start or not self.initialized_
+        return self._fit(X, y, X_clean, y_clean, sample_weight, fit_params, reinitialize, "fit")
 
     def partial_fit(self, X, y, classes=None, *, X_clean=None, y_clean=None,
                     sample_weight=None, **fit_params):
@@ -326,18 +332,20 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
         -------
         self
         """
-        reset = not self.initialized_
-        return self._fit(X, y, X_clean, y_clean, sample_weight, fit_params, reset, "partial_fit")
+        reinitialize = not self.initialized_
+        return self._fit(X, y, X_clean, y_clean, sample_weight, fit_params, reinitialize, "partial_fit")
 
-    def _fit(self, X, y, X_clean, y_clean, sample_weight, fit_params, reset, method):
+    def _fit(self, X, y, X_clean, y_clean, sample_weight, fit_params, reinitialize, method):
         if fit_params:
             raise TypeError(
                 f"{method}() got unexpected keyword arguments {sorted(fit_params)}; it takes "
                 "X, y, X_clean, y_clean and sample_weight."
             )
-        data = validate_fit_data(self, X, y, X_clean, y_clean, sample_weight, reset=reset)
-        with self._random_context(continued=not reset):
-            if reset:
+        # a net initialised by hand (e.g. to load parameters) has not seen data yet
+        learn_data_shape = reinitialize or not hasattr(self, "sample_shape_")
+        data = validate_fit_data(self, X, y, X_clean, y_clean, sample_weight, reset=learn_data_shape)
+        with self._random_context(continued=not reinitialize):
+            if reinitialize:
                 self.initialize()
             self.fit_state_ = self._make_fit_state(data)
             self.meta_engine_ = self._select_engine(data)
@@ -426,8 +434,16 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
 
     def get_iterator(self, dataset, training=False):
         if not training:
-            return super().get_iterator(dataset, training=False)
+            if not _is_encoded(dataset) or "collate_fn" in self.get_params_for("iterator_valid"):
+                return super().get_iterator(dataset, training=False)
+            kwargs = self.get_params_for("iterator_valid")
+            kwargs.setdefault("batch_size", self.batch_size)
+            if kwargs["batch_size"] == -1:
+                kwargs["batch_size"] = len(dataset)
+            return self.iterator_valid(dataset, collate_fn=collate_batch, **kwargs)
         kwargs = self.get_params_for("iterator_train")
+        if _is_encoded(dataset):
+            kwargs.setdefault("collate_fn", collate_batch)
         for key in ("sampler", "batch_sampler"):
             if key in kwargs:
                 raise ValueError(
@@ -506,7 +522,8 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
             self.module_, loss_fn, Xi, yi, X_clean, y_clean, weigh
         )
         loss = step.losses.mean()
-        if not torch.isfinite(loss) or not torch.isfinite(step.alignment).all():
+        # one host sync checks both: a non-finite alignment turns the sum NaN
+        if not math.isfinite((loss + 0 * step.alignment.sum()).item()):
             raise TrainingDivergedError(
                 f"Training diverged in epoch {len(self.history)}, batch "
                 f"{len(self.history[-1, 'batches'])}: the training loss is {loss.item()} "

@@ -271,3 +271,18 @@ def test_device_auto_resolves_and_stays_a_parameter(small_data):
     assert net.device == ("cuda" if torch.cuda.is_available() else "cpu")
     net.set_params(device="cpu")
     assert net.get_params()["device"] == "cpu"
+
+
+def test_initialize_load_params_then_partial_fit_continues(small_data, tmp_path):
+    X, y, Xc, yc = small_data
+    net = ReweightedNeuralNetClassifier(module=MLP(n_features=6, n_classes=2), max_epochs=2,
+                                        random_state=0).fit(X, y, X_clean=Xc, y_clean=yc)
+    net.save_params(f_params=tmp_path / "p.pt")
+    fresh = ReweightedNeuralNetClassifier(module=MLP(n_features=6, n_classes=2), max_epochs=1,
+                                          random_state=0).initialize()
+    fresh.load_params(f_params=tmp_path / "p.pt")
+    np.testing.assert_allclose(fresh.module_(torch.as_tensor(X)).detach(),
+                               net.module_(torch.as_tensor(X)).detach())
+    fresh.partial_fit(X, y, X_clean=Xc, y_clean=yc)  # continues from the loaded parameters
+    assert fresh.n_features_in_ == 6 and list(fresh.classes_) == [0, 1]
+    assert fresh.score(X, y) >= net.score(X, y) - 0.1

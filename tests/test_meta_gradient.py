@@ -99,6 +99,8 @@ def sequence_batch(n=12, n_clean=6):
 
 
 NETS.update({
+    # wide enough that Linear alignment takes the kernel form (m * (in + out) < in * out)
+    "wide_mlp": (lambda: MLP(n_features=7, n_classes=3, hidden_units=(40, 40)), (7,)),
     "conv1d": (Conv1dNet, (2, 9)),
     "conv3d": (Conv3dNet, (1, 5, 6, 4)),
     "dropout_eval": (lambda: MLP(n_features=7, n_classes=3, dropout=0.5).eval(), (7,)),

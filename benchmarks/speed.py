@@ -1,0 +1,289 @@
+"""Cost of a reweighted training step against plain training, side by side.
+
+For each workload, in one process and interleaved over rounds (this machine's
+noise hits every method alike), times:
+
+- ``plain``: a plain training step (forward, mean loss, backward, optimizer step);
+- ``layerwise`` / ``jvp``: the reweighted step with each meta-gradient engine
+  (meta-gradient, weighted backward, optimizer step);
+- ``reference``: Algorithm 1 the classic way (lookahead with create_graph,
+  double backprop; ``sk_reweight._reference``), then the weighted step;
+
+and a whole epoch of skorch's ``NeuralNetClassifier`` against
+``ReweightedNeuralNetClassifier`` (data loading, history, weight recording
+included). Peak memory of the step above the set-up: CUDA allocator peak on a
+GPU; on CPU the growth of the process's peak RSS, each method in a fresh
+subprocess.
+
+Run ``python benchmarks/speed.py`` (``--device cuda`` on a GPU, ``--quick`` for
+a smoke test, ``--update-readme`` to put the table in README.md).
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from sk_reweight import ReweightedNeuralNetClassifier
+from sk_reweight._engines import ENGINES
+from sk_reweight._estimator import normalize_weights
+from sk_reweight._reference import lookahead_eps_gradient
+from sk_reweight.modules import MLP, LeNet, ResNet32
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+# name: (module factory, example shape, classes, batch, clean batch, examples per epoch)
+WORKLOADS = {
+    "MLP (tabular, 50 features)": (lambda: MLP(50, 2, hidden_units=(256, 256)), (50,), 2, 256, 32, 20480),
+    "LeNet (1x28x28)": (lambda: LeNet(10), (1, 28, 28), 10, 100, 10, 5000),
+    "ResNet-32 (3x32x32, batch norm)": (lambda: ResNet32(10), (3, 32, 32), 10, 128, 100, 1024),
+}
+QUICK = {  # same code paths, tiny sizes
+    "MLP (tabular, 50 features)": (lambda: MLP(50, 2, hidden_units=(16,)), (50,), 2, 32, 8, 128),
+    "LeNet (1x28x28)": (lambda: LeNet(10), (1, 28, 28), 10, 16, 4, 64),
+    "ResNet-32 (3x32x32, batch norm)": (lambda: ResNet32(10, width=4), (3, 32, 32), 10, 8, 4, 16),
+}
+loss_fn = nn.CrossEntropyLoss(reduction="none")
+
+
+def make_batch(shape, n_classes, batch, clean, device):
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(batch, *shape, generator=g).to(device)
+    Xc = torch.randn(clean, *shape, generator=g).to(device)
+    y = torch.randint(0, n_classes, (batch,), generator=g).to(device)
+    yc = torch.randint(0, n_classes, (clean,), generator=g).to(device)
+    return X, y, Xc, yc
+
+
+def step_functions(module, data):
+    """One training step per method, all with the same optimizer scaffolding."""
+    X, y, Xc, yc = data
+    opt = torch.optim.SGD(module.parameters(), lr=1e-3, momentum=0.9)
+    module.train()
+
+    def plain():
+        opt.zero_grad()
+        loss_fn(module(X), y).mean().backward()
+        opt.step()
+
+    def engine_step(engine):
+        def step():
+            opt.zero_grad()
+            engine.reweighted_backward(module, loss_fn, X, y, Xc, yc, normalize_weights)
+            opt.step()
+        return step
+
+    def reference():
+        opt.zero_grad()
+        w = normalize_weights(-lookahead_eps_gradient(module, loss_fn, X, y, Xc, yc))
+        torch.dot(loss_fn(module(X), y), w).backward()
+        opt.step()
+
+    steps = {"plain": plain}
+    for name, engine_cls in ENGINES.items():
+        if engine_cls().supports(module):
+            steps[name] = engine_step(engine_cls())
+    steps["reference"] = reference
+    return steps
+
+
+def sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_steps(steps, device, rounds, per_round):
+    """Median seconds per step, rounds interleaved across methods."""
+    for fn in steps.values():  # warm-up
+        fn()
+        fn()
+    samples = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, fn in steps.items():
+            sync(device)
+            t0 = time.perf_counter()
+            for _ in range(per_round):
+                fn()
+            sync(device)
+            samples[name].append((time.perf_counter() - t0) / per_round)
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
+def time_epochs(factory, shape, n_classes, batch, clean, n_train, device, rounds):
+    """Seconds per epoch of the two estimators (same module, data and settings)."""
+    from skorch import NeuralNetClassifier
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(n_train, *shape).astype(np.float32)
+    y = rng.randint(0, n_classes, n_train)
+    Xc = rng.randn(max(clean, n_classes), *shape).astype(np.float32)
+    yc = np.arange(len(Xc)) % n_classes
+    common = dict(module=factory(), criterion=nn.CrossEntropyLoss, optimizer=torch.optim.SGD,
+                  optimizer__momentum=0.9, lr=1e-3, batch_size=batch, max_epochs=1,
+                  train_split=None, verbose=0, device=device)
+    plain = NeuralNetClassifier(iterator_train__shuffle=True, **common).initialize()
+    ours = ReweightedNeuralNetClassifier(clean_batch_size=clean, random_state=0,
+                                         **{**common, "module": factory()}).initialize()
+    fits = {"plain": lambda: plain.partial_fit(X, y),
+            "ours": lambda: ours.partial_fit(X, y, X_clean=Xc, y_clean=yc)}
+    samples = {k: [] for k in fits}
+    for fit in fits.values():
+        fit()  # warm-up epoch
+    for _ in range(rounds):
+        for name, fit in fits.items():
+            sync(device)
+            t0 = time.perf_counter()
+            fit()
+            sync(device)
+            samples[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in samples.items()}, ours.meta_engine_.name
+
+
+def peak_memory(workload, methods, device, quick):
+    """Bytes each method's step needs above the set-up, {method: bytes}.
+
+    On CPU, in a fresh process where glibc maps every block of 64 KiB or more
+    with mmap (so a freed tensor leaves the resident set at once), the peak
+    RSS counter is reset before each method and read after its steps.
+    """
+    if device == "cuda":
+        return {m: _measure_memory(workload, m, device, quick) for m in methods}
+    cmd = [sys.executable, __file__, "--_memory", workload, ",".join(methods), "--device", device]
+    if quick:
+        cmd.append("--quick")
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _status_kib(field):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def _measure_memory(workload, method, device, quick):
+    factory, shape, n_classes, batch, clean, _ = (QUICK if quick else WORKLOADS)[workload]
+    torch.manual_seed(0)
+    module = factory().to(device)
+    step = step_functions(module, make_batch(shape, n_classes, batch, clean, device))[method]
+    step()  # lazy initialisations (optimizer state, library workspaces) are set-up
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        for _ in range(3):
+            step()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak RSS to the current RSS
+    base = _status_kib("VmRSS")
+    for _ in range(3):
+        step()
+    return (_status_kib("VmHWM") - base) * 1024
+
+
+def run(device, quick, rounds, per_round):
+    workloads = QUICK if quick else WORKLOADS
+    rows = []
+    for name, (factory, shape, n_classes, batch, clean, n_train) in workloads.items():
+        torch.manual_seed(0)
+        module = factory().to(device)
+        steps = step_functions(module, make_batch(shape, n_classes, batch, clean, device))
+        heavy = "ResNet" in name and device == "cpu" and not quick
+        t = time_steps(steps, device, rounds=3 if heavy else rounds, per_round=1 if heavy else per_round)
+        epochs, engine = time_epochs(factory, shape, n_classes, batch, clean,
+                                     n_train // 4 if heavy else n_train, device, rounds=1 if heavy else 3)
+        mem = peak_memory(name, ["plain", engine], device, quick)
+        rows.append({
+            "workload": name, "batch": batch, "clean_batch": clean, "engine": engine,
+            "step_ms": {k: v * 1e3 for k, v in t.items()},
+            "epoch_s": epochs, "memory_bytes": mem,
+        })
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def markdown(rows, device, quick):
+    torch_threads = torch.get_num_threads()
+    where = (torch.cuda.get_device_name() if device == "cuda"
+             else f"CPU, {torch_threads} threads")
+    lines = [
+        f"Device: {where}; torch {torch.__version__}" + (" (--quick sizes)" if quick else ""),
+        "",
+        "| workload | batch / clean | default engine | ours/plain step | jvp/plain step | "
+        "reference/ours step | ours/plain epoch | memory ours/plain |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        s, e = r["step_ms"], r["engine"]
+        mem = r["memory_bytes"]
+        mem_ratio = mem[e] / mem["plain"] if mem["plain"] > 0 else float("nan")
+        jvp = f"{s['jvp'] / s['plain']:.2f}" if "jvp" in s else "-"
+        lines.append(
+            f"| {r['workload']} | {r['batch']} / {r['clean_batch']} | {e} | "
+            f"{s[e] / s['plain']:.2f} | {jvp} | {s['reference'] / s[e]:.2f} | "
+            f"{r['epoch_s']['ours'] / r['epoch_s']['plain']:.2f} | {mem_ratio:.2f} |"
+        )
+    if device == "cuda":
+        lines += ["", "| workload | plain step ms | ours step ms | reference step ms |", "|---|---|---|---|"]
+        for r in rows:
+            s = r["step_ms"]
+            lines.append(f"| {r['workload']} | {s['plain']:.2f} | {s[r['engine']]:.2f} | {s['reference']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(table, device):
+    readme = ROOT / "README.md"
+    start, end = f"<!-- speed-{device}:start -->", f"<!-- speed-{device}:end -->"
+    text = readme.read_text()
+    if start not in text:
+        raise SystemExit(f"README.md has no {start} ... {end} block to update.")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{start}\n{table}{end}{tail}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--steps-per-round", type=int, default=10)
+    parser.add_argument("--out", type=Path, default=None, help="markdown file (default: benchmarks/results/speed_DEVICE.md)")
+    parser.add_argument("--update-readme", action="store_true")
+    parser.add_argument("--_memory", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.device == "cpu":
+        torch.set_num_threads(min(2, os.cpu_count() or 1))
+    if args._memory:
+        workload, methods = args._memory
+        print(json.dumps({m: _measure_memory(workload, m, args.device, args.quick)
+                          for m in methods.split(",")}))
+        return
+    rounds, per_round = (2, 2) if args.quick else (args.rounds, args.steps_per_round)
+    rows = run(args.device, args.quick, rounds, per_round)
+    table = markdown(rows, args.device, args.quick)
+    out = args.out or RESULTS / f"speed_{args.device}{'_quick' if args.quick else ''}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(table)
+    (out.with_suffix(".json")).write_text(json.dumps(rows, indent=1))
+    print(table)
+    print(f"written to {out}")
+    if args.update_readme:
+        update_readme(table, args.device)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
