@@ -33,6 +33,9 @@ import torch
 from torch import nn
 
 from sk_reweight import ReweightedNeuralNetClassifier
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _readme import update_readme  # noqa: E402
 from sk_reweight._engines import ENGINES
 from sk_reweight._estimator import normalize_weights
 from sk_reweight._reference import lookahead_eps_gradient
@@ -203,7 +206,8 @@ def run(device, quick, rounds, per_round):
         heavy = "ResNet" in name and device == "cpu" and not quick
         t = time_steps(steps, device, rounds=3 if heavy else rounds, per_round=1 if heavy else per_round)
         epochs, engine = time_epochs(factory, shape, n_classes, batch, clean,
-                                     n_train // 4 if heavy else n_train, device, rounds=1 if heavy else 3)
+                                     n_train // 4 if heavy else n_train, device,
+                                     rounds=1 if heavy or quick else 3)
         mem = peak_memory(name, ["plain", engine], device, quick)
         rows.append({
             "workload": name, "batch": batch, "clean_batch": clean, "engine": engine,
@@ -243,17 +247,6 @@ def markdown(rows, device, quick):
     return "\n".join(lines) + "\n"
 
 
-def update_readme(table, device):
-    readme = ROOT / "README.md"
-    start, end = f"<!-- speed-{device}:start -->", f"<!-- speed-{device}:end -->"
-    text = readme.read_text()
-    if start not in text:
-        raise SystemExit(f"README.md has no {start} ... {end} block to update.")
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    readme.write_text(f"{head}{start}\n{table}{end}{tail}")
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -271,7 +264,7 @@ def main(argv=None):
         print(json.dumps({m: _measure_memory(workload, m, args.device, args.quick)
                           for m in methods.split(",")}))
         return
-    rounds, per_round = (2, 2) if args.quick else (args.rounds, args.steps_per_round)
+    rounds, per_round = (1, 1) if args.quick else (args.rounds, args.steps_per_round)
     rows = run(args.device, args.quick, rounds, per_round)
     table = markdown(rows, args.device, args.quick)
     out = args.out or RESULTS / f"speed_{args.device}{'_quick' if args.quick else ''}.md"
@@ -281,7 +274,7 @@ def main(argv=None):
     print(table)
     print(f"written to {out}")
     if args.update_readme:
-        update_readme(table, args.device)
+        update_readme(f"speed-{args.device}", table)
     return rows
 
 

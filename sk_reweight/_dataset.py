@@ -26,6 +26,22 @@ class EncodedLabelDataset(Dataset):
         return self.X[indices], self.y_encoded[indices]
 
 
+class ArrayDataset(torch.utils.data.Dataset):
+    """Unlabelled rows, a whole batch per fetch (for prediction on large X)."""
+
+    def __init__(self, X):
+        self.X = X
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, i):
+        return self.X[i], 0
+
+    def __getitems__(self, indices):
+        return self.X[indices], np.zeros(len(indices), dtype=np.int64)
+
+
 def collate_batch(batch):
     """Collate for :meth:`EncodedLabelDataset.__getitems__`: already one batch."""
     X, y = batch

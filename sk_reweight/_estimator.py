@@ -10,12 +10,12 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 from skorch import NeuralNetClassifier
-from skorch.dataset import unpack_data
+from skorch.dataset import Dataset, unpack_data
 from skorch.utils import TeeGenerator, to_tensor
 
-from ._dataset import EncodedLabelDataset, collate_batch
+from ._dataset import ArrayDataset, EncodedLabelDataset, collate_batch
 from ._engines import agrees_with_generic_engine, get_engine
-from ._meta_gradient import ForwardModeEngine
+from ._meta_gradient import ForwardModeEngine, frozen_state
 from ._sampling import CleanBatchCycler, RecordingBatchSampler
 from ._validation import validate_fit_data, validate_predict_data
 from ._weight_history import WeightHistory
@@ -54,9 +54,9 @@ class _FitState:
         return self.X_clean[idx], self.y_clean[idx]
 
 
-def _is_encoded(dataset):
+def _serves_batches(dataset):
     """Our datasets (or a train_split Subset of one) serve whole batches."""
-    return isinstance(getattr(dataset, "dataset", dataset), EncodedLabelDataset)
+    return isinstance(getattr(dataset, "dataset", dataset), (EncodedLabelDataset, ArrayDataset))
 
 
 class ReweightedNeuralNetClassifier(NeuralNetClassifier):
@@ -257,10 +257,17 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
                 "module=None builds an MLP sized from the data, so it is created by "
                 "fit(); pass module=... to initialize() before fitting."
             )
+        kwargs = self.get_params_for("module")
+        taken = sorted({"n_features", "n_classes"} & set(kwargs))
+        if taken:
+            raise ValueError(
+                f"module__{taken[0]} cannot be set with module=None: the default MLP takes "
+                "n_features and n_classes from the data. Pass module=MLP to set them yourself."
+            )
         self.module_ = MLP(
             n_features=int(np.prod(self.sample_shape_)),
             n_classes=len(self.classes_),
-            **self.get_params_for("module"),
+            **kwargs,
         )
         return self
 
@@ -348,6 +355,7 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
             if reinitialize:
                 self.initialize()
             self.fit_state_ = self._make_fit_state(data)
+            self._check_module_fits_data(data.X[:2])
             self.meta_engine_ = self._select_engine(data)
             try:
                 super().partial_fit(data.X, data.y, _routing_method=method)
@@ -371,6 +379,36 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             yield
+
+    def _check_module_fits_data(self, X):
+        """One forward on two examples, so a mismatch fails here, clearly."""
+        module, was_training = self.module_, self.module_.training
+        sample = torch.as_tensor(X, device=self.device)
+        module.eval()
+        try:
+            with torch.no_grad(), frozen_state(module):
+                output = self.infer(sample)
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            raise ValueError(
+                f"The module {type(module).__name__} cannot process X: its examples have shape "
+                f"{tuple(self.sample_shape_)} and a batch {tuple(sample.shape)} raised "
+                f"{type(exc).__name__}: {exc}. Give X the shape the module expects (a CNN "
+                "needs images (n, C, H, W): X.reshape(len(X), C, H, W)) or adjust the "
+                "module's size parameters (module__...)."
+            ) from exc
+        finally:
+            module.train(was_training)
+        y_pred = output[0] if isinstance(output, (tuple, list)) else output
+        n_classes = len(self.classes_)
+        if isinstance(self.criterion_, (torch.nn.CrossEntropyLoss, torch.nn.NLLLoss)) and (
+            y_pred.dim() != 2 or y_pred.shape[1] != n_classes
+        ):
+            raise ValueError(
+                f"The module {type(module).__name__} returns outputs of shape "
+                f"{tuple(y_pred.shape)} for {len(sample)} examples, but y has {n_classes} "
+                f"classes: a classifier module must return ({len(sample)}, {n_classes}) "
+                f"scores. Set its number of outputs to {n_classes} (e.g. module__n_classes={n_classes})."
+            )
 
     def _select_engine(self, data):
         engine = get_engine(self.meta_engine, self.module_)
@@ -432,9 +470,15 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
         )
         return dataset, clean
 
+    def get_dataset(self, X, y=None):
+        # validated arrays (prediction) are served a batch per fetch
+        if y is None and isinstance(X, np.ndarray) and self.dataset is Dataset:
+            return ArrayDataset(X)
+        return super().get_dataset(X, y)
+
     def get_iterator(self, dataset, training=False):
         if not training:
-            if not _is_encoded(dataset) or "collate_fn" in self.get_params_for("iterator_valid"):
+            if not _serves_batches(dataset) or "collate_fn" in self.get_params_for("iterator_valid"):
                 return super().get_iterator(dataset, training=False)
             kwargs = self.get_params_for("iterator_valid")
             kwargs.setdefault("batch_size", self.batch_size)
@@ -442,7 +486,7 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
                 kwargs["batch_size"] = len(dataset)
             return self.iterator_valid(dataset, collate_fn=collate_batch, **kwargs)
         kwargs = self.get_params_for("iterator_train")
-        if _is_encoded(dataset):
+        if _serves_batches(dataset):
             kwargs.setdefault("collate_fn", collate_batch)
         for key in ("sampler", "batch_sampler"):
             if key in kwargs:

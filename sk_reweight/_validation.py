@@ -43,7 +43,7 @@ def validate_fit_data(estimator, X, y, X_clean, y_clean, sample_weight, reset):
     checks the data against them. Labels come back encoded as ``int64``
     indices into ``estimator.classes_``.
     """
-    X, y = validate_data(estimator, X, y, reset=reset, **ARRAY_CHECKS)
+    X, y = _numeric(validate_data, estimator, X, y, reset=reset, **ARRAY_CHECKS)
     check_classification_targets(y)
     if reset:
         estimator.classes_inferred_ = _fit_classes(estimator, y)
@@ -56,9 +56,16 @@ def validate_fit_data(estimator, X, y, X_clean, y_clean, sample_weight, reset):
         missing = " and ".join(n for n, v in (("X_clean", X_clean), ("y_clean", y_clean)) if v is None)
         raise ValueError(f"{missing} not given. " + MISSING_CLEAN_SET.format(name=type(estimator).__name__))
 
-    X_clean = check_array(X_clean, input_name="X_clean", **ARRAY_CHECKS)
+    X_clean = _numeric(check_array, X_clean, input_name="X_clean", ensure_min_samples=0, **ARRAY_CHECKS)
+    if len(X_clean) == 0:
+        raise ValueError(
+            "The clean set is empty (X_clean has 0 rows); pass at least one trusted "
+            "example, ideally several of every class."
+        )
     y_clean = column_or_1d(y_clean, warn=True)
     check_consistent_length(X_clean, y_clean)
+    if y_clean.dtype.kind == "f" and not np.isfinite(y_clean).all():
+        raise ValueError("Input y_clean contains NaN or infinity; every clean example needs a label.")
     if X_clean.shape[1:] != X.shape[1:]:
         raise ValueError(
             f"X_clean has per-example shape {X_clean.shape[1:]} but X has {X.shape[1:]}: "
@@ -98,8 +105,22 @@ def validate_fit_data(estimator, X, y, X_clean, y_clean, sample_weight, reset):
     return FitData(X, y_enc, X_clean, yc_enc, sample_weight)
 
 
+def _numeric(check, *args, **kwargs):
+    """Run a sklearn array check, explaining non-numeric features."""
+    try:
+        return check(*args, **kwargs)
+    except ValueError as exc:
+        if "could not convert" not in str(exc):
+            raise
+        name = kwargs.get("input_name", "X")
+        raise ValueError(
+            f"{name} must be numeric ({exc}). Encode string or categorical features first, "
+            "e.g. with OneHotEncoder or OrdinalEncoder in a Pipeline before the network."
+        ) from exc
+
+
 def validate_predict_data(estimator, X):
-    X = validate_data(estimator, X, reset=False, **ARRAY_CHECKS)
+    X = _numeric(validate_data, estimator, X, reset=False, **ARRAY_CHECKS)
     check_sample_shape(estimator, X)
     return X
 

@@ -128,3 +128,57 @@ def test_divergence_stops_with_epoch_and_batch(small_data):
     with pytest.raises(FloatingPointError, match=r"Training diverged in epoch \d+, batch \d+"):
         net.fit(X * 1e3, y, X_clean=Xc * 1e3, y_clean=yc)
     assert all(torch.isfinite(p).all() for p in net.module_.parameters())
+
+
+def test_infinity_and_nan_labels(small_data):
+    X, y, Xc, yc = small_data
+    bad = X.copy()
+    bad[3, 1] = np.inf
+    with pytest.raises(ValueError, match="Input X contains infinity"):
+        fit(small_data, X=bad)
+    y_nan = y.astype(float)
+    y_nan[0] = np.nan
+    with pytest.raises(ValueError, match="Input y contains NaN"):
+        fit(small_data, y=y_nan)
+    yc_nan = yc.astype(float)
+    yc_nan[0] = np.nan
+    with pytest.raises(ValueError, match="Input y_clean contains NaN"):
+        fit(small_data, y_clean=yc_nan)
+
+
+def test_empty_inputs(small_data):
+    X, y, Xc, yc = small_data
+    with pytest.raises(ValueError, match="The clean set is empty"):
+        fit(small_data, X_clean=Xc[:0], y_clean=yc[:0])
+    with pytest.raises(ValueError, match="Found array with 0 sample"):
+        fit(small_data, X=X[:0], y=y[:0])
+
+
+def test_string_features_are_explained(small_data):
+    X, y, Xc, yc = small_data
+    Xs = X.astype(object)
+    Xs[0, 0] = "red"
+    with pytest.raises(ValueError, match="X must be numeric.*OneHotEncoder"):
+        fit(small_data, X=Xs)
+    with pytest.raises(ValueError, match="X_clean must be numeric"):
+        fit(small_data, X_clean=np.where(np.ones_like(Xc, bool), "a", "b"))
+
+
+def test_flat_features_into_a_cnn():
+    from sk_reweight.modules import LeNet
+
+    rng = np.random.RandomState(0)
+    X, y = rng.rand(40, 784).astype(np.float32), np.arange(40) % 2
+    net = ReweightedNeuralNetClassifier(module=LeNet, module__n_classes=2, max_epochs=1)
+    with pytest.raises(ValueError, match=r"cannot process X.*X.reshape\(len\(X\), C, H, W\)"):
+        net.fit(X, y, X_clean=X[:6], y_clean=y[:6])
+    net.fit(X.reshape(-1, 1, 28, 28), y, X_clean=X[:6].reshape(-1, 1, 28, 28), y_clean=y[:6])
+
+
+def test_module_with_wrong_number_of_outputs(small_data):
+    from sk_reweight.modules import MLP
+
+    with pytest.raises(ValueError, match=r"returns outputs of shape \(2, 3\).*y has 2 classes.*module__n_classes=2"):
+        fit(small_data, module=MLP, module__n_features=6, module__n_classes=3)
+    with pytest.raises(ValueError, match="module__n_classes cannot be set with module=None"):
+        fit(small_data, module__n_classes=2)

@@ -1,0 +1,34 @@
+"""The benchmark scripts run end to end (--quick) and report what they measured."""
+import importlib.util
+import math
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_speed_quick(tmp_path):
+    out = tmp_path / "speed.md"
+    rows = load("speed").main(["--quick", "--out", str(out)])
+    assert [r["workload"] for r in rows] == list(load("speed").WORKLOADS)
+    for r in rows:
+        assert {"plain", "jvp", "reference", r["engine"]} <= set(r["step_ms"])
+        assert all(v > 0 and math.isfinite(v) for v in r["step_ms"].values())
+        assert all(v > 0 for v in r["epoch_s"].values())
+        assert set(r["memory_bytes"]) == {"plain", r["engine"]}
+    assert rows[0]["engine"] == "layerwise" and rows[2]["engine"] == "jvp"  # ResNet has batch norm
+    table = out.read_text()
+    assert table.count("\n| ") == 1 + len(rows)  # header + one line per workload
+
+
+def test_load_quick():
+    result = load("load").main(["--quick"])
+    assert result["rows"] == 20_000
+    assert result["fit_peak_MiB"] > result["data_MiB"] > 0
+    assert result["accuracy"] > 0.6
