@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.utils import check_random_state
+from sklearn.utils import Bunch, check_random_state
 from skorch import NeuralNetClassifier
+from skorch.callbacks import ProgressBar
 from skorch.dataset import Dataset, unpack_data
 from skorch.utils import TeeGenerator, to_tensor
 
@@ -17,7 +18,7 @@ from ._dataset import ArrayDataset, EncodedLabelDataset, collate_batch
 from ._engines import agrees_with_generic_engine, get_engine
 from ._meta_gradient import ForwardModeEngine, frozen_state
 from ._sampling import CleanBatchCycler, RecordingBatchSampler
-from ._validation import validate_fit_data, validate_predict_data
+from ._validation import encode_labels, validate_fit_data, validate_predict_data
 from ._weight_history import WeightHistory
 from .modules import MLP
 
@@ -125,7 +126,10 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
         ``'auto'`` uses CUDA when available, else the CPU. The meta step
         runs on the same device.
     verbose : int, default=0
-        ``1`` prints a table of per-epoch results.
+        ``1`` prints a table of per-epoch results (losses, clean-set
+        accuracy, mean weight, share of zero weights, skipped batches);
+        ``2`` also shows a progress bar over each epoch's batches with the
+        training loss, the clean-batch loss and the share of zero weights.
     **kwargs
         Any other :class:`skorch.NeuralNetClassifier` parameter.
 
@@ -245,6 +249,14 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
             state = {**state, "device": "cuda" if torch.cuda.is_available() else "cpu"}
         super().__setstate__(state)
         self.__dict__["device"] = requested
+
+    @property
+    def _default_callbacks(self):
+        callbacks = super()._default_callbacks
+        if self.verbose >= 2:
+            callbacks.append(("progress_bar", ProgressBar(
+                postfix_keys=["train_loss", "clean_loss", "zero_frac"])))
+        return callbacks
 
     # ------------------------------------------------------------------
     # initialisation
@@ -578,6 +590,7 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
         self.weight_history_.record(positions, (step.weights * len(Xi)).cpu().numpy())
         self.history.record_batch("skipped", skipped)
         self.history.record_batch("clean_loss", step.clean_loss.item())
+        self.history.record_batch("zero_frac", float((step.weights == 0).float().mean()))
         return {"loss": loss, "y_pred": step.y_pred, "skipped": skipped}
 
     def train_step(self, batch, **fit_params):
@@ -604,6 +617,63 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
                 f"{type(self).__name__} has no sample_weights_ before fit() is called."
             )
         return self.weight_history_.to_array()
+
+    def suspicious_examples(self, X, y, *, last_epochs=None):
+        """Rank training examples by how strongly the clean set down-weighted them.
+
+        Examples whose gradients kept disagreeing with the clean set's get
+        low weights: mislabelled ones, or ones unlike anything trusted.
+        Use it to find label errors in the training data.
+
+        Parameters
+        ----------
+        X, y : array-like
+            The training data ``fit`` was given (rows in the same order).
+        last_epochs : int, default=None
+            Average the weights of the last ``last_epochs`` epochs only
+            (the first epochs of training are noisier); default all.
+
+        Returns
+        -------
+        sklearn.utils.Bunch
+            Arrays sorted from most to least suspicious: ``index`` (row in
+            ``X``), ``given_label``, ``predicted_label``, ``mean_weight``
+            (1.0 is uniform), ``given_label_proba`` (the model's probability
+            of the given label) and ``score`` (higher is more suspicious:
+            ``1 - mean_weight`` clipped to [0, 1], ties broken by
+            ``1 - given_label_proba``).
+
+        Examples
+        --------
+        >>> issues = net.suspicious_examples(X_train, y_train)  # doctest: +SKIP
+        >>> issues.index[:20]  # the 20 rows most worth relabelling  # doctest: +SKIP
+        """
+        self.check_is_fitted()
+        weights = self.sample_weights_
+        if last_epochs is not None:
+            weights = weights[-last_epochs:]
+        y = np.asarray(y)
+        if len(y) != weights.shape[1]:
+            raise ValueError(
+                f"y has {len(y)} rows but the model was trained on {weights.shape[1]}; pass "
+                "the training data given to fit."
+            )
+        with warnings.catch_warnings():  # rows held out by train_split stay NaN, ranked last
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean_weight = np.nanmean(weights, axis=0)
+        proba = self.predict_proba(X)
+        given = encode_labels(self.classes_, y, "y")
+        given_proba = proba[np.arange(len(y)), given]
+        score = np.clip(1 - mean_weight, 0, 1) + 1e-3 * (1 - given_proba)
+        order = np.argsort(-score, kind="stable")
+        return Bunch(
+            index=order,
+            given_label=y[order],
+            predicted_label=self.classes_[proba.argmax(axis=1)][order],
+            mean_weight=mean_weight[order],
+            given_label_proba=given_proba[order],
+            score=score[order],
+        )
 
     def predict_proba(self, X):
         """Class probabilities, columns in the order of ``classes_``.

@@ -1,0 +1,155 @@
+"""Plots of the learned weights and of training (needs matplotlib).
+
+Each function draws on ``ax`` (a new figure when ``None``) and returns the
+axes, so plots compose into figures of your own.
+"""
+import numpy as np
+
+__all__ = ["plot_weight_history", "plot_weight_distribution", "plot_training_curves"]
+
+
+def _pyplot():
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError(
+            "sk_reweight.plotting needs matplotlib: pip install 'sk-reweight[plot]'."
+        ) from exc
+    return plt
+
+
+def _axes(ax, figsize=(6.4, 4.0)):
+    if ax is None:
+        _, ax = _pyplot().subplots(figsize=figsize, layout="constrained")
+    return ax
+
+
+def _weights(net_or_weights):
+    weights = getattr(net_or_weights, "sample_weights_", net_or_weights)
+    return np.asarray(weights, dtype=float)
+
+
+def _groups(n, corrupted, labels):
+    if corrupted is not None:
+        corrupted = np.asarray(corrupted, dtype=bool)
+        if len(corrupted) != n:
+            raise ValueError(f"corrupted has {len(corrupted)} entries for {n} training examples.")
+        return [("clean labels", ~corrupted), ("corrupted labels", corrupted)]
+    if labels is not None:
+        labels = np.asarray(labels)
+        if len(labels) != n:
+            raise ValueError(f"labels has {len(labels)} entries for {n} training examples.")
+        return [(f"class {c}", labels == c) for c in np.unique(labels)]
+    return [("all examples", np.ones(n, bool))]
+
+
+def plot_weight_history(net_or_weights, *, corrupted=None, labels=None, ax=None):
+    """Mean weight per epoch for groups of training examples, with spread bands.
+
+    Parameters
+    ----------
+    net_or_weights : ReweightedNeuralNetClassifier or array of shape (n_epochs, n)
+        A fitted net (its ``sample_weights_``) or the weights themselves.
+    corrupted : array-like of bool, default=None
+        Which training labels are known to be wrong: plots clean vs corrupted.
+    labels : array-like, default=None
+        Training labels: plots one line per class (when ``corrupted`` is None).
+    ax : matplotlib Axes, default=None
+
+    Returns
+    -------
+    matplotlib Axes
+
+    Examples
+    --------
+    >>> from sk_reweight.plotting import plot_weight_history
+    >>> ax = plot_weight_history(net, corrupted=flipped)  # doctest: +SKIP
+    >>> ax.figure.savefig("weights.png")  # doctest: +SKIP
+    """
+    W = _weights(net_or_weights)
+    ax = _axes(ax)
+    epochs = np.arange(1, len(W) + 1)
+    for name, mask in _groups(W.shape[1], corrupted, labels):
+        group = W[:, mask]
+        mean = np.nanmean(group, axis=1)
+        low, high = np.nanpercentile(group, 25, axis=1), np.nanpercentile(group, 75, axis=1)
+        line, = ax.plot(epochs, mean, marker="o", markersize=3, label=f"{name} (n={mask.sum()})")
+        ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.axhline(1.0, color="grey", linestyle=":", linewidth=1, label="uniform weight")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("weight (1 = uniform)")
+    ax.set_title("Learned example weights: mean and interquartile band")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_weight_distribution(net_or_weights, *, corrupted=None, labels=None, last_epochs=None,
+                             bins=40, ax=None):
+    """Histogram of each example's mean weight, per group.
+
+    Parameters
+    ----------
+    net_or_weights, corrupted, labels, ax
+        As in :func:`plot_weight_history`.
+    last_epochs : int, default=None
+        Average over the last ``last_epochs`` epochs only.
+    bins : int, default=40
+
+    Returns
+    -------
+    matplotlib Axes
+    """
+    W = _weights(net_or_weights)
+    if last_epochs is not None:
+        W = W[-last_epochs:]
+    mean = np.nanmean(W, axis=0)
+    ax = _axes(ax)
+    edges = np.linspace(0, np.nanmax(mean) if np.isfinite(mean).any() else 1, bins + 1)
+    for name, mask in _groups(W.shape[1], corrupted, labels):
+        ax.hist(mean[mask], bins=edges, alpha=0.6, label=f"{name} (n={mask.sum()})")
+    ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("mean weight over epochs (1 = uniform)")
+    ax.set_ylabel("number of examples")
+    ax.set_title("Distribution of final weights")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_training_curves(net, *, axes=None):
+    """Training and clean-set loss and accuracy per epoch, from ``net.history``.
+
+    Parameters
+    ----------
+    net : fitted ReweightedNeuralNetClassifier (or any skorch net)
+    axes : pair of matplotlib Axes, default=None
+
+    Returns
+    -------
+    pair of matplotlib Axes (loss, accuracy)
+    """
+    history = net.history
+    if axes is None:
+        _, axes = _pyplot().subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    loss_ax, acc_ax = axes
+    epochs = history[:, "epoch"]
+    for key, label in (("train_loss", "training loss (unweighted)"), ("valid_loss", "clean-set loss")):
+        values = [row.get(key) for row in history]
+        if any(v is not None for v in values):
+            loss_ax.plot(epochs, [np.nan if v is None else v for v in values], marker="o", markersize=3, label=label)
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("cross-entropy")
+    loss_ax.set_title("Loss")
+    loss_ax.legend(fontsize="small")
+    for key, label in (("train_acc", "training accuracy"), ("valid_acc", "clean-set accuracy")):
+        values = [row.get(key) for row in history]
+        if any(v is not None for v in values):
+            acc_ax.plot(epochs, [np.nan if v is None else v for v in values], marker="o", markersize=3, label=label)
+    zero = [row.get("weight_zero_frac") for row in history]
+    if any(v is not None for v in zero):
+        acc_ax.plot(epochs, [np.nan if v is None else v for v in zero], linestyle="--",
+                    label="share of zero weights")
+    acc_ax.set_xlabel("epoch")
+    acc_ax.set_ylim(0, 1.02)
+    acc_ax.set_title("Accuracy and zero weights")
+    acc_ax.legend(fontsize="small")
+    return loss_ax, acc_ax
