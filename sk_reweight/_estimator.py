@@ -253,7 +253,8 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
     @property
     def _default_callbacks(self):
         callbacks = super()._default_callbacks
-        if self.verbose >= 2:
+        # set_params may run this with any value; bad ones fail later, in fit
+        if isinstance(self.verbose, numbers.Real) and self.verbose >= 2:
             callbacks.append(("progress_bar", ProgressBar(
                 postfix_keys=["train_loss", "clean_loss", "zero_frac"])))
         return callbacks

@@ -32,3 +32,11 @@ def test_load_quick():
     assert result["rows"] == 20_000
     assert result["fit_peak_MiB"] > result["data_MiB"] > 0
     assert result["accuracy"] > 0.6
+
+
+def test_label_issues_quick():
+    results = load("label_issues").main(["--quick"])
+    scores = results[0.4]
+    for method in ("reweight", "cleanlab"):
+        precision = scores[method]["precision_at_k"][0]
+        assert 0.4 < precision <= 1  # better than the 40% a random ranking finds

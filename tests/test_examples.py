@@ -3,8 +3,8 @@ import runpy
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
+import sklearn
 from sklearn.metrics import balanced_accuracy_score
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,7 +16,8 @@ def run(name, *argv):
     old = sys.argv
     sys.argv = [name, *argv]
     try:
-        return runpy.run_path(str(EXAMPLES / name), run_name="__main__")
+        with sklearn.config_context():  # examples may set global config (routing)
+            return runpy.run_path(str(EXAMPLES / name), run_name="__main__")
     finally:
         sys.argv = old
 
