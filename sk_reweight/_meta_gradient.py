@@ -90,6 +90,19 @@ class MetaGradientEngine:
 
     Subclasses implement :meth:`reweighted_backward`; :meth:`supports` says
     whether the engine is exact for a given module.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_reweight import ForwardModeEngine
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> module, loss_fn = torch.nn.Linear(3, 2), torch.nn.CrossEntropyLoss(reduction="none")
+    >>> X, y, X_clean, y_clean = torch.randn(4, 3), torch.tensor([0, 1, 0, 1]), torch.randn(2, 3), torch.tensor([0, 1])
+    >>> step = ForwardModeEngine().reweighted_backward(
+    ...     module, loss_fn, X, y, X_clean, y_clean, weigh=lambda a: a.clamp(min=0) / a.clamp(min=0).sum())
+    >>> step.weights.shape, module.weight.grad.shape
+    (torch.Size([4]), torch.Size([2, 3]))
     """
 
     name = None
@@ -140,6 +153,14 @@ class ForwardModeEngine(MetaGradientEngine):
     :func:`torch.func.functional_call`), which is exactly the alignment.
     Handles modules that couple examples (train-mode batch norm). A plain
     forward/backward on the weighted loss then produces the update.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_reweight import ForwardModeEngine
+    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+    >>> ForwardModeEngine().supports(net), ForwardModeEngine().name
+    (True, 'jvp')
     """
 
     name = "jvp"

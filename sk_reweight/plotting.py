@@ -62,9 +62,12 @@ def plot_weight_history(net_or_weights, *, corrupted=None, labels=None, ax=None)
 
     Examples
     --------
+    >>> import numpy as np
     >>> from sk_reweight.plotting import plot_weight_history
-    >>> ax = plot_weight_history(net, corrupted=flipped)  # doctest: +SKIP
-    >>> ax.figure.savefig("weights.png")  # doctest: +SKIP
+    >>> weights = np.array([[1.5, 0.0, 1.5], [1.2, 0.3, 1.5]])  # 2 epochs, 3 examples
+    >>> ax = plot_weight_history(weights, corrupted=[False, True, False])
+    >>> [t.get_text() for t in ax.get_legend().get_texts()]
+    ['clean labels (n=2)', 'corrupted labels (n=1)', 'uniform weight']
     """
     W = _weights(net_or_weights)
     ax = _axes(ax)
@@ -98,6 +101,14 @@ def plot_weight_distribution(net_or_weights, *, corrupted=None, labels=None, las
     Returns
     -------
     matplotlib Axes
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_reweight.plotting import plot_weight_distribution
+    >>> weights = np.random.RandomState(0).rand(5, 50) * 2
+    >>> plot_weight_distribution(weights, labels=np.arange(50) % 2).get_xlabel()
+    'mean weight over epochs (1 = uniform)'
     """
     W = _weights(net_or_weights)
     if last_epochs is not None:
@@ -126,6 +137,18 @@ def plot_training_curves(net, *, axes=None):
     Returns
     -------
     pair of matplotlib Axes (loss, accuracy)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_reweight import ReweightedNeuralNetClassifier
+    >>> from sk_reweight.plotting import plot_training_curves
+    >>> X = np.random.RandomState(0).randn(60, 3).astype(np.float32)
+    >>> y = (X[:, 0] > 0).astype(int)
+    >>> net = ReweightedNeuralNetClassifier(max_epochs=2).fit(X[10:], y[10:], X_clean=X[:10], y_clean=y[:10])
+    >>> loss_ax, acc_ax = plot_training_curves(net)
+    >>> loss_ax.get_title(), acc_ax.get_title()
+    ('Loss', 'Accuracy and zero weights')
     """
     history = net.history
     if axes is None:
