@@ -3,6 +3,8 @@ import importlib.util
 import math
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -40,3 +42,35 @@ def test_label_issues_quick():
     for method in ("reweight", "cleanlab"):
         precision = scores[method]["precision_at_k"][0]
         assert 0.4 < precision <= 1  # better than the 40% a random ranking finds
+
+
+SHARED = BENCHMARKS.parents[1] / "shared" / "data"
+
+
+def test_imbalance_noise_quick():
+    payload = load("imbalance_noise").main(["--quick"])
+    assert list(payload) == ["yeast4", "abalone19"]
+    for stats in payload.values():
+        assert "reweight" in stats and "smote" in stats
+        assert 0 <= stats["reweight"]["balanced_accuracy"][0] <= 1
+        assert "weight_auc" in stats["reweight"] and "weight_auc" not in stats["plain"]
+
+
+@pytest.mark.skipif(not (SHARED / "mnist").is_dir(), reason="MNIST files not present")
+def test_mnist_imbalance_quick():
+    paper, tuned = load("mnist_imbalance").main(["--quick"])
+    assert sorted(paper) == [0.9, 0.95]
+    for results in (paper, tuned):
+        for methods in results.values():
+            assert set(methods) == {"plain", "class_weight", "reweight"}
+            assert all(0 <= m["error"][0] <= 1 for m in methods.values())
+    assert (BENCHMARKS / "results" / "mnist_imbalance_quick.png").stat().st_size > 5_000
+
+
+@pytest.mark.skipif(not (SHARED / "fashion-mnist").is_dir(), reason="MNIST files not present")
+def test_noisy_labels_quick():
+    payload = load("noisy_labels").main(["--quick"])
+    (setting, stats), = [(s, v) for s, v in payload.items() if s.startswith("mnist, 40% uniform")]
+    assert set(stats) == {"plain", "finetune", "reweight"}
+    assert 0.5 < stats["reweight"]["weight_auc"][0] <= 1  # flipped examples get lower weights
+    assert len(payload) == 2  # uniform and background noise
