@@ -11,6 +11,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "g_mean", "minority_recall", "seconds")
 
 
+def add_common_arguments(parser, quick_help):
+    """--seeds, --device, --quick and --update-readme, shared by the comparison scripts."""
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--update-readme", action="store_true")
+
+
 def score(y_true, y_pred, minority):
     """Accuracy, balanced accuracy, macro-F1, G-mean and the recall of ``minority``."""
     return {

@@ -30,7 +30,7 @@ from sk_reweight.datasets import load_imbalanced_tabular
 from sk_reweight.modules import MLP
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import METRICS, aggregate, markdown_table, run_methods, save  # noqa: E402
+from _harness import METRICS, add_common_arguments, aggregate, markdown_table, run_methods, save  # noqa: E402
 from _readme import update_readme  # noqa: E402
 
 DATASETS = ("yeast4", "abalone19", "ecoli1", "pima", "wdbc")
@@ -50,14 +50,11 @@ def split(name, seed, noise, clean_per_class):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--noise", type=float, default=0.2)
     parser.add_argument("--clean-per-class", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--quick", action="store_true", help="1 seed, 2 sets, 2 epochs")
-    parser.add_argument("--update-readme", action="store_true")
+    add_common_arguments(parser, quick_help="1 seed, 2 sets, 2 epochs")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     seeds, datasets, epochs = ((1, args.datasets[:2], 2) if args.quick

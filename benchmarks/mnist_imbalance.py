@@ -36,7 +36,7 @@ from sk_reweight.datasets import load_mnist
 from sk_reweight.modules import LeNet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import RESULTS, aggregate, markdown_table, save  # noqa: E402
+from _harness import RESULTS, add_common_arguments, aggregate, markdown_table, save  # noqa: E402
 from _readme import update_readme  # noqa: E402
 
 PROPORTIONS = (0.9, 0.95, 0.98, 0.99, 0.995)
@@ -122,15 +122,12 @@ def plot(paper, path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=160, help="paper: ~8,000 steps = 160 epochs")
     parser.add_argument("--proportions", type=float, nargs="+", default=list(PROPORTIONS))
     parser.add_argument("--lr-grid", type=float, nargs="+", default=[1e-3, 1e-2, 1e-1])
     parser.add_argument("--data", default=str(SHARED) if SHARED.is_dir() else None,
                         help="directory with the MNIST IDX files (default: $SK_REWEIGHT_MNIST)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--quick", action="store_true", help="300 images, 1 epoch, 3 methods, 2 proportions")
-    parser.add_argument("--update-readme", action="store_true")
+    add_common_arguments(parser, quick_help="300 images, 1 epoch, 3 methods, 2 proportions")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     start = time.perf_counter()

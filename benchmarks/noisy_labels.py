@@ -27,7 +27,7 @@ from sk_reweight.datasets import load_fashion_mnist, load_mnist
 from sk_reweight.modules import LeNet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import aggregate, markdown_table, run_methods, save  # noqa: E402
+from _harness import add_common_arguments, aggregate, markdown_table, run_methods, save  # noqa: E402
 from _readme import update_readme  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -54,13 +54,10 @@ def main(argv=None):
     parser.add_argument("--datasets", nargs="+", default=list(LOADERS))
     parser.add_argument("--noise", nargs="+", default=["uniform", "background"])
     parser.add_argument("--clean-sizes", type=int, nargs="+", default=[100, 1000])
-    parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--n-train", type=int, default=10000)
     parser.add_argument("--lr", type=float, default=0.02)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--quick", action="store_true", help="1 seed, 1 epoch, 500 images, 3 methods")
-    parser.add_argument("--update-readme", action="store_true")
+    add_common_arguments(parser, quick_help="1 seed, 1 epoch, 500 images, 3 methods")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     if args.quick:
