@@ -587,11 +587,13 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
                 "(or the meta-gradient is not finite). The parameters are those from before "
                 "this step. Lower the learning rate or check the inputs' scale."
             )
-        skipped = not bool(step.weights.any())
-        self.weight_history_.record(positions, (step.weights * len(Xi)).cpu().numpy())
+        # one copy to the host serves the history and the batch summaries
+        scaled = (step.weights * len(Xi)).cpu().numpy()
+        skipped = not scaled.any()
+        self.weight_history_.record(positions, scaled)
         self.history.record_batch("skipped", skipped)
         self.history.record_batch("clean_loss", step.clean_loss.item())
-        self.history.record_batch("zero_frac", float((step.weights == 0).float().mean()))
+        self.history.record_batch("zero_frac", float((scaled == 0).mean()))
         return {"loss": loss, "y_pred": step.y_pred, "skipped": skipped}
 
     def train_step(self, batch, **fit_params):
