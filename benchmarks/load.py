@@ -20,20 +20,10 @@ import torch
 from sk_reweight import ReweightedNeuralNetClassifier
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _memory import reset_peak, status_mib  # noqa: E402
 from _readme import update_readme  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _status_mib(field):
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(field)
-
-
-def _reset_peak():
-    Path("/proc/self/clear_refs").write_text("5")
 
 
 def make_data(n_rows, n_features=50, seed=0):
@@ -55,24 +45,24 @@ def main(argv=None):
     n_rows = 20_000 if args.quick else args.rows
     torch.set_num_threads(2)
 
-    base = _status_mib("VmRSS")
+    base = status_mib("VmRSS")
     X, y = make_data(n_rows)
     Xc, yc = make_data(1000, seed=1)
     data_mib = (X.nbytes + y.nbytes + Xc.nbytes + yc.nbytes) / 2**20
 
     net = ReweightedNeuralNetClassifier(max_epochs=1, batch_size=args.batch_size, random_state=0,
                                         device=args.device)
-    _reset_peak()
+    reset_peak()
     t0 = time.perf_counter()
     net.fit(X, y, X_clean=Xc, y_clean=yc)
     fit_s = time.perf_counter() - t0
-    fit_peak = _status_mib("VmHWM") - base
+    fit_peak = status_mib("VmHWM") - base
 
-    _reset_peak()
+    reset_peak()
     t0 = time.perf_counter()
     pred = net.predict(X)
     predict_s = time.perf_counter() - t0
-    predict_peak = _status_mib("VmHWM") - base
+    predict_peak = status_mib("VmHWM") - base
     result = {
         "rows": n_rows, "features": X.shape[1], "batch_size": args.batch_size,
         "data_MiB": round(data_mib, 1),

@@ -21,7 +21,6 @@ a smoke test, ``--update-readme`` to put the table in README.md).
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from torch import nn
 from sk_reweight import ReweightedNeuralNetClassifier
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _memory import reset_peak, status_mib  # noqa: E402
 from _readme import update_readme  # noqa: E402
 from sk_reweight._engines import ENGINES
 from sk_reweight._estimator import normalize_weights
@@ -168,13 +168,6 @@ def peak_memory(workload, methods, device, quick):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _status_kib(field):
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
 def _measure_memory(workload, method, device, quick):
     factory, shape, n_classes, batch, clean, _ = (QUICK if quick else WORKLOADS)[workload]
     torch.manual_seed(0)
@@ -189,11 +182,11 @@ def _measure_memory(workload, method, device, quick):
             step()
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - base
-    Path("/proc/self/clear_refs").write_text("5")  # reset the peak RSS to the current RSS
-    base = _status_kib("VmRSS")
+    reset_peak()
+    base = status_mib("VmRSS")
     for _ in range(3):
         step()
-    return (_status_kib("VmHWM") - base) * 1024
+    return int((status_mib("VmHWM") - base) * 2**20)
 
 
 def run(device, quick, rounds, per_round):

@@ -37,6 +37,7 @@ def make_demo_data(seed=0, imbalance_factor=20, noise=0.3, clean_per_class=5):
 
 def run_demo(out, seed=0, device="cpu", methods=None, max_epochs=60, show=print, update_readme=False):
     """Train reweighting and the strongest baselines on the demo data; write results."""
+    import torch
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
     from tqdm.auto import tqdm
 
@@ -51,7 +52,7 @@ def run_demo(out, seed=0, device="cpu", methods=None, max_epochs=60, show=print,
     methods = methods or ["reweight", "plain", "class_weight", "smote", "finetune", "cleanlab"]
     estimators = make_baselines(
         MLP, module_params=dict(n_features=64, n_classes=10, hidden_units=(128,)), lr=3e-3,
-        optimizer=__import__("torch").optim.Adam, max_epochs=max_epochs, batch_size=64,
+        optimizer=torch.optim.Adam, max_epochs=max_epochs, batch_size=64,
         finetune_epochs=20, random_state=seed, device=device,
         include=[m for m in methods if m != "cleanlab" or _has_cleanlab()],
     )

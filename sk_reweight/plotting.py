@@ -156,23 +156,23 @@ def plot_training_curves(net, *, axes=None):
     loss_ax, acc_ax = axes
     epochs = history[:, "epoch"]
     for key, label in (("train_loss", "training loss (unweighted)"), ("valid_loss", "clean-set loss")):
-        values = [row.get(key) for row in history]
-        if any(v is not None for v in values):
-            loss_ax.plot(epochs, [np.nan if v is None else v for v in values], marker="o", markersize=3, label=label)
+        _plot_series(loss_ax, history, epochs, key, label, marker="o", markersize=3)
     loss_ax.set_xlabel("epoch")
     loss_ax.set_ylabel("cross-entropy")
     loss_ax.set_title("Loss")
     loss_ax.legend(fontsize="small")
     for key, label in (("train_acc", "training accuracy"), ("valid_acc", "clean-set accuracy")):
-        values = [row.get(key) for row in history]
-        if any(v is not None for v in values):
-            acc_ax.plot(epochs, [np.nan if v is None else v for v in values], marker="o", markersize=3, label=label)
-    zero = [row.get("weight_zero_frac") for row in history]
-    if any(v is not None for v in zero):
-        acc_ax.plot(epochs, [np.nan if v is None else v for v in zero], linestyle="--",
-                    label="share of zero weights")
+        _plot_series(acc_ax, history, epochs, key, label, marker="o", markersize=3)
+    _plot_series(acc_ax, history, epochs, "weight_zero_frac", "share of zero weights", linestyle="--")
     acc_ax.set_xlabel("epoch")
     acc_ax.set_ylim(0, 1.02)
     acc_ax.set_title("Accuracy and zero weights")
     acc_ax.legend(fontsize="small")
     return loss_ax, acc_ax
+
+
+def _plot_series(ax, history, epochs, key, label, **style):
+    """Plot one per-epoch history entry, if any epoch recorded it (NaN where missing)."""
+    values = [row.get(key) for row in history]
+    if any(v is not None for v in values):
+        ax.plot(epochs, [np.nan if v is None else v for v in values], label=label, **style)
