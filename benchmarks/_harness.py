@@ -12,11 +12,35 @@ METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "g_mean", "minority_reca
 
 
 def add_common_arguments(parser, quick_help):
-    """--seeds, --device, --quick and --update-readme, shared by the comparison scripts."""
+    """--seeds, --device, --n-jobs, --threads, --quick and --update-readme, shared by the comparison scripts."""
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--n-jobs", type=int, default=1,
+                        help="worker processes, one torch thread each (results do not depend on it)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of the main process")
     parser.add_argument("--quick", action="store_true", help=quick_help)
     parser.add_argument("--update-readme", action="store_true")
+
+
+def map_cells(function, cells, n_jobs=1):
+    """``[function(*cell) for cell in cells]``, in worker processes when ``n_jobs > 1``.
+
+    Each cell seeds its own estimators, so the results do not depend on
+    ``n_jobs``; workers use one torch thread each (two single-threaded
+    processes train small networks faster than one process with two threads).
+    """
+    if n_jobs == 1:
+        return [function(*cell) for cell in cells]
+    from joblib import Parallel, delayed
+
+    return Parallel(n_jobs=n_jobs)(delayed(_single_threaded)(function, *cell) for cell in cells)
+
+
+def _single_threaded(function, *args):
+    import torch
+
+    torch.set_num_threads(1)
+    return function(*args)
 
 
 def score(y_true, y_pred, minority):
@@ -94,6 +118,51 @@ def markdown_table(rows, columns, row_label="setting", lower_is_better=("error",
             cells.append(f"**{text}**" if is_best else text)
         lines.append(f"| {setting} | {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def publish(name, table, payload, args, figure=None, alt_text=None):
+    """Print ``table``, save it (see :func:`save`) and, with ``--update-readme``, show it in README.md.
+
+    ``figure(path)`` draws a PNG at ``results/NAME.png``, linked under the
+    table in the README. The README block is NAME with '-' for '_'.
+    """
+    print(table)
+    stem = save(name, table, payload, args.quick)
+    content = table
+    if figure is not None:
+        figure(stem.with_suffix(".png"))
+        content += f"\n![{alt_text or name}]({stem.relative_to(RESULTS.parents[1])}.png)\n"
+    print(f"written to {stem}.*")
+    if args.update_readme:
+        from _readme import update_readme
+
+        update_readme(name.replace("_", "-"), content)
+    return stem
+
+
+def bar_chart(stats, metric, path, title):
+    """Grouped bars: ``stats[setting][method][metric] = (mean, std)``, one group per setting."""
+    from sk_reweight.plotting import _pyplot
+
+    plt = _pyplot()
+    settings = list(stats)
+    methods = list(dict.fromkeys(m for s in settings for m in stats[s]))
+    fig, ax = plt.subplots(figsize=(max(7, 1.3 * len(settings) + 2), 4.5), layout="constrained")
+    width = 0.8 / len(methods)
+    colors = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20").colors
+    for i, method in enumerate(methods):
+        means = [stats[s].get(method, {}).get(metric, (np.nan, 0))[0] for s in settings]
+        stds = [stats[s].get(method, {}).get(metric, (np.nan, 0))[1] for s in settings]
+        bold = method.startswith("reweight")
+        ax.bar(np.arange(len(settings)) + (i - (len(methods) - 1) / 2) * width, means, width, yerr=stds,
+               label=method, color=colors[i % len(colors)], edgecolor="black" if bold else "none",
+               linewidth=1.2 if bold else 0)
+    ax.set_xticks(np.arange(len(settings)), [s.replace(", ", "\n") for s in settings], fontsize="small")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title(title)
+    ax.legend(fontsize="x-small", ncol=2, loc="lower right")
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 def save(name, table, payload, quick):

@@ -4,7 +4,7 @@ Digits (1,797 images, 10 classes) with a 5-per-class clean set held out
 before corruption, then a share of the training labels flipped uniformly to
 another class. Two rankings of the training examples:
 
-- ``reweight``: ``ReweightedNeuralNetClassifier.suspicious_examples`` (lowest
+- ``reweight``: ``ReweightedNeuralNetClassifier(**PAPER_EXACT).suspicious_examples`` (lowest
   mean weight over the last half of training first);
 - ``cleanlab``: ``cleanlab.filter.find_label_issues`` ranked by self-confidence,
   from out-of-sample probabilities of the same network (5-fold
@@ -29,7 +29,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import cross_val_predict
 from skorch import NeuralNetClassifier
 
-from sk_reweight import ReweightedNeuralNetClassifier
+from sk_reweight import PAPER_EXACT, ReweightedNeuralNetClassifier
 from sk_reweight.corruption import flip_labels_uniform, train_clean_split
 from sk_reweight.modules import MLP
 
@@ -62,7 +62,7 @@ def run_one(noise, seed, epochs):
     y_noisy, flipped = flip_labels_uniform(y_train, noise, random_state=seed)
 
     t0 = time.perf_counter()
-    net = ReweightedNeuralNetClassifier(random_state=seed, **recipe(epochs))
+    net = ReweightedNeuralNetClassifier(random_state=seed, **PAPER_EXACT, **recipe(epochs))
     net.fit(X_train, y_noisy, X_clean=X_clean, y_clean=y_clean)
     ours = net.suspicious_examples(X_train, y_noisy, last_epochs=max(1, epochs // 2))
     ours_s = time.perf_counter() - t0

@@ -31,15 +31,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sk_reweight import PAPER_EXACT, TrainingDivergedError
 from sk_reweight.baselines import make_baselines
 from sk_reweight.datasets import load_mnist
 from sk_reweight.modules import LeNet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import RESULTS, add_common_arguments, aggregate, markdown_table, save  # noqa: E402
-from _readme import update_readme  # noqa: E402
+from _harness import add_common_arguments, aggregate, map_cells, markdown_table, publish  # noqa: E402
 
 PROPORTIONS = (0.9, 0.95, 0.98, 0.99, 0.995)
+PAPER_LR = 1e-3
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
 
@@ -60,7 +61,11 @@ def make_split(X, y, X_test, y_test, proportion, seed, n_train=5000, clean_per_c
 
 def fit_and_score(estimator, data):
     t0 = time.perf_counter()
-    estimator.fit(data["X_train"], data["y_train"], X_clean=data["X_clean"], y_clean=data["y_clean"])
+    try:
+        estimator.fit(data["X_train"], data["y_train"], X_clean=data["X_clean"], y_clean=data["y_clean"])
+    except TrainingDivergedError:  # a learning rate of the grid too high: never selected
+        return {"error": float("nan"), "clean_accuracy": -1.0, "clean_loss": float("inf"),
+                "seconds": time.perf_counter() - t0}
     seconds = time.perf_counter() - t0
     clean_proba = estimator.predict_proba(data["X_clean"])
     clean_classes = np.searchsorted(np.array([4, 9]), data["y_clean"])
@@ -70,35 +75,42 @@ def fit_and_score(estimator, data):
             "clean_loss": float(clean_loss), "seconds": seconds}
 
 
-def run(args, quick):
+def run_cell(proportion, seed, args, quick):
+    """Every method at every learning rate on one (proportion, seed) split."""
     X, y = load_mnist(args.data, split="train")
     X_test, y_test = load_mnist(args.data, split="test")
-    proportions = args.proportions[:2] if quick else args.proportions
-    seeds, epochs = (1, 1) if quick else (args.seeds, args.epochs)
-    n_train = 300 if quick else 5000
-    include = ["plain", "class_weight", "reweight"] if quick else None
-    grid = args.lr_grid[:2] if quick else args.lr_grid
+    data = make_split(X, y, X_test, y_test, proportion, seed, n_train=300 if quick else 5000)
+    include = ["plain", "class_weight", "reweight"] if quick else args.methods
+    runs = {}
+    for lr in sorted(set(args.lr_grid) | {PAPER_LR}):
+        methods = make_baselines(LeNet, module_params=dict(n_classes=2), sample_shape=(1, 28, 28),
+                                 lr=lr, optimizer=torch.optim.SGD, optimizer_params=dict(momentum=0.9),
+                                 max_epochs=args.epochs, batch_size=100, random_state=seed,
+                                 device=args.device, include=include, reweight_params=PAPER_EXACT)
+        for name, est in methods.items():
+            runs[(name, lr)] = fit_and_score(est, data)
+            print(f"p={proportion} seed={seed} lr={lr:g} {name:13s} "
+                  f"error={runs[(name, lr)]['error']:.3f}", flush=True)
+    names = list(dict.fromkeys(name for name, _ in runs))
+    paper = {n: runs[(n, PAPER_LR)] for n in names}
+    # chosen by clean-set accuracy, then clean-set loss
+    tuned = {n: max((runs[(n, lr)] for lr in args.lr_grid),
+                    key=lambda r: (r["clean_accuracy"], -r["clean_loss"])) for n in names}
+    return paper, tuned
+
+
+def run(args, quick):
+    if quick:
+        args.proportions, args.seeds, args.epochs = args.proportions[:2], 1, 1
+        args.lr_grid = args.lr_grid[:2]
+    cells = [(p, seed) for p in args.proportions for seed in range(args.seeds)]
+    results = map_cells(run_cell, [(p, seed, args, quick) for p, seed in cells], args.n_jobs)
     paper, tuned = {}, {}
-    for p in proportions:
-        paper_seeds, tuned_seeds = [], []
-        for seed in range(seeds):
-            data = make_split(X, y, X_test, y_test, p, seed, n_train=n_train)
-            runs = {}
-            for lr in sorted(set(grid) | {1e-3}):
-                methods = make_baselines(LeNet, module_params=dict(n_classes=2), sample_shape=(1, 28, 28),
-                                         lr=lr, optimizer=torch.optim.SGD, optimizer_params=dict(momentum=0.9),
-                                         max_epochs=epochs, batch_size=100, random_state=seed,
-                                         device=args.device, include=include)
-                for name, est in methods.items():
-                    runs[(name, lr)] = fit_and_score(est, data)
-                    print(f"p={p} seed={seed} lr={lr:g} {name:13s} error={runs[(name, lr)]['error']:.3f}",
-                          flush=True)
-            names = sorted({name for name, _ in runs}, key=[n for n, _ in runs].index)
-            paper_seeds.append({n: runs[(n, 1e-3)] for n in names})
-            tuned_seeds.append({n: max((runs[(n, lr)] for lr in grid),
-                                       key=lambda r: (r["clean_accuracy"], -r["clean_loss"])) for n in names})
-        paper[p], tuned[p] = aggregate(paper_seeds), aggregate(tuned_seeds)
-    return paper, tuned, seeds, epochs
+    for p in args.proportions:
+        per_seed = [r for (q, _), r in zip(cells, results) if q == p]
+        paper[p] = aggregate([r[0] for r in per_seed])
+        tuned[p] = aggregate([r[1] for r in per_seed])
+    return paper, tuned, args.seeds, args.epochs
 
 
 def plot(paper, path):
@@ -127,27 +139,28 @@ def main(argv=None):
     parser.add_argument("--lr-grid", type=float, nargs="+", default=[1e-3, 1e-2, 1e-1])
     parser.add_argument("--data", default=str(SHARED) if SHARED.is_dir() else None,
                         help="directory with the MNIST IDX files (default: $SK_REWEIGHT_MNIST)")
+    parser.add_argument("--methods", nargs="+", default=None, help="baseline names (default: all)")
+    parser.add_argument("--name", default="mnist_imbalance",
+                        help="results file stem; its README block is the same with '-' for '_'")
     add_common_arguments(parser, quick_help="300 images, 1 epoch, 3 methods, 2 proportions")
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     start = time.perf_counter()
     paper, tuned, seeds, epochs = run(args, args.quick)
     minutes = (time.perf_counter() - start) / 60
     header = (f"{seeds} seed(s), {epochs} epochs of 50 steps, test error mean ± std (lower is better). "
-              f"Wall time: {minutes:.1f} min on {args.device}.\n\n")
+              f"Wall time: {minutes:.1f} min on {args.device} ({args.n_jobs} process(es)).\n\n")
     columns = ["error", "seconds"]
     tables = []
-    for title, results in (("lr 1e-3 for every method (paper)", paper),
-                           (f"lr chosen on the clean set from {args.lr_grid}", tuned)):
+    variants = [("lr 1e-3 for every method (paper)", paper)]
+    if set(args.lr_grid) != {PAPER_LR}:
+        variants.append((f"lr chosen on the clean set from {args.lr_grid}", tuned))
+    for title, results in variants:
         rows = [(p, m, {k: s[k] for k in columns}) for p, methods in results.items() for m, s in methods.items()]
         tables.append(f"**{title}**\n\n" + markdown_table(rows, columns, row_label="share of nines"))
     text = header + "\n".join(tables)
-    print(text)
-    stem = save("mnist_imbalance", text, {"paper": paper, "lr_selected": tuned}, args.quick)
-    plot(paper, stem.with_suffix(".png"))
-    print(f"written to {stem}.md, {stem}.png")
-    if args.update_readme:
-        update_readme("mnist-imbalance", text + f"\n![MNIST 4-vs-9]({stem.relative_to(RESULTS.parents[1])}.png)\n")
+    publish(args.name, text, {"paper": paper, "lr_selected": tuned}, args,
+            figure=lambda path: plot(paper, path), alt_text="MNIST 4-vs-9")
     return paper, tuned
 
 

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _memory import reset_peak, status_mib  # noqa: E402
 from _readme import update_readme  # noqa: E402
 from sk_reweight._engines import ENGINES
-from sk_reweight._estimator import normalize_weights
+from sk_reweight._weighting import normalize_weights
 from sk_reweight._reference import lookahead_eps_gradient
 from sk_reweight.modules import MLP, LeNet, ResNet32
 
@@ -81,7 +81,7 @@ def step_functions(module, data):
     def engine_step(engine):
         def step():
             opt.zero_grad()
-            engine.reweighted_backward(module, loss_fn, X, y, Xc, yc, normalize_weights)
+            engine.reweighted_backward(module, loss_fn, X, y, Xc, yc, lambda a, losses: normalize_weights(a))
             opt.step()
         return step
 

@@ -2,6 +2,7 @@
 from ._estimator import ReweightedNeuralNetClassifier, TrainingDivergedError
 from ._meta_gradient import ForwardModeEngine, MetaGradientEngine
 from ._weight_history import WeightHistory
+from ._weighting import PAPER_EXACT
 from . import modules
 
 __version__ = "0.1.0"
@@ -12,5 +13,6 @@ __all__ = [
     "MetaGradientEngine",
     "ForwardModeEngine",
     "WeightHistory",
+    "PAPER_EXACT",
     "modules",
 ]

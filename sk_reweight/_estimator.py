@@ -17,26 +17,15 @@ from skorch.utils import TeeGenerator, to_tensor
 from ._dataset import ArrayDataset, EncodedLabelDataset, collate_batch
 from ._engines import agrees_with_generic_engine, get_engine
 from ._meta_gradient import ForwardModeEngine, frozen_state
-from ._sampling import CleanBatchCycler, RecordingBatchSampler
+from ._sampling import CleanBatchCycler, RecordingBatchSampler, StratifiedCleanBatchCycler
 from ._validation import encode_labels, validate_fit_data, validate_predict_data
 from ._weight_history import WeightHistory
+from ._weighting import LossWeightNet, MetaNetWeights, WeightPolicy, check_weighting_params
 from .modules import MLP
 
 
 class TrainingDivergedError(FloatingPointError):
     """The training loss became NaN or infinite."""
-
-
-def normalize_weights(alignment, sample_weight=None):
-    """Algorithm 1's weights: ``max(a, 0)`` (times ``sample_weight``), summing to 1.
-
-    An all-zero result means the batch is skipped.
-    """
-    w = alignment.clamp(min=0)
-    if sample_weight is not None:
-        w = w * sample_weight
-    total = w.sum()
-    return torch.where(total > 0, w / total, torch.zeros_like(w))
 
 
 @dataclass
@@ -47,6 +36,7 @@ class _FitState:
     X_clean: torch.Tensor
     y_clean: torch.Tensor
     clean_batches: CleanBatchCycler
+    weigh: WeightPolicy
     sample_weight: torch.Tensor = None
     sampler: RecordingBatchSampler = None
 
@@ -101,6 +91,51 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
         Size of the clean mini-batch drawn at every step; the clean set is
         cycled through, reshuffled at each pass. ``None``: the whole clean
         set when it has at most ``batch_size`` examples, else ``batch_size``.
+    weighting : {'alignment', 'meta_net'}, default='alignment'
+        Where the weights come from. ``'alignment'``: Algorithm 1's clipped
+        alignments with the clean gradient. ``'meta_net'``: in the spirit of
+        Meta-Weight-Net (Shu et al., 2019), a small network maps each
+        example's loss to a weight in (0, 1); it learns on the fly, one Adam
+        step per training step, to make the weighted step lower the clean
+        loss (the same exact alignments drive it, to first order in the
+        lookahead step), and its weights, normalised in the batch, are used.
+        Weights then vary smoothly with the loss and are shared across
+        batches.
+    meta_net_lr : float, default=0.001
+        Adam learning rate of the ``'meta_net'`` weighting network. Too
+        high a rate (0.01 on a small MLP) can saturate its sigmoid early,
+        after which every weight is 1 (plain training).
+    clean_sampling : {'cycle', 'stratified'}, default='cycle'
+        How clean mini-batches are drawn when they are smaller than the
+        clean set. ``'cycle'``: passes over the shuffled clean set (the
+        paper). ``'stratified'``: every clean batch holds each class in
+        equal numbers (up to one), so no step is steered by a batch that
+        misses a class.
+    clean_weight : float, default=0.0
+        Train on the clean examples too: each step minimises
+        ``sum_i w_i f_i + clean_weight * mean(clean losses)`` (costs one
+        forward and backward of the clean batch). ``0``: the clean set only
+        steers the weights (the paper). A step whose weights are all zero
+        then still trains on the clean batch.
+    weight_smoothing : float in [0, 1), default=0.9
+        Each example keeps an exponential moving average of the weights it
+        received (on the scale where 1 is uniform): ``s <- weight_smoothing
+        * s + (1 - weight_smoothing) * w`` (``s = w`` on its first visit),
+        and steps use ``s``, normalised within the batch. Damps the
+        batch-to-batch swings of single-step weights; an example that was
+        rejected once is down-weighted, not dropped. ``0``: no smoothing
+        (the paper). The default is the option that helped most
+        consistently in ``benchmarks/ablation.py``; ``sample_weights_``
+        records the smoothed weights the steps used.
+    zero_weights : {'skip', 'uniform'}, default='skip'
+        A batch whose weights are all zero changes nothing (``'skip'``, the
+        paper) or trains with uniform weights (``'uniform'``).
+    finetune_epochs : int, default=0
+        After the reweighted epochs of each ``fit``/``partial_fit``, train
+        this many passes over the clean set with the plain (unweighted)
+        loss and the same optimizer (batches of ``clean_batch_size``). The
+        last history row records ``finetune_loss``. ``0``: no fine-tuning
+        (the paper).
     meta_engine : {'auto', 'layerwise', 'jvp'}, default='auto'
         How the meta-gradient is computed; every engine is exact.
         ``'layerwise'``: alignment and weighted gradient from one forward
@@ -161,6 +196,10 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
         Shape of one example, ``X.shape[1:]``.
     meta_engine_ : MetaGradientEngine
         The meta-gradient engine in use.
+    meta_net_ : MetaNetWeights or None
+        With ``weighting='meta_net'``: the learned loss-to-weight network
+        (``meta_net_.net(losses)`` gives the weights it assigns, before
+        normalisation) and its optimizer.
     module_, criterion_, optimizer_
         The initialised torch objects, as in skorch.
 
@@ -198,6 +237,13 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
         max_epochs=20,
         batch_size=128,
         clean_batch_size=None,
+        weighting="alignment",
+        meta_net_lr=1e-3,
+        clean_sampling="cycle",
+        clean_weight=0.0,
+        weight_smoothing=0.9,
+        zero_weights="skip",
+        finetune_epochs=0,
         meta_engine="auto",
         random_state=None,
         train_split=None,
@@ -218,6 +264,13 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
             **kwargs,
         )
         self.clean_batch_size = clean_batch_size
+        self.weighting = weighting
+        self.meta_net_lr = meta_net_lr
+        self.clean_sampling = clean_sampling
+        self.clean_weight = clean_weight
+        self.weight_smoothing = weight_smoothing
+        self.zero_weights = zero_weights
+        self.finetune_epochs = finetune_epochs
         self.meta_engine = meta_engine
         self.random_state = random_state
 
@@ -310,6 +363,7 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
     def initialize(self):
         super().initialize()
         self.weight_history_ = WeightHistory()
+        self.meta_net_ = None
         return self
 
     # ------------------------------------------------------------------
@@ -372,6 +426,7 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
             self.meta_engine_ = self._select_engine(data)
             try:
                 super().partial_fit(data.X, data.y, _routing_method=method)
+                self._finetune_on_clean()
             finally:
                 del self.fit_state_
         return self
@@ -447,6 +502,7 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
         return ForwardModeEngine()
 
     def _make_fit_state(self, data):
+        check_weighting_params(self)
         n_clean = len(data.X_clean)
         batch_size = self.batch_size if self.batch_size != -1 else len(data.X)
         clean_batch_size = self.clean_batch_size
@@ -457,16 +513,41 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
                 f"clean_batch_size={clean_batch_size!r} must be an int between 1 and the "
                 f"clean set size ({n_clean}); use None for the default."
             )
+        if self.clean_sampling == "cycle":
+            clean_batches = CleanBatchCycler(n_clean, int(clean_batch_size))
+        elif self.clean_sampling == "stratified":
+            clean_batches = StratifiedCleanBatchCycler(data.y_clean, int(clean_batch_size))
+        else:
+            raise ValueError(
+                f"clean_sampling={self.clean_sampling!r} is not one of ['cycle', 'stratified']."
+            )
         sample_weight = None
         if data.sample_weight is not None:
             sample_weight = torch.as_tensor(data.sample_weight, device=self.device)
+        weigh = WeightPolicy(len(data.X), self.weight_smoothing, self.zero_weights,
+                             smoothed=self.weight_history_.smoothed, device=self.device,
+                             meta_net=self._meta_net())
+        self.weight_history_.smoothed = weigh.smoothed  # kept for partial_fit and saving
         return _FitState(
             n_train=len(data.X),
             X_clean=torch.as_tensor(data.X_clean, device=self.device),
             y_clean=torch.as_tensor(data.y_clean, device=self.device),
-            clean_batches=CleanBatchCycler(n_clean, int(clean_batch_size)),
+            clean_batches=clean_batches,
+            weigh=weigh,
             sample_weight=sample_weight,
         )
+
+    def _meta_net(self):
+        """The loss-to-weight net of ``weighting='meta_net'`` (kept across partial_fit)."""
+        if self.weighting != "meta_net":
+            return None
+        # not a skorch module: its parameters must stay out of the network's optimizer
+        if getattr(self, "meta_net_", None) is None:
+            net = LossWeightNet().to(self.device)
+            self.meta_net_ = MetaNetWeights(net, torch.optim.Adam(net.parameters(), lr=self.meta_net_lr))
+        for group in self.meta_net_.optimizer.param_groups:
+            group["lr"] = self.meta_net_lr
+        return self.meta_net_
 
     def check_data(self, X, y):
         # classes_ are set from the user's labels by validate_fit_data;
@@ -572,12 +653,16 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
         def loss_fn(output, target):
             return self.get_per_example_loss(output, target, training=True)
 
-        def weigh(alignment):
-            return normalize_weights(alignment, sample_weight)
+        def weigh(alignment, losses):
+            return state.weigh(alignment, losses, positions, sample_weight)
 
         step = self.meta_engine_.reweighted_backward(
             self.module_, loss_fn, Xi, yi, X_clean, y_clean, weigh
         )
+        if self.clean_weight:
+            # the clean examples are trained on as well: their mean loss joins the step
+            clean_losses = loss_fn(self.infer(X_clean), y_clean)
+            (self.clean_weight * clean_losses.mean()).backward()
         loss = step.losses.mean()
         # one host sync checks both: a non-finite alignment turns the sum NaN
         if not math.isfinite((loss + 0 * step.alignment.sum()).item()):
@@ -589,12 +674,36 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
             )
         # one copy to the host serves the history and the batch summaries
         scaled = (step.weights * len(Xi)).cpu().numpy()
-        skipped = not scaled.any()
+        skipped = not scaled.any() and not self.clean_weight
         self.weight_history_.record(positions, scaled)
         self.history.record_batch("skipped", skipped)
         self.history.record_batch("clean_loss", step.clean_loss.item())
         self.history.record_batch("zero_frac", float((scaled == 0).mean()))
         return {"loss": loss, "y_pred": step.y_pred, "skipped": skipped}
+
+    def _finetune_on_clean(self):
+        """``finetune_epochs`` passes of plain training over the clean set."""
+        if not self.finetune_epochs:
+            return
+        state = self.fit_state_
+        n_batches = -(-len(state.X_clean) // state.clean_batches.batch_size)
+        self._set_training(True)
+        for epoch in range(self.finetune_epochs):
+            total = 0.0
+            for _ in range(n_batches):
+                X_clean, y_clean = state.clean_batch()
+                self._zero_grad_optimizer()
+                loss = self.get_loss(self.infer(X_clean), y_clean, training=True)
+                if not math.isfinite(loss.item()):
+                    raise TrainingDivergedError(
+                        f"Fine-tuning on the clean set diverged in its epoch {epoch}: the loss "
+                        f"is {loss.item()}. Lower the learning rate or finetune_epochs."
+                    )
+                loss.backward()
+                self._step_optimizer(None)
+                total += loss.item()
+        if len(self.history):  # max_epochs=0 leaves no row to annotate
+            self.history.record("finetune_loss", total / n_batches)
 
     def train_step(self, batch, **fit_params):
         """One reweighted step; the optimizer is not stepped when all weights are 0."""

@@ -218,7 +218,7 @@ class LayerwiseEngine(MetaGradientEngine):
                 jvp = rule.parameter_jvp(layer, a[:n], G)
                 alignment = alignment + (delta[:n] * jvp).flatten(1).sum(1)
 
-        weights = weigh(alignment.detach())
+        weights = weigh(alignment.detach(), losses.detach())
         if bool(weights.any()):
             for layer, a, delta in calls:
                 wdelta = delta[:n] * weights.view(-1, *([1] * (delta.dim() - 1)))

@@ -100,7 +100,7 @@ class MetaGradientEngine:
     >>> module, loss_fn = torch.nn.Linear(3, 2), torch.nn.CrossEntropyLoss(reduction="none")
     >>> X, y, X_clean, y_clean = torch.randn(4, 3), torch.tensor([0, 1, 0, 1]), torch.randn(2, 3), torch.tensor([0, 1])
     >>> step = ForwardModeEngine().reweighted_backward(
-    ...     module, loss_fn, X, y, X_clean, y_clean, weigh=lambda a: a.clamp(min=0) / a.clamp(min=0).sum())
+    ...     module, loss_fn, X, y, X_clean, y_clean, weigh=lambda a, losses: a.clamp(min=0) / a.clamp(min=0).sum())
     >>> step.weights.shape, module.weight.grad.shape
     (torch.Size([4]), torch.Size([2, 3]))
     """
@@ -129,8 +129,9 @@ class MetaGradientEngine:
         X_clean, y_clean : torch.Tensor
             Clean mini-batch.
         weigh : callable
-            Maps the alignment ``a`` of shape (batch_size,) to normalised
-            weights ``w`` (all zero when the batch is to be skipped).
+            ``weigh(alignment, losses)`` maps the alignment ``a`` and the
+            (detached) per-example losses, both of shape (batch_size,), to
+            normalised weights ``w`` (all zero when the batch is to be skipped).
 
         Returns
         -------
@@ -177,10 +178,10 @@ class ForwardModeEngine(MetaGradientEngine):
             with torch.no_grad(), fwAD.dual_level():
                 duals = {n: fwAD.make_dual(p, t) for (n, p), t in zip(params.items(), direction)}
                 losses = loss_fn(functional_call(module, duals, (X,)), y)
-                alignment = fwAD.unpack_dual(losses).tangent
+                losses, alignment = fwAD.unpack_dual(losses)
             if alignment is None:  # losses do not depend on any parameter
                 alignment = torch.zeros_like(losses)
-        weights = weigh(alignment)
+        weights = weigh(alignment, losses)
         y_pred = module(X)
         losses = loss_fn(y_pred, y)
         if bool(weights.any()):

@@ -73,8 +73,10 @@ class CleanBatchCycler:
         self.batch_size = batch_size
         self._queue = torch.empty(0, dtype=torch.long)
 
-    def next_indices(self):
-        if len(self._queue) < self.batch_size:
+    def next_indices(self, size=None):
+        """The next batch (of ``size`` examples, at most ``n_samples``; default ``batch_size``)."""
+        size = self.batch_size if size is None else size
+        if len(self._queue) < size:
             tail = self._queue
             rest = torch.ones(self.n_samples, dtype=torch.bool)
             rest[tail] = False
@@ -83,5 +85,36 @@ class CleanBatchCycler:
             self._queue = torch.cat([
                 tail, others[torch.randperm(len(others))], tail[torch.randperm(len(tail))],
             ])
-        batch, self._queue = self._queue[:self.batch_size], self._queue[self.batch_size:]
+        batch, self._queue = self._queue[:size], self._queue[size:]
         return batch
+
+
+class StratifiedCleanBatchCycler:
+    """Clean mini-batches that hold every class in (near) equal numbers.
+
+    Each class cycles through its own examples (as :class:`CleanBatchCycler`);
+    a batch takes ``batch_size // n_classes`` from each class, the remainder
+    one each from classes chosen at random, and never more than a class has.
+
+    Parameters
+    ----------
+    labels : torch.Tensor of int
+        Encoded labels of the clean set.
+    batch_size : int
+    """
+
+    def __init__(self, labels, batch_size):
+        labels = torch.as_tensor(labels).cpu()
+        self.members = [torch.nonzero(labels == c).flatten() for c in torch.unique(labels)]
+        self.batch_size = batch_size
+        self.cyclers = [CleanBatchCycler(len(m), len(m)) for m in self.members]
+
+    def next_indices(self):
+        n_classes = len(self.members)
+        shares = torch.full((n_classes,), self.batch_size // n_classes)
+        shares[torch.randperm(n_classes)[:self.batch_size % n_classes]] += 1
+        parts = []
+        for members, cycler, share in zip(self.members, self.cyclers, shares.tolist()):
+            if share:
+                parts.append(members[cycler.next_indices(min(share, len(members)))])
+        return torch.cat(parts)

@@ -23,6 +23,8 @@ class WeightHistory:
 
     def __init__(self):
         self._rows = []
+        # per-example moving averages of the weights (``weight_smoothing``), or None
+        self.smoothed = None
 
     def new_epoch(self, n_samples):
         self._rows.append(np.full(n_samples, np.nan, dtype=np.float32))
@@ -52,8 +54,13 @@ class WeightHistory:
         return self._rows[i]
 
     def state_dict(self):
-        return {f"epoch_{i}": torch.from_numpy(r) for i, r in enumerate(self._rows)}
+        state = {f"epoch_{i}": torch.from_numpy(r) for i, r in enumerate(self._rows)}
+        if self.smoothed is not None:
+            state["smoothed"] = self.smoothed.detach().cpu()
+        return state
 
     def load_state_dict(self, state_dict):
+        state_dict = dict(state_dict)
+        self.smoothed = state_dict.pop("smoothed", None)
         keys = sorted(state_dict, key=lambda k: int(k.rsplit("_", 1)[1]))
         self._rows = [state_dict[k].detach().cpu().numpy().astype(np.float32) for k in keys]

@@ -141,7 +141,7 @@ class CleanSetBaseline(ClassifierMixin, BaseEstimator):
 def make_baselines(module, *, module_params=None, sample_shape=None, lr=1e-3,
                    optimizer=torch.optim.SGD, optimizer_params=None, max_epochs=10,
                    batch_size=100, finetune_epochs=None, clean_batch_size=None,
-                   random_state=0, device="cpu", include=None):
+                   reweight_params=None, random_state=0, device="cpu", include=None):
     """Every method, sharing one network and one training recipe.
 
     Parameters
@@ -158,6 +158,8 @@ def make_baselines(module, *, module_params=None, sample_shape=None, lr=1e-3,
         Epochs of fine-tuning on the clean set (default: ``max_epochs``).
     clean_batch_size : int, default=None
         For ``reweight``.
+    reweight_params : dict, default=None
+        Further parameters of ``reweight`` (e.g. the paper-exact setting).
     random_state : int, default=0
     device : str, default='cpu'
     include : iterable of str, default=None
@@ -210,7 +212,8 @@ def make_baselines(module, *, module_params=None, sample_shape=None, lr=1e-3,
         "finetune": lambda: baseline(net(), "finetune", finetune_epochs=finetune_epochs or max_epochs),
         "cleanlab": _cleanlab_builder(net, baseline, random_state),
         "reweight": lambda: ReweightedNeuralNetClassifier(
-            clean_batch_size=clean_batch_size, random_state=random_state, **recipe),
+            clean_batch_size=clean_batch_size, random_state=random_state, **recipe,
+            **(reweight_params or {})),
     }
     names = BASELINE_NAMES if include is None else tuple(include)
     unknown = set(names) - set(builders)
@@ -226,4 +229,6 @@ def _cleanlab_builder(net, baseline, random_state):
         from cleanlab.classification import CleanLearning
     except ImportError:
         return None
-    return lambda: baseline(CleanLearning(clf=net(), seed=random_state, cv_n_folds=3, verbose=False))
+    # n_jobs=1: cleanlab's own process pool fails inside worker processes (benchmarks' --n-jobs)
+    return lambda: baseline(CleanLearning(clf=net(), seed=random_state, cv_n_folds=3, verbose=False,
+                                          find_label_issues_kwargs={"n_jobs": 1}))

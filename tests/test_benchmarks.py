@@ -47,13 +47,33 @@ def test_label_issues_quick():
 SHARED = BENCHMARKS.parents[1] / "shared" / "data"
 
 
+@pytest.mark.skipif(not (SHARED / "fashion-mnist").is_dir(), reason="Fashion-MNIST files not present")
 def test_imbalance_noise_quick():
     payload = load("imbalance_noise").main(["--quick"])
-    assert list(payload) == ["yeast4", "abalone19"]
-    for stats in payload.values():
-        assert "reweight" in stats and "smote" in stats
+    assert list(payload) == ["cells", "yeast4", "abalone19", "fashion-mnist-lt"]
+    assert sorted(payload["cells"]) == ["abalone19/0", "fashion-mnist-lt/0", "yeast4/0"]
+    for name in ("yeast4", "abalone19", "fashion-mnist-lt"):
+        stats = payload[name]
+        assert {"reweight", "reweight_paper", "smote"} <= set(stats)
         assert 0 <= stats["reweight"]["balanced_accuracy"][0] <= 1
         assert "weight_auc" in stats["reweight"] and "weight_auc" not in stats["plain"]
+    assert (BENCHMARKS / "results" / "imbalance_noise_quick.png").stat().st_size > 5_000
+
+
+@pytest.mark.skipif(not (SHARED / "fashion-mnist").is_dir(), reason="Fashion-MNIST files not present")
+def test_ablation_quick():
+    payload = load("ablation").main(["--quick"])
+    assert list(payload) == list(load("ablation").VARIANTS)
+    assert payload["paper"]["time_ratio"] == 1
+    for variant in payload.values():
+        assert all(0 <= v <= 1 for v in variant["balanced_accuracy"].values())
+        assert 0 <= variant["cells_won"] <= variant["cells_compared"]
+    rendered = load("ablation").main(["--quick", "--render-only"])
+    assert rendered == payload
+    # a variant run on its own merges into the saved runs of the others
+    merged = load("ablation").main(["--quick", "--variants", "weight_smoothing=0.9"])
+    assert list(merged) == list(payload)
+    assert merged["clean_weight=1"] == payload["clean_weight=1"]
 
 
 @pytest.mark.skipif(not (SHARED / "mnist").is_dir(), reason="MNIST files not present")
@@ -74,3 +94,7 @@ def test_noisy_labels_quick():
     assert set(stats) == {"plain", "finetune", "reweight"}
     assert 0.5 < stats["reweight"]["weight_auc"][0] <= 1  # flipped examples get lower weights
     assert len(payload) == 2  # uniform and background noise
+    png = BENCHMARKS / "results" / "noisy_labels_quick.png"
+    assert png.stat().st_size > 5_000
+    png.unlink()
+    assert load("plot_results").main(["noisy_labels", "--quick"]) == [png] and png.stat().st_size > 5_000

@@ -9,7 +9,7 @@ from torch.func import functional_call
 from sk_reweight._engines import ENGINES, get_engine
 from sk_reweight._meta_gradient import frozen_state, trainable_parameters
 from sk_reweight._reference import lookahead_eps_gradient, reference_weights
-from sk_reweight._estimator import normalize_weights
+from sk_reweight._weighting import normalize_weights
 from sk_reweight.modules import LeNet, MLP, ResNet32
 
 
@@ -46,7 +46,7 @@ loss_fn = nn.CrossEntropyLoss(reduction="none")
 def run_engine(engine, module, X, y, Xc, yc):
     seen = {}
 
-    def weigh(alignment):
+    def weigh(alignment, losses):
         seen["alignment"] = alignment
         return normalize_weights(alignment)
 
@@ -136,6 +136,22 @@ def test_engine_matches_literal_lookahead(engine_name, net):
         torch.testing.assert_close(grads[name], p.grad, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize("engine_name", sorted(ENGINES))
+def test_engines_give_weigh_the_per_example_losses(engine_name):
+    module = mlp().double()
+    X, y, Xc, yc = make_batch((7,))
+    expected = loss_fn(module(X), y).detach()
+    seen = {}
+
+    def weigh(alignment, losses):
+        seen["losses"] = losses
+        return normalize_weights(alignment)
+
+    ENGINES[engine_name]().reweighted_backward(module, loss_fn, X, y, Xc, yc, weigh)
+    assert not seen["losses"].requires_grad
+    torch.testing.assert_close(seen["losses"], expected, rtol=1e-12, atol=1e-12)
+
+
 def test_lookahead_gradient_matches_finite_differences():
     torch.manual_seed(1)
     module = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
@@ -193,7 +209,7 @@ def test_all_zero_weights_produce_no_gradient():
     module = mlp().double()
     X, y, Xc, yc = make_batch((7,))
     step = ENGINES["jvp"]().reweighted_backward(
-        module, loss_fn, X, y, Xc, yc, weigh=lambda a: torch.zeros_like(a)
+        module, loss_fn, X, y, Xc, yc, weigh=lambda a, losses: torch.zeros_like(a)
     )
     assert not step.weights.any()
     assert all(p.grad is None for p in module.parameters())

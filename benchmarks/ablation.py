@@ -1,0 +1,125 @@
+"""Ablation of the reweighting options on the imbalance-plus-noise benchmark.
+
+Every variant below is ``ReweightedNeuralNetClassifier`` with one option
+changed from the paper-exact setting (``sk_reweight.PAPER_EXACT``), trained
+on exactly the (set, seed) cells of ``benchmarks/imbalance_noise.py`` (same
+splits, same recipe). Reported per variant: balanced accuracy per set (mean
+over seeds), the number of cells where the variant beats every baseline of
+that benchmark (read from ``benchmarks/results/imbalance_noise.json``; run
+that script first with the same options), the ROC AUC of its weights as a
+detector of the flipped labels, and its training time relative to the
+paper-exact variant on the same cells.
+
+Run ``python benchmarks/ablation.py`` (``--quick``, ``--seeds``, ``--n-jobs``,
+``--datasets``, ``--update-readme``; ``--render-only`` rebuilds the table from
+the saved runs, e.g. after ``imbalance_noise.py`` was run again).
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sk_reweight import PAPER_EXACT
+from sk_reweight.baselines import make_baselines
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import RESULTS, map_cells, publish, run_methods  # noqa: E402
+from imbalance_noise import make_split, parse_arguments, recipe, warm_up  # noqa: E402
+
+VARIANTS = {
+    "paper": {},
+    "zero_weights='uniform'": {"zero_weights": "uniform"},
+    "weight_smoothing=0.9": {"weight_smoothing": 0.9},
+    "clean_weight=1": {"clean_weight": 1.0},
+    "finetune_epochs=10": {"finetune_epochs": 10},
+    "clean_weight=1, finetune_epochs=10": {"clean_weight": 1.0, "finetune_epochs": 10},
+    "weighting='meta_net'": {"weighting": "meta_net"},
+    "weight_smoothing=0.9, clean_weight=1": {"weight_smoothing": 0.9, "clean_weight": 1.0},
+}
+
+
+def run_cell(name, seed, args, variants):
+    data = make_split(name, seed, args)
+    settings = recipe(name, data, seed, args)
+    module = settings.pop("module")
+    warm_up(module, settings, data, PAPER_EXACT)
+    out = {}
+    # the paper-exact run comes first: each variant's time is compared with it, in this process
+    for variant in ["paper", *[v for v in variants if v != "paper"]]:
+        params = VARIANTS[variant]
+        methods = make_baselines(module, include=["reweight"], reweight_params={**PAPER_EXACT, **params},
+                                 **settings)
+        out[variant] = run_methods(methods, data, minority=data["minority"],
+                                   log=lambda line: print(f"{name}/{seed} {variant}{line}", flush=True))["reweight"]
+        out[variant]["paper_seconds"] = out["paper"]["seconds"]
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=None,
+                        help="run only these and merge them into the saved runs of the others")
+    parser.add_argument("--render-only", action="store_true",
+                        help="no training: rebuild the table from results/ablation.json")
+    args = parse_arguments(parser, argv, quick_sets=1)
+    cells = [(name, seed) for name in args.datasets for seed in range(args.seeds)]
+    saved_path = RESULTS / ("ablation_quick.json" if args.quick else "ablation.json")
+    saved = json.loads(saved_path.read_text()) if saved_path.exists() else None
+    if args.render_only:  # re-rank saved runs against a newer imbalance_noise.json
+        results = {c: saved["cells"][f"{c[0]}/{c[1]}"] for c in cells}
+        minutes = saved["minutes"]
+    else:
+        start = time.perf_counter()
+        variants = args.variants or list(VARIANTS)
+        results = dict(zip(cells, map_cells(run_cell, [(n, s, args, variants) for n, s in cells], args.n_jobs)))
+        minutes = (time.perf_counter() - start) / 60
+        if args.variants and saved:  # add the new variants to the saved runs of the others
+            for c in cells:
+                old = saved["cells"][f"{c[0]}/{c[1]}"]
+                for runs in old.values():  # their time stays relative to their own paper run
+                    runs.setdefault("paper_seconds", old["paper"]["seconds"])
+                results[c] = {**old, **results[c]}
+            minutes += saved["minutes"]
+    shown = [v for v in VARIANTS if all(v in results[c] for c in cells)]
+
+    reference = RESULTS / ("imbalance_noise_quick.json" if args.quick else "imbalance_noise.json")
+    baselines = json.loads(reference.read_text()).get("cells", {}) if reference.exists() else {}
+    baseline_best = {}
+    for cell in cells:
+        others = baselines.get(f"{cell[0]}/{cell[1]}", {})
+        scores = [m["balanced_accuracy"] for method, m in others.items()
+                  if method not in ("reweight", "reweight_paper")]
+        if scores:
+            baseline_best[cell] = max(scores)
+
+    lines = ["| variant | " + " | ".join(args.datasets) + " | mean | cells won | weight AUC | time vs paper |",
+             "|---|" + "---|" * (len(args.datasets) + 4)]
+    payload = {}
+    for variant in shown:
+        per_set = [np.mean([results[(n, s)][variant]["balanced_accuracy"] for s in range(args.seeds)])
+                   for n in args.datasets]
+        won = sum(results[c][variant]["balanced_accuracy"] >= best - 1e-12 for c, best in baseline_best.items())
+        auc = np.mean([results[c][variant].get("weight_auc", np.nan) for c in cells])
+        runs = [results[c][variant] for c in cells]
+        time_ratio = (sum(r["seconds"] for r in runs)
+                      / sum(r.get("paper_seconds", results[c]["paper"]["seconds"]) for c, r in zip(cells, runs)))
+        won_text = f"{won}/{len(baseline_best)}" if baseline_best else "-"
+        lines.append(f"| {variant} | " + " | ".join(f"{v:.3f}" for v in per_set)
+                     + f" | {np.mean(per_set):.3f} | {won_text} | {auc:.3f} | {time_ratio:.2f} |")
+        payload[variant] = {"balanced_accuracy": dict(zip(args.datasets, per_set)), "cells_won": won,
+                            "cells_compared": len(baseline_best), "weight_auc": auc, "time_ratio": time_ratio}
+    header = (f"Balanced accuracy (mean over {args.seeds} seed(s)) of each reweighting variant on the "
+              f"cells of `imbalance_noise.py`; 'cells won': (set, seed) cells where the variant beats "
+              f"every baseline there (from `{reference.name}`). Wall time: {minutes:.1f} min "
+              f"({args.n_jobs} process(es), 2 CPU cores).\n\n")
+    table = header + "\n".join(lines) + "\n"
+    publish("ablation", table, {"variants": payload, "minutes": minutes,
+                                "cells": {f"{n}/{s}": r for (n, s), r in results.items()}}, args)
+    return payload
+
+
+if __name__ == "__main__":
+    main()
