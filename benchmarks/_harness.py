@@ -160,7 +160,7 @@ def bar_chart(stats, metric, path, title):
     ax.set_xticks(np.arange(len(settings)), [s.replace(", ", "\n") for s in settings], fontsize="small")
     ax.set_ylabel(metric.replace("_", " "))
     ax.set_title(title)
-    ax.legend(fontsize="x-small", ncol=2, loc="lower right")
+    ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.savefig(path, dpi=90)
     plt.close(fig)
 

@@ -735,7 +735,9 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
 
         Examples whose gradients kept disagreeing with the clean set's get
         low weights: mislabelled ones, or ones unlike anything trusted.
-        Use it to find label errors in the training data.
+        Use it to find label errors in the training data, preferably with
+        ``weight_smoothing=0``: smoothed weights remember a single strong
+        agreement for many epochs and rank mislabelled examples less well.
 
         Parameters
         ----------
