@@ -32,7 +32,9 @@ def test_speed_quick(tmp_path):
 def test_load_quick():
     result = load("load").main(["--quick"])
     assert result["rows"] == 20_000
-    assert result["fit_peak_MiB"] > result["data_MiB"] > 0
+    # peak above the memory in use before fit: positive, and not many copies of the data
+    # (equal to the data's size is possible: the estimator does not copy float32 input)
+    assert result["data_MiB"] > 0 and 0 < result["fit_peak_MiB"] < 50 * result["data_MiB"]
     assert result["accuracy"] > 0.6
 
 
