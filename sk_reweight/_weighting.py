@@ -7,8 +7,8 @@ ZERO_WEIGHT_POLICIES = ("skip", "uniform")
 WEIGHTINGS = ("alignment", "meta_net")
 
 #: ``ReweightedNeuralNetClassifier(**PAPER_EXACT)`` is Algorithm 1 as published.
-PAPER_EXACT = dict(weighting="alignment", clean_sampling="cycle", clean_weight=0.0, weight_smoothing=0.0, zero_weights="skip",
-                   finetune_epochs=0)
+PAPER_EXACT = dict(weighting="alignment", clean_sampling="cycle", clean_weight=0.0,
+                   weight_smoothing=0.0, zero_weights="skip", finetune_epochs=0)
 
 
 def normalize_weights(alignment, sample_weight=None):
@@ -66,7 +66,7 @@ class MetaNetWeights:
         alignment, losses = alignment.detach(), losses.detach()
         with torch.enable_grad():
             # through the normalisation: only the weights' relative sizes matter, so
-            # raising every weight at once earns nothing (no drift into saturation)
+            # raising every weight at once earns nothing
             w = self._normalized(losses, sample_weight)
             # scale-free: Adam's step size does not depend on the alignments' units
             meta_loss = -(alignment * w).sum() / alignment.abs().sum().clamp(min=1e-30)
