@@ -152,8 +152,7 @@ def bar_chart(stats, metric, path, title):
     width = 0.8 / len(methods)
     colors = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20").colors
     for i, method in enumerate(methods):
-        means = [stats[s].get(method, {}).get(metric, (np.nan, 0))[0] for s in settings]
-        stds = [stats[s].get(method, {}).get(metric, (np.nan, 0))[1] for s in settings]
+        means, stds = zip(*(stats[s].get(method, {}).get(metric, (np.nan, 0)) for s in settings))
         bold = method.startswith("reweight")
         ax.bar(np.arange(len(settings)) + (i - (len(methods) - 1) / 2) * width, means, width, yerr=stds,
                label=method, color=colors[i % len(colors)], edgecolor="black" if bold else "none",

@@ -23,11 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from sk_reweight import PAPER_EXACT
-from sk_reweight.baselines import make_baselines
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import RESULTS, map_cells, publish, run_methods  # noqa: E402
-from imbalance_noise import make_split, parse_arguments, recipe, warm_up  # noqa: E402
+from imbalance_noise import make_split, parse_arguments, recipe, reweighting, warm_up  # noqa: E402
 
 VARIANTS = {
     "paper": {},
@@ -49,9 +48,7 @@ def run_cell(name, seed, args, variants):
     out = {}
     # the paper-exact run comes first: each variant's time is compared with it, in this process
     for variant in ["paper", *[v for v in variants if v != "paper"]]:
-        params = VARIANTS[variant]
-        methods = make_baselines(module, include=["reweight"], reweight_params={**PAPER_EXACT, **params},
-                                 **settings)
+        methods = {"reweight": reweighting(module, settings, {**PAPER_EXACT, **VARIANTS[variant]})}
         out[variant] = run_methods(methods, data, minority=data["minority"],
                                    log=lambda line: print(f"{name}/{seed} {variant}{line}", flush=True))["reweight"]
         out[variant]["paper_seconds"] = out["paper"]["seconds"]

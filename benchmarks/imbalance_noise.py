@@ -87,10 +87,15 @@ def recipe(name, data, seed, args):
                 random_state=seed, device=args.device)
 
 
+def reweighting(module, settings, reweight_params=None):
+    """The ``reweight`` method of the shared recipe, with ``reweight_params``."""
+    return make_baselines(module, include=["reweight"], reweight_params=reweight_params,
+                          **settings)["reweight"]
+
+
 def warm_up(module, settings, data, reweight_params=None):
     """One short untimed fit, so that no method's time includes torch's first-call set-up."""
-    net = make_baselines(module, include=["reweight"], reweight_params=reweight_params,
-                         **{**settings, "max_epochs": 1})["reweight"]
+    net = reweighting(module, {**settings, "max_epochs": 1}, reweight_params)
     net.fit(data["X_train"], data["y_train"], X_clean=data["X_clean"], y_clean=data["y_clean"])
 
 
@@ -104,8 +109,7 @@ def run_cell(name, seed, args, include=None):
     warm_up(module, settings, data)
     methods = make_baselines(module, include=include, **settings)
     # Algorithm 1 as published, next to the default
-    methods["reweight_paper"] = make_baselines(module, include=["reweight"], reweight_params=PAPER_EXACT,
-                                               **settings)["reweight"]
+    methods["reweight_paper"] = reweighting(module, settings, PAPER_EXACT)
     return run_methods(methods, data, minority=data["minority"],
                        log=lambda line: print(f"{name}/{seed}{line}", flush=True))
 

@@ -513,14 +513,10 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
                 f"clean_batch_size={clean_batch_size!r} must be an int between 1 and the "
                 f"clean set size ({n_clean}); use None for the default."
             )
-        if self.clean_sampling == "cycle":
-            clean_batches = CleanBatchCycler(n_clean, int(clean_batch_size))
-        elif self.clean_sampling == "stratified":
+        if self.clean_sampling == "stratified":
             clean_batches = StratifiedCleanBatchCycler(data.y_clean, int(clean_batch_size))
         else:
-            raise ValueError(
-                f"clean_sampling={self.clean_sampling!r} is not one of ['cycle', 'stratified']."
-            )
+            clean_batches = CleanBatchCycler(n_clean, int(clean_batch_size))
         sample_weight = None
         if data.sample_weight is not None:
             sample_weight = torch.as_tensor(data.sample_weight, device=self.device)
@@ -694,14 +690,15 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
                 X_clean, y_clean = state.clean_batch()
                 self._zero_grad_optimizer()
                 loss = self.get_loss(self.infer(X_clean), y_clean, training=True)
-                if not math.isfinite(loss.item()):
+                value = loss.item()
+                if not math.isfinite(value):
                     raise TrainingDivergedError(
                         f"Fine-tuning on the clean set diverged in its epoch {epoch}: the loss "
-                        f"is {loss.item()}. Lower the learning rate or finetune_epochs."
+                        f"is {value}. Lower the learning rate or finetune_epochs."
                     )
                 loss.backward()
                 self._step_optimizer(None)
-                total += loss.item()
+                total += value
         if len(self.history):  # max_epochs=0 leaves no row to annotate
             self.history.record("finetune_loss", total / n_batches)
 

@@ -5,6 +5,7 @@ import torch
 
 ZERO_WEIGHT_POLICIES = ("skip", "uniform")
 WEIGHTINGS = ("alignment", "meta_net")
+CLEAN_SAMPLINGS = ("cycle", "stratified")
 
 #: ``ReweightedNeuralNetClassifier(**PAPER_EXACT)`` is Algorithm 1 as published.
 PAPER_EXACT = dict(weighting="alignment", clean_sampling="cycle", clean_weight=0.0,
@@ -146,6 +147,10 @@ def check_weighting_params(estimator):
     if estimator.zero_weights not in ZERO_WEIGHT_POLICIES:
         raise ValueError(
             f"zero_weights={estimator.zero_weights!r} is not one of {list(ZERO_WEIGHT_POLICIES)}."
+        )
+    if estimator.clean_sampling not in CLEAN_SAMPLINGS:
+        raise ValueError(
+            f"clean_sampling={estimator.clean_sampling!r} is not one of {list(CLEAN_SAMPLINGS)}."
         )
     if estimator.weighting not in WEIGHTINGS:
         raise ValueError(f"weighting={estimator.weighting!r} is not one of {list(WEIGHTINGS)}.")

@@ -113,7 +113,7 @@ def test_stratified_clean_batches_cover_the_classes(batch_size):
     assert (seen > 0).all()
 
 
-def test_stratified_sampling_in_a_fit_draws_balanced_clean_batches(small_data):
+def test_stratified_sampling_trains_in_a_fit(small_data):
     X, y, Xc, yc = small_data
     net = ReweightedNeuralNetClassifier(max_epochs=1, clean_batch_size=10, clean_sampling="stratified",
                                         random_state=0)
