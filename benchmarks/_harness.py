@@ -7,8 +7,24 @@ import numpy as np
 from imblearn.metrics import geometric_mean_score
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, recall_score, roc_auc_score
 
+from sk_reweight import PAPER_EXACT
+
 RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "g_mean", "minority_recall", "seconds")
+DEFAULT = "reweight_default"  # the estimator's default options, next to the paper-exact ``reweight``
+
+
+def paper_and_default(build, include=None):
+    """The methods ``build(names, reweight_params)`` makes, with reweighting twice.
+
+    ``reweight`` is Algorithm 1 as published (``PAPER_EXACT``, what the
+    paper-reproduction tables show) and ``reweight_default`` the estimator's
+    default options. ``include``: the method names to run (``None``: all).
+    """
+    methods = build(None if include is None else [m for m in include if m != DEFAULT], PAPER_EXACT)
+    if include is None or DEFAULT in include:
+        methods[DEFAULT] = build(["reweight"], None)["reweight"]
+    return methods
 
 
 def add_common_arguments(parser, quick_help):

@@ -5,7 +5,8 @@ before corruption, then a share of the training labels flipped uniformly to
 another class. Two rankings of the training examples:
 
 - ``reweight``: ``ReweightedNeuralNetClassifier(**PAPER_EXACT).suspicious_examples`` (lowest
-  mean weight over the last half of training first);
+  mean weight over the last half of training first), and ``reweight_default``,
+  the same with the estimator's default options;
 - ``cleanlab``: ``cleanlab.filter.find_label_issues`` ranked by self-confidence,
   from out-of-sample probabilities of the same network (5-fold
   ``cross_val_predict`` on the noisy training set; cleanlab needs no clean set).
@@ -61,13 +62,16 @@ def run_one(noise, seed, epochs):
     X_train, X_clean, y_train, y_clean = train_clean_split(X, y, 50, random_state=seed)
     y_noisy, flipped = flip_labels_uniform(y_train, noise, random_state=seed)
 
-    t0 = time.perf_counter()
-    net = ReweightedNeuralNetClassifier(random_state=seed, **PAPER_EXACT, **recipe(epochs))
-    net.fit(X_train, y_noisy, X_clean=X_clean, y_clean=y_clean)
-    ours = net.suspicious_examples(X_train, y_noisy, last_epochs=max(1, epochs // 2))
-    ours_s = time.perf_counter() - t0
-    ours_score = np.empty(len(y_noisy))
-    ours_score[ours.index] = ours.score  # the Bunch is sorted by rank; back to row order
+    def weights_ranking(params):
+        t0 = time.perf_counter()
+        net = ReweightedNeuralNetClassifier(random_state=seed, **params, **recipe(epochs))
+        net.fit(X_train, y_noisy, X_clean=X_clean, y_clean=y_clean)
+        ranked = net.suspicious_examples(X_train, y_noisy, last_epochs=max(1, epochs // 2))
+        score = np.empty(len(y_noisy))
+        score[ranked.index] = ranked.score  # the Bunch is sorted by rank; back to row order
+        return ranked.index, score, time.perf_counter() - t0
+
+    ours = {"reweight": weights_ranking(PAPER_EXACT), "reweight_default": weights_ranking({})}
 
     t0 = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
@@ -83,8 +87,8 @@ def run_one(noise, seed, epochs):
     self_confidence = pred_probs[np.arange(len(y_noisy)), y_noisy]
     full_cleanlab = np.argsort(self_confidence, kind="stable")
     return {
-        "reweight": dict(**scores(ours.index, flipped, m), roc_auc=roc_auc_score(flipped, ours_score),
-                         seconds=ours_s),
+        **{name: dict(**scores(index, flipped, m), roc_auc=roc_auc_score(flipped, score), seconds=seconds)
+           for name, (index, score, seconds) in ours.items()},
         "cleanlab": dict(**scores(np.asarray(ranked), flipped, m),
                          roc_auc=roc_auc_score(flipped, -self_confidence), seconds=cleanlab_s,
                          flagged=m, full_ranking_precision_at_k=scores(full_cleanlab, flipped, m)["precision_at_k"]),

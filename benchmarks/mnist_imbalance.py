@@ -5,7 +5,10 @@ training 4s and 9s with a share p of nines; a clean set of 10 images (5 per
 class) drawn from the remaining training images, never overlapping; a
 balanced 4-vs-9 test set from MNIST's test images. Every method of
 ``sk_reweight.baselines`` trains LeNet with batch 100 and SGD with momentum
-0.9. Two tables:
+0.9; ``reweight`` is Algorithm 1 as published (``PAPER_EXACT``) and
+``reweight_default`` the estimator's default options, whose ``skipped``
+column is the share of steps whose weights were all zero (wasted). Two
+tables:
 
 1. paper-faithful: lr 1e-3 for every method;
 2. each method's learning rate chosen per run from ``--lr-grid`` by its
@@ -31,13 +34,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sk_reweight import PAPER_EXACT, TrainingDivergedError
+from sk_reweight import ReweightedNeuralNetClassifier, TrainingDivergedError
 from sk_reweight.baselines import make_baselines
 from sk_reweight.datasets import load_mnist
 from sk_reweight.modules import LeNet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import add_common_arguments, aggregate, map_cells, markdown_table, publish  # noqa: E402
+from _harness import (DEFAULT, add_common_arguments, aggregate, map_cells, markdown_table,  # noqa: E402
+                      paper_and_default, publish)
 
 PROPORTIONS = (0.9, 0.95, 0.98, 0.99, 0.995)
 PAPER_LR = 1e-3
@@ -67,12 +71,16 @@ def fit_and_score(estimator, data):
         return {"error": float("nan"), "clean_accuracy": -1.0, "clean_loss": float("inf"),
                 "seconds": time.perf_counter() - t0}
     seconds = time.perf_counter() - t0
+    scores = {}
+    if isinstance(estimator, ReweightedNeuralNetClassifier):  # the steps its weights wasted
+        history = estimator.history
+        scores["skipped"] = sum(history[:, "skipped_batches"]) / sum(map(len, history[:, "batches"]))
     clean_proba = estimator.predict_proba(data["X_clean"])
     clean_classes = np.searchsorted(np.array([4, 9]), data["y_clean"])
     clean_loss = -np.mean(np.log(clean_proba[np.arange(len(clean_classes)), clean_classes] + 1e-12))
     return {"error": float(np.mean(estimator.predict(data["X_test"]) != data["y_test"])),
             "clean_accuracy": float(np.mean(estimator.predict(data["X_clean"]) == data["y_clean"])),
-            "clean_loss": float(clean_loss), "seconds": seconds}
+            "clean_loss": float(clean_loss), "seconds": seconds, **scores}
 
 
 def run_cell(proportion, seed, args, quick):
@@ -80,13 +88,16 @@ def run_cell(proportion, seed, args, quick):
     X, y = load_mnist(args.data, split="train")
     X_test, y_test = load_mnist(args.data, split="test")
     data = make_split(X, y, X_test, y_test, proportion, seed, n_train=300 if quick else 5000)
-    include = ["plain", "class_weight", "reweight"] if quick else args.methods
+    include = ["plain", "class_weight", "reweight", DEFAULT] if quick else args.methods
     runs = {}
     for lr in sorted(set(args.lr_grid) | {PAPER_LR}):
-        methods = make_baselines(LeNet, module_params=dict(n_classes=2), sample_shape=(1, 28, 28),
-                                 lr=lr, optimizer=torch.optim.SGD, optimizer_params=dict(momentum=0.9),
-                                 max_epochs=args.epochs, batch_size=100, random_state=seed,
-                                 device=args.device, include=include, reweight_params=PAPER_EXACT)
+        def build(names, reweight_params):
+            return make_baselines(LeNet, module_params=dict(n_classes=2), sample_shape=(1, 28, 28),
+                                  lr=lr, optimizer=torch.optim.SGD, optimizer_params=dict(momentum=0.9),
+                                  max_epochs=args.epochs, batch_size=100, random_state=seed,
+                                  device=args.device, include=names, reweight_params=reweight_params)
+
+        methods = paper_and_default(build, include)
         for name, est in methods.items():
             runs[(name, lr)] = fit_and_score(est, data)
             print(f"p={proportion} seed={seed} lr={lr:g} {name:13s} "
@@ -139,10 +150,11 @@ def main(argv=None):
     parser.add_argument("--lr-grid", type=float, nargs="+", default=[1e-3, 1e-2, 1e-1])
     parser.add_argument("--data", default=str(SHARED) if SHARED.is_dir() else None,
                         help="directory with the MNIST IDX files (default: $SK_REWEIGHT_MNIST)")
-    parser.add_argument("--methods", nargs="+", default=None, help="baseline names (default: all)")
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help=f"baseline names and {DEFAULT!r} (default: all)")
     parser.add_argument("--name", default="mnist_imbalance",
                         help="results file stem; its README block is the same with '-' for '_'")
-    add_common_arguments(parser, quick_help="300 images, 1 epoch, 3 methods, 2 proportions")
+    add_common_arguments(parser, quick_help="300 images, 1 epoch, 4 methods, 2 proportions")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
@@ -150,14 +162,16 @@ def main(argv=None):
     minutes = (time.perf_counter() - start) / 60
     header = (f"{seeds} seed(s), {epochs} epochs of 50 steps, test error mean ± std (lower is better). "
               f"Wall time: {minutes:.1f} min on {args.device} ({args.n_jobs} process(es)).\n\n")
-    columns = ["error", "seconds"]
+    columns = ["error", "skipped", "seconds"]
     tables = []
     variants = [("lr 1e-3 for every method (paper)", paper)]
     if set(args.lr_grid) != {PAPER_LR}:
         variants.append((f"lr chosen on the clean set from {args.lr_grid}", tuned))
     for title, results in variants:
-        rows = [(p, m, {k: s[k] for k in columns}) for p, methods in results.items() for m, s in methods.items()]
-        tables.append(f"**{title}**\n\n" + markdown_table(rows, columns, row_label="share of nines"))
+        rows = [(p, m, {k: s[k] for k in columns if k in s})
+                for p, methods in results.items() for m, s in methods.items()]
+        table = markdown_table(rows, columns, row_label="share of nines", not_ranked=("skipped", "seconds"))
+        tables.append(f"**{title}**\n\n{table}")
     text = header + "\n".join(tables)
     publish(args.name, text, {"paper": paper, "lr_selected": tuned}, args,
             figure=lambda path: plot(paper, path), alt_text="MNIST 4-vs-9")

@@ -6,14 +6,16 @@ seed: ``--n-train`` training images drawn from the training split, the clean
 set drawn from the rest *before* corruption, the full test split untouched.
 Every method of ``sk_reweight.baselines`` trains LeNet with SGD (momentum
 0.9, lr ``--lr``) under a cosine learning-rate schedule that ends at zero;
-reweighting runs in the paper-exact setting (``sk_reweight.PAPER_EXACT``).
+``reweight`` runs in the paper-exact setting (``sk_reweight.PAPER_EXACT``),
+``reweight_default`` with the estimator's default options.
 Reported: test accuracy (mean ± std over seeds) and, for reweighting, the
 ROC AUC of its weights as a detector of the flipped examples.
 
 Run ``python benchmarks/noisy_labels.py`` (``--quick``, ``--seeds``,
-``--epochs``, ``--n-train``, ``--n-jobs``, ``--device``, ``--update-readme``).
+``--epochs``, ``--n-train``, ``--n-jobs``, ``--device``, ``--methods``,
+``--name``, ``--update-readme``).
 The defaults (3,000 training images, 8 epochs) are sized so that the full
-grid (2 sets x 2 noises x 2 clean sizes x 3 seeds x 10 methods) fits a
+grid (2 sets x 2 noises x 2 clean sizes x 3 seeds x 11 methods) fits a
 developer session on 2 CPU cores; the wall time is in the table's header.
 """
 import argparse
@@ -25,15 +27,14 @@ import numpy as np
 import torch
 from skorch.callbacks import LRScheduler
 
-from sk_reweight import PAPER_EXACT
 from sk_reweight.baselines import make_baselines
 from sk_reweight.corruption import flip_labels_background, flip_labels_uniform, train_clean_split
 from sk_reweight.datasets import load_fashion_mnist, load_mnist
 from sk_reweight.modules import LeNet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import (add_common_arguments, aggregate, bar_chart, map_cells,  # noqa: E402
-                      markdown_table, publish, run_methods)
+from _harness import (DEFAULT, add_common_arguments, aggregate, bar_chart, map_cells,  # noqa: E402
+                      markdown_table, paper_and_default, publish, run_methods)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 LOADERS = {"mnist": load_mnist, "fashion-mnist": load_fashion_mnist}
@@ -57,11 +58,15 @@ def make_split(name, noise_kind, clean_size, seed, n_train, rate=0.4):
 def run_cell(name, noise, clean_size, seed, args, include):
     """Every method on one (data set, noise, clean size, seed) split."""
     data = make_split(name, noise, clean_size, seed, args.n_train)
-    methods = make_baselines(
-        LeNet, module_params=dict(n_classes=10), sample_shape=(1, 28, 28), lr=args.lr,
-        optimizer=torch.optim.SGD, optimizer_params=dict(momentum=0.9),
-        max_epochs=args.epochs, batch_size=100, random_state=seed, device=args.device,
-        include=include, reweight_params=PAPER_EXACT)
+
+    def build(names, reweight_params):
+        return make_baselines(
+            LeNet, module_params=dict(n_classes=10), sample_shape=(1, 28, 28), lr=args.lr,
+            optimizer=torch.optim.SGD, optimizer_params=dict(momentum=0.9),
+            max_epochs=args.epochs, batch_size=100, random_state=seed, device=args.device,
+            include=names, reweight_params=reweight_params)
+
+    methods = paper_and_default(build, include)
     schedule = LRScheduler(policy="CosineAnnealingLR", T_max=args.epochs)
     for est in methods.values():  # every method gets the same schedule
         _add_callback(est, schedule)
@@ -77,13 +82,17 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--n-train", type=int, default=3000)
     parser.add_argument("--lr", type=float, default=0.02)
-    add_common_arguments(parser, quick_help="1 seed, 1 epoch, 500 images, 3 methods")
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help=f"baseline names and {DEFAULT!r} (default: all)")
+    parser.add_argument("--name", default="noisy_labels",
+                        help="results file stem; its README block is the same with '-' for '_'")
+    add_common_arguments(parser, quick_help="1 seed, 1 epoch, 500 images, 4 methods")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.quick:
         args.datasets, args.noise, args.clean_sizes = args.datasets[:1], args.noise, args.clean_sizes[:1]
         args.seeds, args.epochs, args.n_train = 1, 1, 500
-    include = ["plain", "finetune", "reweight"] if args.quick else None
+    include = ["plain", "finetune", "reweight", DEFAULT] if args.quick else args.methods
     start = time.perf_counter()
     cells = [(name, noise, clean_size, seed) for name in args.datasets for noise in args.noise
              for clean_size in args.clean_sizes for seed in range(args.seeds)]
@@ -101,7 +110,7 @@ def main(argv=None):
               f"schedule from lr {args.lr}), accuracy on the full test split, mean ± std. Wall time: "
               f"{minutes:.1f} min on {args.device} ({args.n_jobs} process(es)).\n\n")
     table = header + markdown_table(rows, ["accuracy", "weight_auc", "seconds"], row_label="setting")
-    publish("noisy_labels", table, payload, args, figure=lambda path: plot(payload, path),
+    publish(args.name, table, payload, args, figure=lambda path: plot(payload, path),
             alt_text="test accuracy per method")
     return payload
 

@@ -162,7 +162,7 @@ class LayerwiseEngine(MetaGradientEngine):
     def unsupported_reason(self, module):
         return unsupported_reason(module)
 
-    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh):
+    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0):
         # Examples are independent here, so the clean batch rides along in the
         # same forward and truncated backward: rows [:n] train, rows [n:] clean.
         n = len(X)
@@ -219,10 +219,14 @@ class LayerwiseEngine(MetaGradientEngine):
                 alignment = alignment + (delta[:n] * jvp).flatten(1).sum(1)
 
         weights = weigh(alignment.detach(), losses.detach())
-        if bool(weights.any()):
+        # the clean rows' signals already carry d L_clean / d z: with clean_weight
+        # they join the weighted gradient at the price of a few more rows
+        rows = len(all_losses) if clean_weight else n
+        if clean_weight or bool(weights.any()):
+            row_weights = torch.cat([weights, weights.new_full((rows - n,), clean_weight)])
             for layer, a, delta in calls:
-                wdelta = delta[:n] * weights.view(-1, *([1] * (delta.dim() - 1)))
-                for name, grad in RULES[type(layer)].weighted_grads(layer, a[:n], wdelta).items():
+                wdelta = delta[:rows] * row_weights.view(-1, *([1] * (delta.dim() - 1)))
+                for name, grad in RULES[type(layer)].weighted_grads(layer, a[:rows], wdelta).items():
                     p = getattr(layer, name)
                     p.grad = grad if p.grad is None else p.grad + grad
         return MetaStep(output[:n].detach(), losses.detach(), alignment.detach(), weights,

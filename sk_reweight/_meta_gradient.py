@@ -115,7 +115,7 @@ class MetaGradientEngine:
         """Why the engine cannot handle ``module``, or ``None``."""
         raise NotImplementedError
 
-    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh):
+    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0):
         """Compute the weights of one training batch and backpropagate.
 
         Parameters
@@ -132,12 +132,17 @@ class MetaGradientEngine:
             ``weigh(alignment, losses)`` maps the alignment ``a`` and the
             (detached) per-example losses, both of shape (batch_size,), to
             normalised weights ``w`` (all zero when the batch is to be skipped).
+        clean_weight : float, default=0.0
+            The clean batch's mean loss ``L_clean`` joins the step with this
+            factor. Engines already hold ``grad L_clean`` (the direction the
+            alignments are taken along), so this costs next to nothing.
 
         Returns
         -------
         MetaStep
             On return, each trainable parameter's ``.grad`` holds
-            ``grad sum_i w_i f_i`` (left untouched when all weights are zero).
+            ``grad (sum_i w_i f_i + clean_weight * L_clean)`` (left untouched
+            when that is zero: all weights zero and ``clean_weight=0``).
         """
         raise NotImplementedError
 
@@ -169,7 +174,7 @@ class ForwardModeEngine(MetaGradientEngine):
     def unsupported_reason(self, module):
         return None
 
-    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh):
+    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0):
         params = trainable_parameters(module)
         with frozen_state(module):
             clean_loss, direction = clean_gradient(module, loss_fn, X_clean, y_clean, params)
@@ -186,4 +191,9 @@ class ForwardModeEngine(MetaGradientEngine):
         losses = loss_fn(y_pred, y)
         if bool(weights.any()):
             torch.dot(losses, weights).backward()
+        if clean_weight:
+            # the clean gradient, computed above with batch statistics of the clean batch
+            with torch.no_grad():
+                for p, g in zip(params.values(), direction):
+                    p.grad = clean_weight * g if p.grad is None else p.grad.add_(g, alpha=clean_weight)
         return MetaStep(y_pred, losses.detach(), alignment, weights, clean_loss)

@@ -43,14 +43,14 @@ def make_batch(shape, n=12, n_clean=6, seed=0):
 loss_fn = nn.CrossEntropyLoss(reduction="none")
 
 
-def run_engine(engine, module, X, y, Xc, yc):
+def run_engine(engine, module, X, y, Xc, yc, clean_weight=0.0):
     seen = {}
 
     def weigh(alignment, losses):
         seen["alignment"] = alignment
         return normalize_weights(alignment)
 
-    step = engine.reweighted_backward(module, loss_fn, X, y, Xc, yc, weigh)
+    step = engine.reweighted_backward(module, loss_fn, X, y, Xc, yc, weigh, clean_weight=clean_weight)
     grads = {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
     return step, seen["alignment"], grads
 
@@ -109,16 +109,17 @@ CASES = [(engine, net) for engine in sorted(ENGINES) for net in sorted(NETS)
          if net != "batchnorm" or engine == "jvp"] + [("layerwise", "sequence"), ("jvp", "sequence")]
 
 
-@pytest.mark.parametrize("engine_name,net", CASES)
-def test_engine_matches_literal_lookahead(engine_name, net):
+def case_batch(net):
     if net == "sequence":
         torch.manual_seed(5)  # an initialisation whose batch mixes kept and dropped examples
-        module, (X, y, Xc, yc) = SequenceNet().double(), sequence_batch()
-    else:
-        build, shape = NETS[net]
-        module = build().double()
-        module.train(module.training)
-        X, y, Xc, yc = make_batch(shape)
+        return SequenceNet().double(), sequence_batch()
+    build, shape = NETS[net]
+    return build().double(), make_batch(shape)
+
+
+@pytest.mark.parametrize("engine_name,net", CASES)
+def test_engine_matches_literal_lookahead(engine_name, net):
+    module, (X, y, Xc, yc) = case_batch(net)
     reference = copy.deepcopy(module)
 
     # literal Algorithm 1: d L_clean(theta') / d eps by double backprop
@@ -134,6 +135,34 @@ def test_engine_matches_literal_lookahead(engine_name, net):
     (loss_fn(reference(X), y) * w_ref).sum().backward()
     for name, p in reference.named_parameters():
         torch.testing.assert_close(grads[name], p.grad, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("engine_name,net", CASES)
+def test_clean_weight_adds_the_clean_gradient(engine_name, net):
+    """``clean_weight=c`` leaves grad (sum_i w_i f_i + c * L_clean) in .grad."""
+    module, (X, y, Xc, yc) = case_batch(net)
+    reference = copy.deepcopy(module)
+    w_ref = reference_weights(reference, loss_fn, X, y, Xc, yc)
+    _, _, grads = run_engine(ENGINES[engine_name](), module, X, y, Xc, yc, clean_weight=0.7)
+    # the plain way; batch norm normalises the clean batch with its own statistics
+    objective = (loss_fn(reference(X), y) * w_ref).sum() + 0.7 * loss_fn(reference(Xc), yc).mean()
+    objective.backward()
+    for name, p in reference.named_parameters():
+        torch.testing.assert_close(grads[name], p.grad, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("engine_name", sorted(ENGINES))
+def test_clean_weight_trains_on_the_clean_batch_when_every_weight_is_zero(engine_name):
+    module = mlp().double()
+    X, y, Xc, yc = make_batch((7,))
+    reference = copy.deepcopy(module)
+    step = ENGINES[engine_name]().reweighted_backward(
+        module, loss_fn, X, y, Xc, yc, weigh=lambda a, losses: torch.zeros_like(a), clean_weight=2.0
+    )
+    assert not step.weights.any()
+    (2.0 * loss_fn(reference(Xc), yc).mean()).backward()
+    for p, want in zip(module.parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, want.grad, rtol=1e-6, atol=1e-9)
 
 
 @pytest.mark.parametrize("engine_name", sorted(ENGINES))
@@ -177,12 +206,14 @@ def test_lookahead_gradient_matches_finite_differences():
     torch.testing.assert_close(-alpha * alignment, numeric, rtol=1e-5, atol=1e-9)
 
 
-def test_meta_step_leaves_batchnorm_statistics_as_one_plain_forward():
+@pytest.mark.parametrize("clean_weight", [0.0, 1.0])
+def test_meta_step_leaves_batchnorm_statistics_as_one_plain_forward(clean_weight):
     module = batchnorm_net().double().train()
     X, y, Xc, yc = make_batch((1, 14, 14))
     plain = copy.deepcopy(module)
     plain(X)  # exactly one training forward's worth of running-stat updates
-    run_engine(ENGINES["jvp"](), module, X, y, Xc, yc)
+    # training on the clean batch too does not feed it to the running statistics
+    run_engine(ENGINES["jvp"](), module, X, y, Xc, yc, clean_weight=clean_weight)
     for got, want in zip(module.buffers(), plain.buffers()):
         torch.testing.assert_close(got, want, rtol=0, atol=0)
 
