@@ -38,7 +38,9 @@ VARIANTS = {
     "finetune_epochs=10": {"finetune_epochs": 10},
     "clean_weight=1, finetune_epochs=10": {"clean_weight": 1.0, "finetune_epochs": 10},
     "weighting='meta_net'": {"weighting": "meta_net"},
+    "weight_smoothing=0.9, clean_weight=0.3": {"weight_smoothing": 0.9, "clean_weight": 0.3},
     "weight_smoothing=0.9, clean_weight=1": {"weight_smoothing": 0.9, "clean_weight": 1.0},
+    "weight_smoothing=0.9, clean_weight=3": {"weight_smoothing": 0.9, "clean_weight": 3.0},
 }
 
 
