@@ -1,4 +1,6 @@
 """Shared machinery of the method-comparison benchmarks: run, score, tabulate, plot."""
+import argparse
+import ast
 import json
 import time
 from pathlib import Path
@@ -14,17 +16,37 @@ METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "g_mean", "minority_reca
 DEFAULT = "reweight_default"  # the estimator's default options, next to the paper-exact ``reweight``
 
 
-def paper_and_default(build, include=None):
+def paper_and_default(build, include=None, default_params=None):
     """The methods ``build(names, reweight_params)`` makes, with reweighting twice.
 
     ``reweight`` is Algorithm 1 as published (``PAPER_EXACT``, what the
     paper-reproduction tables show) and ``reweight_default`` the estimator's
-    default options. ``include``: the method names to run (``None``: all).
+    default options, changed by ``default_params`` (``--default-params``).
+    ``include``: the method names to run (``None``: all).
     """
     methods = build(None if include is None else [m for m in include if m != DEFAULT], PAPER_EXACT)
     if include is None or DEFAULT in include:
-        methods[DEFAULT] = build(["reweight"], None)["reweight"]
+        methods[DEFAULT] = build(["reweight"], default_params)["reweight"]
     return methods
+
+
+def _option(text):
+    """``NAME=VALUE`` from the command line: the value as a Python literal, else a string."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE, e.g. weight_shrinkage=0.5")
+    try:
+        return name, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return name, value
+
+
+def default_params_note(args):
+    """A sentence for a table's header when ``--default-params`` changed the default."""
+    if not args.default_params:
+        return ""
+    options = ", ".join(f"{k}={v!r}" for k, v in args.default_params.items())
+    return f" This run changed the estimator's default options: `reweight_default` has {options}."
 
 
 def add_common_arguments(parser, quick_help):
@@ -36,6 +58,20 @@ def add_common_arguments(parser, quick_help):
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the main process")
     parser.add_argument("--quick", action="store_true", help=quick_help)
     parser.add_argument("--update-readme", action="store_true")
+
+
+class _OptionsAction(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, dict(values))
+
+
+def add_default_params_argument(parser):
+    """--default-params NAME=VALUE ...: other options for the estimator's default rows."""
+    parser.add_argument("--default-params", nargs="+", type=_option, action=_OptionsAction,
+                        default={}, metavar="NAME=VALUE",
+                        help="change the estimator's default options in its default rows, e.g. "
+                             "--default-params weight_shrinkage=0.5 (with --name, to keep the "
+                             "default's own results)")
 
 
 def map_cells(function, cells, n_jobs=1):

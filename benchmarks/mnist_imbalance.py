@@ -23,7 +23,8 @@ reproductions report about 95.5% test accuracy for reweighting at p = 0.995
 and about 50% for plain training.
 
 Run ``python benchmarks/mnist_imbalance.py`` (``--quick``, ``--seeds``,
-``--epochs``, ``--device``, ``--data DIR``, ``--update-readme``). The paper
+``--epochs``, ``--device``, ``--data DIR``, ``--methods``, ``--name``,
+``--default-params``, ``--update-readme``). The paper
 trains about 8,000 steps (160 epochs of 50 steps); on 2 CPU cores a full run
 of every method takes hours: see the README for the measured wall time.
 """
@@ -41,7 +42,8 @@ from sk_reweight.datasets import load_mnist
 from sk_reweight.modules import LeNet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import (DEFAULT, add_common_arguments, aggregate, map_cells, markdown_table,  # noqa: E402
+from _harness import (DEFAULT, add_common_arguments, add_default_params_argument,  # noqa: E402
+                      default_params_note, aggregate, map_cells, markdown_table,
                       paper_and_default, publish)
 
 PROPORTIONS = (0.9, 0.95, 0.98, 0.99, 0.995)
@@ -98,7 +100,7 @@ def run_cell(proportion, seed, args, quick):
                                   max_epochs=args.epochs, batch_size=100, random_state=seed,
                                   device=args.device, include=names, reweight_params=reweight_params)
 
-        methods = paper_and_default(build, include)
+        methods = paper_and_default(build, include, args.default_params)
         for name, est in methods.items():
             runs[(name, lr)] = fit_and_score(est, data)
             print(f"p={proportion} seed={seed} lr={lr:g} {name:13s} "
@@ -155,6 +157,7 @@ def main(argv=None):
                         help=f"baseline names and {DEFAULT!r} (default: all)")
     parser.add_argument("--name", default="mnist_imbalance",
                         help="results file stem; its README block is the same with '-' for '_'")
+    add_default_params_argument(parser)
     add_common_arguments(parser, quick_help="300 images, 1 epoch, 4 methods, 2 proportions")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -162,7 +165,8 @@ def main(argv=None):
     paper, tuned, seeds, epochs = run(args, args.quick)
     minutes = (time.perf_counter() - start) / 60
     header = (f"{seeds} seed(s), {epochs} epochs of 50 steps, test error mean ± std (lower is better). "
-              f"Wall time: {minutes:.1f} min on {args.device} ({args.n_jobs} process(es)).\n\n")
+              f"Wall time: {minutes:.1f} min on {args.device} ({args.n_jobs} process(es))."
+              f"{default_params_note(args)}\n\n")
     columns = ["error", "skipped", "seconds"]
     tables = []
     variants = [("lr 1e-3 for every method (paper)", paper)]

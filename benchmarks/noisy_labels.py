@@ -13,7 +13,7 @@ ROC AUC of its weights as a detector of the flipped examples.
 
 Run ``python benchmarks/noisy_labels.py`` (``--quick``, ``--seeds``,
 ``--epochs``, ``--n-train``, ``--n-jobs``, ``--device``, ``--methods``,
-``--name``, ``--update-readme``).
+``--name``, ``--default-params``, ``--update-readme``).
 The defaults (3,000 training images, 8 epochs) are sized so that the full
 grid (2 sets x 2 noises x 2 clean sizes x 3 seeds x 11 methods) fits a
 developer session on 2 CPU cores; the wall time is in the table's header.
@@ -33,7 +33,8 @@ from sk_reweight.datasets import load_fashion_mnist, load_mnist
 from sk_reweight.modules import LeNet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import (DEFAULT, add_common_arguments, aggregate, bar_chart, map_cells,  # noqa: E402
+from _harness import (DEFAULT, add_common_arguments, add_default_params_argument,  # noqa: E402
+                      default_params_note, aggregate, bar_chart, map_cells,
                       markdown_table, paper_and_default, publish, run_methods)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -66,7 +67,7 @@ def run_cell(name, noise, clean_size, seed, args, include):
             max_epochs=args.epochs, batch_size=100, random_state=seed, device=args.device,
             include=names, reweight_params=reweight_params)
 
-    methods = paper_and_default(build, include)
+    methods = paper_and_default(build, include, args.default_params)
     schedule = LRScheduler(policy="CosineAnnealingLR", T_max=args.epochs)
     for est in methods.values():  # every method gets the same schedule
         _add_callback(est, schedule)
@@ -86,6 +87,7 @@ def main(argv=None):
                         help=f"baseline names and {DEFAULT!r} (default: all)")
     parser.add_argument("--name", default="noisy_labels",
                         help="results file stem; its README block is the same with '-' for '_'")
+    add_default_params_argument(parser)
     add_common_arguments(parser, quick_help="1 seed, 1 epoch, 500 images, 4 methods")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -108,7 +110,8 @@ def main(argv=None):
     minutes = (time.perf_counter() - start) / 60
     header = (f"{args.seeds} seed(s), {args.n_train} training images, {args.epochs} epochs (cosine "
               f"schedule from lr {args.lr}), accuracy on the full test split, mean ± std. Wall time: "
-              f"{minutes:.1f} min on {args.device} ({args.n_jobs} process(es)).\n\n")
+              f"{minutes:.1f} min on {args.device} ({args.n_jobs} process(es))."
+              f"{default_params_note(args)}\n\n")
     table = header + markdown_table(rows, ["accuracy", "weight_auc", "seconds"], row_label="setting")
     publish(args.name, table, payload, args, figure=lambda path: plot(payload, path),
             alt_text="test accuracy per method")

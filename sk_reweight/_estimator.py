@@ -126,6 +126,18 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
         all zero then still trains on the clean batch. The default, with
         ``weight_smoothing=0.9``, is the combination that did best across
         the benchmarks (see the README); ``PAPER_EXACT`` turns both off.
+    weight_shrinkage : float in [0, 1], default=0.0
+        Shrinks each step's learned weights toward plain training's uniform
+        weights: ``(1 - weight_shrinkage) * w + weight_shrinkage / n`` (the
+        uniform part times ``sample_weight`` when given), before smoothing.
+        Weights estimated from a small clean batch are noisy; mixing in the
+        uniform weights trades some of that variance for bias, as a
+        defensive mixture does in importance sampling (Hesterberg, 1995):
+        before smoothing, no weight falls below ``weight_shrinkage`` times
+        the uniform weight. The price: a rare class or mislabelled examples
+        get back that share of plain training. ``0``: the learned weights
+        alone (the paper); ``1``: plain training (the meta step still runs).
+        An all-zero batch trains with the uniform share only. No cost.
     weight_smoothing : float in [0, 1), default=0.9
         Each example keeps an exponential moving average of the weights it
         received (on the scale where 1 is uniform): ``s <- weight_smoothing
@@ -253,6 +265,7 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
         meta_net_lr=1e-3,
         clean_sampling="cycle",
         clean_weight=1.0,
+        weight_shrinkage=0.0,
         weight_smoothing=0.9,
         zero_weights="skip",
         finetune_epochs=0,
@@ -280,6 +293,7 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
         self.meta_net_lr = meta_net_lr
         self.clean_sampling = clean_sampling
         self.clean_weight = clean_weight
+        self.weight_shrinkage = weight_shrinkage
         self.weight_smoothing = weight_smoothing
         self.zero_weights = zero_weights
         self.finetune_epochs = finetune_epochs
@@ -534,7 +548,7 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
             sample_weight = torch.as_tensor(data.sample_weight, device=self.device)
         weigh = WeightPolicy(len(data.X), self.weight_smoothing, self.zero_weights,
                              smoothed=self.weight_history_.smoothed, device=self.device,
-                             meta_net=self._meta_net())
+                             meta_net=self._meta_net(), shrinkage=self.weight_shrinkage)
         self.weight_history_.smoothed = weigh.smoothed  # kept for partial_fit and saving
         return _FitState(
             n_train=len(data.X),

@@ -9,7 +9,8 @@ CLEAN_SAMPLINGS = ("cycle", "stratified")
 
 #: ``ReweightedNeuralNetClassifier(**PAPER_EXACT)`` is Algorithm 1 as published.
 PAPER_EXACT = dict(weighting="alignment", clean_sampling="cycle", clean_weight=0.0,
-                   weight_smoothing=0.0, zero_weights="skip", finetune_epochs=0)
+                   weight_shrinkage=0.0, weight_smoothing=0.0, zero_weights="skip",
+                   finetune_epochs=0)
 
 
 def normalize_weights(alignment, sample_weight=None):
@@ -91,6 +92,11 @@ class WeightPolicy:
     ----------
     n_train : int
         Training set size (for the smoothed weight of every example).
+    shrinkage : float in [0, 1]
+        Share of the uniform weights (times ``sample_weight``, summing to
+        1) mixed into each step's weights: ``(1 - shrinkage) * w +
+        shrinkage * uniform``, before smoothing. An all-zero batch then
+        trains with ``shrinkage * uniform``.
     smoothing : float in [0, 1)
         0: each step's weights stand alone (the paper). Otherwise each
         example keeps an exponential moving average of its weights, on the
@@ -108,7 +114,8 @@ class WeightPolicy:
     """
 
     def __init__(self, n_train, smoothing=0.0, zero_weights="skip", smoothed=None, device="cpu",
-                 meta_net=None):
+                 meta_net=None, shrinkage=0.0):
+        self.shrinkage = shrinkage
         self.smoothing = smoothing
         self.zero_weights = zero_weights
         self.meta_net = meta_net
@@ -123,6 +130,8 @@ class WeightPolicy:
             w = self.meta_net(alignment, losses, sample_weight)
         else:
             w = normalize_weights(alignment, sample_weight)
+        if self.shrinkage:
+            w = (1 - self.shrinkage) * w + self.shrinkage * self._uniform(w, sample_weight)
         if self.smoothed is not None:
             scaled = w * len(w)
             previous = self.smoothed[positions]
@@ -131,9 +140,13 @@ class WeightPolicy:
             self.smoothed[positions] = averaged
             w = _normalize(averaged)
         if self.zero_weights == "uniform":
-            uniform = torch.ones_like(w) if sample_weight is None else sample_weight.to(w.dtype)
-            w = torch.where(w.sum() > 0, w, _normalize(uniform))
+            w = torch.where(w.sum() > 0, w, self._uniform(w, sample_weight))
         return w
+
+    @staticmethod
+    def _uniform(w, sample_weight):
+        """Plain training's weights for the batch: ``sample_weight`` (or 1) normalised."""
+        return _normalize(torch.ones_like(w) if sample_weight is None else sample_weight.to(w.dtype))
 
 
 def check_weighting_params(estimator):
@@ -143,6 +156,12 @@ def check_weighting_params(estimator):
         raise ValueError(
             f"weight_smoothing={smoothing!r} must be a number in [0, 1): the share of an "
             "example's previous (averaged) weight kept at each visit; 0 turns smoothing off."
+        )
+    shrinkage = estimator.weight_shrinkage
+    if not isinstance(shrinkage, numbers.Real) or isinstance(shrinkage, bool) or not 0 <= shrinkage <= 1:
+        raise ValueError(
+            f"weight_shrinkage={shrinkage!r} must be a number in [0, 1]: the share of uniform "
+            "weights mixed into each step's weights; 0 uses the learned weights alone."
         )
     if estimator.zero_weights not in ZERO_WEIGHT_POLICIES:
         raise ValueError(

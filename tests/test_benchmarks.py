@@ -1,9 +1,12 @@
 """The benchmark scripts run end to end (--quick) and report what they measured."""
+import argparse
 import importlib.util
 import math
 from pathlib import Path
 
 import pytest
+
+from sk_reweight import PAPER_EXACT
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -49,6 +52,26 @@ def test_label_issues_quick():
     assert 0 <= scores["reweight_default"]["precision_at_k"][0] <= 1
 
 
+def test_default_params_reach_only_the_default_rows():
+    harness = load("_harness")
+    parser = argparse.ArgumentParser()
+    harness.add_default_params_argument(parser)
+    args = parser.parse_args(["--default-params", "weight_shrinkage=0.5", "zero_weights=uniform"])
+    assert args.default_params == {"weight_shrinkage": 0.5, "zero_weights": "uniform"}
+
+    def build(names, reweight_params):  # stands in for make_baselines
+        return {name: reweight_params for name in names or ["plain", "reweight"]}
+
+    methods = harness.paper_and_default(build, ["plain", "reweight", "reweight_default"],
+                                        args.default_params)
+    assert methods["reweight"] == PAPER_EXACT
+    assert methods["reweight_default"] == {"weight_shrinkage": 0.5, "zero_weights": "uniform"}
+    assert "weight_shrinkage=0.5" in harness.default_params_note(args)
+    assert harness.default_params_note(parser.parse_args([])) == ""
+    with pytest.raises(SystemExit):  # argparse reports the malformed option and exits
+        parser.parse_args(["--default-params", "0.5"])
+
+
 SHARED = BENCHMARKS.parents[1] / "shared" / "data"
 
 
@@ -68,16 +91,21 @@ def test_imbalance_noise_quick():
 @pytest.mark.skipif(not (SHARED / "fashion-mnist").is_dir(), reason="Fashion-MNIST files not present")
 def test_ablation_quick():
     payload = load("ablation").main(["--quick"])
-    assert list(payload) == list(load("ablation").VARIANTS)
+    assert list(payload) == [*load("ablation").VARIANTS, "hindsight"]
     assert payload["paper"]["time_ratio"] == 1
     for variant in payload.values():
         assert all(0 <= v <= 1 for v in variant["balanced_accuracy"].values())
         assert 0 <= variant["cells_won"] <= variant["cells_compared"]
+    # the best variant of each cell: at least as good as any one variant, set by set
+    hindsight = payload.pop("hindsight")
+    assert hindsight["cells_won"] >= max(v["cells_won"] for v in payload.values())
+    for name, value in hindsight["balanced_accuracy"].items():
+        assert value >= max(v["balanced_accuracy"][name] for v in payload.values()) - 1e-12
     rendered = load("ablation").main(["--quick", "--render-only"])
-    assert rendered == payload
+    assert rendered == {**payload, "hindsight": hindsight}
     # a variant run on its own merges into the saved runs of the others
     merged = load("ablation").main(["--quick", "--variants", "weight_smoothing=0.9"])
-    assert list(merged) == list(payload)
+    assert list(merged) == [*payload, "hindsight"]
     assert merged["clean_weight=1"] == payload["clean_weight=1"]
 
 

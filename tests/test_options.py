@@ -86,6 +86,35 @@ def test_smoothed_weights_survive_partial_fit_and_saving(small_data):
     torch.testing.assert_close(loaded.weight_history_.smoothed, smoothed)
 
 
+def test_weight_shrinkage_mixes_uniform_weights_into_the_learned_ones():
+    policy = WeightPolicy(n_train=4, shrinkage=0.25)
+    w = policy(torch.tensor([3.0, 1.0, -2.0, 0.0]), LOSSES, np.arange(4))
+    learned = torch.tensor([0.75, 0.25, 0.0, 0.0])
+    torch.testing.assert_close(w, 0.75 * learned + 0.25 * torch.full((4,), 0.25))
+    assert w.sum().item() == pytest.approx(1.0)
+    # sample_weight scales both parts: uniform becomes sample_weight, normalised
+    sw = torch.tensor([1.0, 1.0, 2.0, 0.0])
+    w = policy(torch.tensor([1.0, 1.0, 1.0, 1.0]), LOSSES, np.arange(4), sample_weight=sw)
+    torch.testing.assert_close(w, sw / 4)
+    # an all-zero batch keeps only the uniform share: a smaller step, not a skipped one
+    w = policy(torch.tensor([-1.0, -1.0, 0.0, -3.0]), LOSSES, np.arange(4))
+    torch.testing.assert_close(w, torch.full((4,), 0.25 * 0.25))
+
+
+@pytest.mark.parametrize("shrinkage", [0.0, 1.0])
+def test_weight_shrinkage_ends_are_the_learned_weights_and_plain_training(small_data, shrinkage):
+    X, y, Xc, yc = small_data
+    params = dict(PAPER_EXACT, max_epochs=2, batch_size=50, random_state=0)
+    shrunk = ReweightedNeuralNetClassifier(**{**params, "weight_shrinkage": shrinkage})
+    shrunk.fit(X, y, X_clean=Xc, y_clean=yc)
+    if shrinkage == 0:  # no mixing: exactly the paper's weights
+        expected = ReweightedNeuralNetClassifier(**params).fit(X, y, X_clean=Xc, y_clean=yc).sample_weights_
+        np.testing.assert_array_equal(shrunk.sample_weights_, expected)
+    else:  # all uniform: every example weighs what it would in plain training
+        np.testing.assert_allclose(shrunk.sample_weights_, 1.0, rtol=1e-6)
+        assert shrunk.history[-1, "skipped_batches"] == 0
+
+
 def test_zero_weights_uniform_trains_all_zero_batches_uniformly(small_data, monkeypatch):
     X, y, Xc, yc = small_data
     monkeypatch.setattr(weighting_module, "normalize_weights",
@@ -124,6 +153,8 @@ def test_stratified_sampling_trains_in_a_fit(small_data):
 @pytest.mark.parametrize("params,message", [
     ({"weight_smoothing": 1.0}, r"weight_smoothing=1.0 must be a number in \[0, 1\)"),
     ({"weight_smoothing": "yes"}, r"weight_smoothing='yes' must be a number"),
+    ({"weight_shrinkage": 1.5}, r"weight_shrinkage=1.5 must be a number in \[0, 1\]"),
+    ({"weight_shrinkage": None}, r"weight_shrinkage=None must be a number"),
     ({"zero_weights": "retry"}, r"zero_weights='retry' is not one of \['skip', 'uniform'\]"),
     ({"clean_weight": -1}, r"clean_weight=-1 must be a finite number >= 0"),
     ({"clean_weight": float("inf")}, r"clean_weight=inf must be a finite number"),
