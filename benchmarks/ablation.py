@@ -50,6 +50,8 @@ VARIANTS = {
         "weight_smoothing": 0.9, "clean_weight": 1.0, "weight_shrinkage": 0.5},
     "weight_smoothing=0.9, clean_weight=1, weight_shrinkage=0.75": {
         "weight_smoothing": 0.9, "clean_weight": 1.0, "weight_shrinkage": 0.75},
+    "weight_smoothing=0.9, clean_weight=1, finetune_epochs=40": {
+        "weight_smoothing": 0.9, "clean_weight": 1.0, "finetune_epochs": 40},
 }
 
 
