@@ -42,7 +42,7 @@ from sk_reweight.datasets import load_mnist
 from sk_reweight.modules import LeNet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import (DEFAULT, add_common_arguments, add_default_params_argument,  # noqa: E402
+from _harness import (DEFAULT, add_common_arguments, add_method_arguments,  # noqa: E402
                       default_params_note, aggregate, map_cells, markdown_table,
                       paper_and_default, publish)
 
@@ -153,11 +153,7 @@ def main(argv=None):
     parser.add_argument("--lr-grid", type=float, nargs="+", default=[1e-3, 1e-2, 1e-1])
     parser.add_argument("--data", default=str(SHARED) if SHARED.is_dir() else None,
                         help="directory with the MNIST IDX files (default: $SK_REWEIGHT_MNIST)")
-    parser.add_argument("--methods", nargs="+", default=None,
-                        help=f"baseline names and {DEFAULT!r} (default: all)")
-    parser.add_argument("--name", default="mnist_imbalance",
-                        help="results file stem; its README block is the same with '-' for '_'")
-    add_default_params_argument(parser)
+    add_method_arguments(parser, "mnist_imbalance")
     add_common_arguments(parser, quick_help="300 images, 1 epoch, 4 methods, 2 proportions")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

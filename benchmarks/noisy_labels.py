@@ -33,7 +33,7 @@ from sk_reweight.datasets import load_fashion_mnist, load_mnist
 from sk_reweight.modules import LeNet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import (DEFAULT, add_common_arguments, add_default_params_argument,  # noqa: E402
+from _harness import (DEFAULT, add_common_arguments, add_method_arguments,  # noqa: E402
                       default_params_note, aggregate, bar_chart, map_cells,
                       markdown_table, paper_and_default, publish, run_methods)
 
@@ -83,11 +83,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--n-train", type=int, default=3000)
     parser.add_argument("--lr", type=float, default=0.02)
-    parser.add_argument("--methods", nargs="+", default=None,
-                        help=f"baseline names and {DEFAULT!r} (default: all)")
-    parser.add_argument("--name", default="noisy_labels",
-                        help="results file stem; its README block is the same with '-' for '_'")
-    add_default_params_argument(parser)
+    add_method_arguments(parser, "noisy_labels")
     add_common_arguments(parser, quick_help="1 seed, 1 epoch, 500 images, 4 methods")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

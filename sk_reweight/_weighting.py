@@ -149,16 +149,20 @@ class WeightPolicy:
         return _normalize(torch.ones_like(w) if sample_weight is None else sample_weight.to(w.dtype))
 
 
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def check_weighting_params(estimator):
     """Clear errors for the weighting parameters (called at fit)."""
     smoothing = estimator.weight_smoothing
-    if not isinstance(smoothing, numbers.Real) or isinstance(smoothing, bool) or not 0 <= smoothing < 1:
+    if not _is_real(smoothing) or not 0 <= smoothing < 1:
         raise ValueError(
             f"weight_smoothing={smoothing!r} must be a number in [0, 1): the share of an "
             "example's previous (averaged) weight kept at each visit; 0 turns smoothing off."
         )
     shrinkage = estimator.weight_shrinkage
-    if not isinstance(shrinkage, numbers.Real) or isinstance(shrinkage, bool) or not 0 <= shrinkage <= 1:
+    if not _is_real(shrinkage) or not 0 <= shrinkage <= 1:
         raise ValueError(
             f"weight_shrinkage={shrinkage!r} must be a number in [0, 1]: the share of uniform "
             "weights mixed into each step's weights; 0 uses the learned weights alone."
@@ -174,7 +178,7 @@ def check_weighting_params(estimator):
     if estimator.weighting not in WEIGHTINGS:
         raise ValueError(f"weighting={estimator.weighting!r} is not one of {list(WEIGHTINGS)}.")
     lr = estimator.meta_net_lr
-    if not isinstance(lr, numbers.Real) or isinstance(lr, bool) or not 0 < lr < float("inf"):
+    if not _is_real(lr) or not 0 < lr < float("inf"):
         raise ValueError(f"meta_net_lr={lr!r} must be a positive finite number.")
     epochs = estimator.finetune_epochs
     if not isinstance(epochs, numbers.Integral) or isinstance(epochs, bool) or epochs < 0:
@@ -183,8 +187,7 @@ def check_weighting_params(estimator):
             "after the reweighted epochs; 0 turns fine-tuning off."
         )
     clean_weight = estimator.clean_weight
-    if (not isinstance(clean_weight, numbers.Real) or isinstance(clean_weight, bool)
-            or not 0 <= clean_weight < float("inf")):
+    if not _is_real(clean_weight) or not 0 <= clean_weight < float("inf"):
         raise ValueError(
             f"clean_weight={clean_weight!r} must be a finite number >= 0: the weight of the "
             "clean mini-batch's mean loss in each training step; 0 uses the clean set only "

@@ -55,7 +55,7 @@ def test_label_issues_quick():
 def test_default_params_reach_only_the_default_rows():
     harness = load("_harness")
     parser = argparse.ArgumentParser()
-    harness.add_default_params_argument(parser)
+    harness.add_method_arguments(parser, "test")
     args = parser.parse_args(["--default-params", "weight_shrinkage=0.5", "zero_weights=uniform"])
     assert args.default_params == {"weight_shrinkage": 0.5, "zero_weights": "uniform"}
 
