@@ -72,13 +72,32 @@ def test_default_params_reach_only_the_default_rows():
         parser.parse_args(["--default-params", "0.5"])
 
 
+def test_head_to_head_counts_cells_and_tests_signs():
+    module = load("imbalance_noise")
+    ba = [(0.9, 0.8, 0.9), (0.7, 0.8, 0.6), (0.6, 0.5, 0.6), (0.8, 0.7, 0.7), (0.5, 0.4, 0.6)]
+    cells = {f"set/{i}": {m: {"balanced_accuracy": v} for m, v in zip(["reweight", "a", "b"], row)}
+             for i, row in enumerate(ba)}
+    rows = module.head_to_head(cells)
+    assert rows["a"] == {"first": 1, "better": 4, "worse": 1, "mean_difference": pytest.approx(0.06),
+                         "sign_test_p": pytest.approx(0.375)}  # 2 * P(Binomial(5, 1/2) >= 4)
+    # ties (cells 0 and 2) count as neither better nor worse, but as first for both
+    assert rows["b"]["better"] == 2 and rows["b"]["worse"] == 1 and rows["b"]["first"] == 3
+    assert rows["b"]["sign_test_p"] == pytest.approx(1.0)
+    assert rows["reweight"]["first"] == 3 and rows["reweight"]["better"] == 0
+    table = module.head_to_head_table(rows, len(cells))
+    assert "| a | 1/5 | 4 | 1 | +0.060 | 0.375 |" in table
+    assert "| reweight | 3/5 | - | - | - | - |" in table
+
+
 SHARED = BENCHMARKS.parents[1] / "shared" / "data"
 
 
 @pytest.mark.skipif(not (SHARED / "fashion-mnist").is_dir(), reason="Fashion-MNIST files not present")
 def test_imbalance_noise_quick():
     payload = load("imbalance_noise").main(["--quick"])
-    assert list(payload) == ["cells", "yeast4", "abalone19", "fashion-mnist-lt"]
+    assert list(payload) == ["cells", "yeast4", "abalone19", "fashion-mnist-lt", "head_to_head"]
+    assert set(payload["head_to_head"]) == set(payload["yeast4"])
+    assert sum(r["better"] + r["worse"] for r in payload["head_to_head"].values()) <= 3 * 10
     assert sorted(payload["cells"]) == ["abalone19/0", "fashion-mnist-lt/0", "yeast4/0"]
     for name in ("yeast4", "abalone19", "fashion-mnist-lt"):
         stats = payload[name]
