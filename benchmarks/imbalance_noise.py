@@ -150,8 +150,9 @@ def head_to_head_table(rows, n_cells, method="reweight"):
     lines = [f"| method | first of all methods | `{method}` better | `{method}` worse "
              f"| mean difference | sign test p |", "|---|---|---|---|---|---|"]
     for other, r in rows.items():
+        p_value = f"{r['sign_test_p']:.3f}" if r["sign_test_p"] >= 0.001 else "<0.001"
         paired = (["-"] * 4 if other == method else
-                  [str(r["better"]), str(r["worse"]), f"{r['mean_difference']:+.3f}", f"{r['sign_test_p']:.3f}"])
+                  [str(r["better"]), str(r["worse"]), f"{r['mean_difference']:+.3f}", p_value])
         lines.append(f"| {other} | {r['first']}/{n_cells} | " + " | ".join(paired) + " |")
     return "\n".join(lines) + "\n"
 
@@ -168,9 +169,13 @@ def add_data_arguments(parser):
     parser.add_argument("--imbalance-factor", type=float, default=100)
 
 
+def set_stats(payload):
+    """The per-set statistics of a saved run (not its cells or its cell-by-cell comparison)."""
+    return {name: stats for name, stats in payload.items() if name not in ("cells", "head_to_head")}
+
+
 def plot(payload, path):
-    sets = {name: stats for name, stats in payload.items() if name != "cells"}
-    bar_chart(sets, "balanced_accuracy", path, "Imbalance + 20% label noise: balanced accuracy")
+    bar_chart(set_stats(payload), "balanced_accuracy", path, "Imbalance + 20% label noise: balanced accuracy")
 
 
 def parse_arguments(parser, argv, quick_sets):

@@ -87,6 +87,8 @@ def test_head_to_head_counts_cells_and_tests_signs():
     table = module.head_to_head_table(rows, len(cells))
     assert "| a | 1/5 | 4 | 1 | +0.060 | 0.375 |" in table
     assert "| reweight | 3/5 | - | - | - | - |" in table
+    rows["a"]["sign_test_p"] = 2 * 0.5 ** 12  # 12 of 12 cells better
+    assert "| 4 | 1 | +0.060 | <0.001 |" in module.head_to_head_table(rows, len(cells))
 
 
 SHARED = BENCHMARKS.parents[1] / "shared" / "data"
@@ -97,6 +99,8 @@ def test_imbalance_noise_quick():
     payload = load("imbalance_noise").main(["--quick"])
     assert list(payload) == ["cells", "yeast4", "abalone19", "fashion-mnist-lt", "head_to_head"]
     assert set(payload["head_to_head"]) == set(payload["yeast4"])
+    # what the bar chart draws: the sets only
+    assert list(load("imbalance_noise").set_stats(payload)) == ["yeast4", "abalone19", "fashion-mnist-lt"]
     assert sum(r["better"] + r["worse"] for r in payload["head_to_head"].values()) <= 3 * 10
     assert sorted(payload["cells"]) == ["abalone19/0", "fashion-mnist-lt/0", "yeast4/0"]
     for name in ("yeast4", "abalone19", "fashion-mnist-lt"):
