@@ -110,29 +110,28 @@ def main(argv=None):
     lines = ["| variant | " + " | ".join(args.datasets) + " | mean | cells won | weight AUC | time vs paper |",
              "|---|" + "---|" * (len(args.datasets) + 4)]
     payload = {}
+
+    def summarise(label, per_cell, extra_columns=("-", "-")):
+        """One table row and payload entry from a balanced accuracy per cell."""
+        per_set = [np.mean([per_cell[(n, s)] for s in range(args.seeds)]) for n in args.datasets]
+        won = sum(per_cell[c] >= best - 1e-12 for c, best in baseline_best.items())
+        won_text = f"{won}/{len(baseline_best)}" if baseline_best else "-"
+        lines.append(f"| {label} | " + " | ".join(f"{v:.3f}" for v in per_set)
+                     + f" | {np.mean(per_set):.3f} | {won_text} | " + " | ".join(extra_columns) + " |")
+        return {"balanced_accuracy": dict(zip(args.datasets, per_set)), "cells_won": won,
+                "cells_compared": len(baseline_best)}
+
     for variant in shown:
-        per_set = [np.mean([results[(n, s)][variant]["balanced_accuracy"] for s in range(args.seeds)])
-                   for n in args.datasets]
-        won = sum(results[c][variant]["balanced_accuracy"] >= best - 1e-12 for c, best in baseline_best.items())
         auc = np.mean([results[c][variant].get("weight_auc", np.nan) for c in cells])
         runs = [results[c][variant] for c in cells]
         time_ratio = (sum(r["seconds"] for r in runs)
                       / sum(r.get("paper_seconds", results[c]["paper"]["seconds"]) for c, r in zip(cells, runs)))
-        won_text = f"{won}/{len(baseline_best)}" if baseline_best else "-"
-        lines.append(f"| {variant} | " + " | ".join(f"{v:.3f}" for v in per_set)
-                     + f" | {np.mean(per_set):.3f} | {won_text} | {auc:.3f} | {time_ratio:.2f} |")
-        payload[variant] = {"balanced_accuracy": dict(zip(args.datasets, per_set)), "cells_won": won,
-                            "cells_compared": len(baseline_best), "weight_auc": auc, "time_ratio": time_ratio}
+        per_cell = {c: results[c][variant]["balanced_accuracy"] for c in cells}
+        payload[variant] = {**summarise(variant, per_cell, (f"{auc:.3f}", f"{time_ratio:.2f}")),
+                            "weight_auc": auc, "time_ratio": time_ratio}
     if len(shown) > 1:  # an upper bound for any one setting of these options, not a method
         per_cell = {c: max(results[c][v]["balanced_accuracy"] for v in shown) for c in cells}
-        per_set = [np.mean([per_cell[(n, s)] for s in range(args.seeds)]) for n in args.datasets]
-        won = sum(per_cell[c] >= best - 1e-12 for c, best in baseline_best.items())
-        won_text = f"{won}/{len(baseline_best)}" if baseline_best else "-"
-        lines.append("| *best variant of each cell, chosen with hindsight* | "
-                     + " | ".join(f"{v:.3f}" for v in per_set)
-                     + f" | {np.mean(per_set):.3f} | {won_text} | - | - |")
-        payload["hindsight"] = {"balanced_accuracy": dict(zip(args.datasets, per_set)),
-                                "cells_won": won, "cells_compared": len(baseline_best)}
+        payload["hindsight"] = summarise("*best variant of each cell, chosen with hindsight*", per_cell)
     header = (f"Balanced accuracy (mean over {args.seeds} seed(s)) of each reweighting variant on the "
               f"cells of `imbalance_noise.py`; 'cells won': (set, seed) cells where the variant beats "
               f"every baseline there (from `{reference.name}`); the last row "
