@@ -477,18 +477,24 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
     def _check_module_fits_data(self, X):
         """One forward on two examples, so a mismatch fails here, clearly."""
         module, was_training = self.module_, self.module_.training
-        sample = torch.as_tensor(X, device=self.device)
+        sample = torch.tensor(X, device=self.device)  # a copy: X may be read-only (pandas)
         module.eval()
         try:
             with torch.no_grad(), frozen_state(module):
                 output = self.infer(sample)
         except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            dtypes = {p.dtype for p in module.parameters() if p.is_floating_point()} - {torch.float32}
+            if dtypes:
+                fix = (f"X is converted to float32, but the module's parameters are "
+                       f"{sorted(map(str, dtypes))}: build the module in float32 (module.float()).")
+            else:
+                fix = ("Give X the shape the module expects (a CNN needs images (n, C, H, W): "
+                       "X.reshape(len(X), C, H, W)) or adjust the module's size parameters "
+                       "(module__...).")
             raise ValueError(
                 f"The module {type(module).__name__} cannot process X: its examples have shape "
                 f"{tuple(self.sample_shape_)} and a batch {tuple(sample.shape)} raised "
-                f"{type(exc).__name__}: {exc}. Give X the shape the module expects (a CNN "
-                "needs images (n, C, H, W): X.reshape(len(X), C, H, W)) or adjust the "
-                "module's size parameters (module__...)."
+                f"{type(exc).__name__}: {exc}. {fix}"
             ) from exc
         finally:
             module.train(was_training)
@@ -503,14 +509,25 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
                 f"classes: a classifier module must return ({len(sample)}, {n_classes}) "
                 f"scores. Set its number of outputs to {n_classes} (e.g. module__n_classes={n_classes})."
             )
+        # skorch's NLLLoss takes the log of the output: it must be probabilities
+        if isinstance(self.criterion_, torch.nn.NLLLoss) and not (
+            (y_pred >= 0).all() and torch.allclose(y_pred.sum(1), torch.ones_like(y_pred[:, 0]), atol=1e-3)
+        ):
+            raise ValueError(
+                f"With criterion=NLLLoss the module must return class probabilities (skorch "
+                f"takes their log), but {type(module).__name__} returns values that are "
+                "negative or do not sum to 1 per example. For a module that returns logits "
+                "or log-probabilities use criterion=torch.nn.CrossEntropyLoss (the default)."
+            )
 
     def _select_engine(self, data):
         engine = get_engine(self.meta_engine, self.module_)
         if self.meta_engine != "auto" or isinstance(engine, ForwardModeEngine):
             return engine
         n = min(len(data.X), self.batch_size if self.batch_size != -1 else len(data.X))
-        batch = (torch.as_tensor(data.X[:n], device=self.device),
-                 torch.as_tensor(data.y[:n], device=self.device))
+        # copies: a slice of read-only input (pandas' copy-on-write) would make torch warn
+        batch = (torch.tensor(data.X[:n], device=self.device),
+                 torch.tensor(data.y[:n], device=self.device))
         clean = self.fit_state_.X_clean, self.fit_state_.y_clean
 
         def loss_fn(output, target):
@@ -529,6 +546,7 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
 
     def _make_fit_state(self, data):
         check_weighting_params(self)
+        self._check_optimizer_needs_no_closure()
         n_clean = len(data.X_clean)
         batch_size = self.batch_size if self.batch_size != -1 else len(data.X)
         clean_batch_size = self.clean_batch_size
@@ -545,7 +563,7 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
             clean_batches = CleanBatchCycler(n_clean, int(clean_batch_size))
         sample_weight = None
         if data.sample_weight is not None:
-            sample_weight = torch.as_tensor(data.sample_weight, device=self.device)
+            sample_weight = torch.tensor(data.sample_weight, device=self.device)
         weigh = WeightPolicy(len(data.X), self.weight_smoothing, self.zero_weights,
                              smoothed=self.weight_history_.smoothed, device=self.device,
                              meta_net=self._meta_net(), shrinkage=self.weight_shrinkage)
@@ -558,6 +576,16 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
             weigh=weigh,
             sample_weight=sample_weight,
         )
+
+    def _check_optimizer_needs_no_closure(self):
+        step = inspect.signature(type(self.optimizer_).step).parameters.get("closure")
+        if step is not None and step.default is inspect.Parameter.empty:
+            raise ValueError(
+                f"optimizer={type(self.optimizer_).__name__} needs a closure that re-evaluates "
+                "the loss during its step; each evaluation of a reweighted loss would draw "
+                "new weights. Use an optimizer whose step() needs no closure (SGD, Adam, "
+                "AdamW, RMSprop, ...)."
+            )
 
     def _meta_net(self):
         """The loss-to-weight net of ``weighting='meta_net'`` (kept across partial_fit)."""

@@ -7,6 +7,7 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     _check_sample_weight,
+    _get_feature_names,
     check_array,
     check_consistent_length,
     column_or_1d,
@@ -56,7 +57,10 @@ def validate_fit_data(estimator, X, y, X_clean, y_clean, sample_weight, reset):
         missing = " and ".join(n for n, v in (("X_clean", X_clean), ("y_clean", y_clean)) if v is None)
         raise ValueError(f"{missing} not given. " + MISSING_CLEAN_SET.format(name=type(estimator).__name__))
 
+    check_clean_feature_names(estimator, X_clean)
     X_clean = _numeric(check_array, X_clean, input_name="X_clean", ensure_min_samples=0, **ARRAY_CHECKS)
+    # pandas' copy-on-write hands out read-only arrays, which torch warns about
+    X_clean = np.require(X_clean, requirements="W")
     if len(X_clean) == 0:
         raise ValueError(
             "The clean set is empty (X_clean has 0 rows); pass at least one trusted "
@@ -72,6 +76,7 @@ def validate_fit_data(estimator, X, y, X_clean, y_clean, sample_weight, reset):
             "the clean set must have the same features as the training data "
             "(apply the same preprocessing to both)."
         )
+    warn_if_clean_set_scaled_differently(X, X_clean)
     unknown = np.setdiff1d(np.unique(y_clean), np.unique(y))
     if unknown.size:
         raise ValueError(
@@ -103,6 +108,65 @@ def validate_fit_data(estimator, X, y, X_clean, y_clean, sample_weight, reset):
             sample_weight, X, dtype=np.float32, ensure_non_negative=True
         )
     return FitData(X, y_enc, X_clean, yc_enc, sample_weight)
+
+
+def check_clean_feature_names(estimator, X_clean):
+    """A DataFrame clean set must have the training columns, in the same order.
+
+    Its values are used by position, so other or reordered columns would
+    silently feed features into the wrong inputs. Arrays carry no names and
+    are taken as they are.
+    """
+    fitted = getattr(estimator, "feature_names_in_", None)
+    names = _get_feature_names(X_clean)
+    if fitted is None or names is None or np.array_equal(names, fitted):
+        return
+    missing = [n for n in fitted if n not in set(names)]
+    extra = [n for n in names if n not in set(fitted)]
+    problem = (f"lacks columns {missing[:5]}" if missing else
+               f"has columns X lacks: {extra[:5]}" if extra else "has X's columns in another order")
+    raise ValueError(
+        f"X_clean {problem}; the clean set must have the training data's columns in the "
+        "same order. Select them with X_clean[X.columns]."
+    )
+
+
+#: median distance (in training standard deviations) beyond which the clean
+#: features look transformed differently; class imbalance alone shifts means by
+#: about the class separation, far less
+_CLEAN_SHIFT_WARNING = 5.0
+
+
+def warn_if_clean_set_scaled_differently(X, X_clean):
+    """Warn when the clean set looks preprocessed differently from X.
+
+    The typical cause: ``Pipeline(...).fit(X, y, net__X_clean=...)`` passes
+    the clean set to the network untransformed. Compares, feature by
+    feature, the clean mean with the training mean in training standard
+    deviations; warns when the median over features exceeds 5.
+    """
+    # a strided view of at most ~10000 rows estimates the statistics without a copy
+    X = X.reshape(len(X), -1)[::max(1, len(X) // 10_000)]
+    X_clean = X_clean.reshape(len(X_clean), -1)
+    std = X.std(axis=0, dtype=np.float64)
+    varying = std > 0
+    if not varying.any():
+        return
+    shift = np.abs(X_clean[:, varying].mean(axis=0, dtype=np.float64)
+                   - X[:, varying].mean(axis=0, dtype=np.float64)) / std[varying]
+    median = float(np.median(shift))
+    if median > _CLEAN_SHIFT_WARNING:
+        warnings.warn(
+            f"X_clean looks preprocessed differently from X: its feature means lie a median "
+            f"{median:.3g} training standard deviations from X's. Apply the same "
+            "preprocessing to both. In a Pipeline, step parameters such as "
+            "net__X_clean reach the network untransformed: enable metadata routing "
+            "(sklearn.set_config(enable_metadata_routing=True)), call "
+            "set_fit_request(X_clean=True, y_clean=True) on the network and build "
+            "Pipeline(..., transform_input=['X_clean']).",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _numeric(check, *args, **kwargs):

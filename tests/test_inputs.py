@@ -1,4 +1,6 @@
 """Bad input gets an error that names the problem and the fix."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -182,3 +184,103 @@ def test_module_with_wrong_number_of_outputs(small_data):
         fit(small_data, module=MLP, module__n_features=6, module__n_classes=3)
     with pytest.raises(ValueError, match="module__n_classes cannot be set with module=None"):
         fit(small_data, module__n_classes=2)
+
+
+def test_clean_dataframe_columns_must_match_the_training_columns(small_data):
+    pd = pytest.importorskip("pandas")
+    X, y, Xc, yc = small_data
+    columns = [f"f{i}" for i in range(X.shape[1])]
+    X_df, Xc_df = pd.DataFrame(X, columns=columns), pd.DataFrame(Xc, columns=columns)
+    with pytest.raises(ValueError, match=r"X_clean has X's columns in another order.*X_clean\[X.columns\]"):
+        fit(small_data, X=X_df, X_clean=Xc_df[columns[::-1]])
+    with pytest.raises(ValueError, match=r"X_clean lacks columns \['f0'\]"):
+        fit(small_data, X=X_df, X_clean=Xc_df.rename(columns={"f0": "g0"}))
+    # same columns, or a plain array (no names to compare), are taken as they are
+    assert fit(small_data, X=X_df, X_clean=Xc_df).score(X_df, y) == fit(small_data, X=X_df).score(X_df, y)
+
+
+def test_clean_set_left_unscaled_in_a_pipeline_warns(small_data):
+    import sklearn
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y, Xc, yc = small_data
+    X_raw, Xc_raw = 10 * X + 100, 10 * Xc + 100
+
+    def pipeline(**kwargs):
+        net = ReweightedNeuralNetClassifier(max_epochs=1, random_state=0)
+        return Pipeline([("scale", StandardScaler()), ("net", net)], **kwargs), net
+
+    pipe, _ = pipeline()
+    with pytest.warns(UserWarning, match="X_clean looks preprocessed differently from X.*transform_input"):
+        pipe.fit(X_raw, y, net__X_clean=Xc_raw, net__y_clean=yc)
+    # the fix the warning names: routing transforms the clean set too, and it is quiet
+    with sklearn.config_context(enable_metadata_routing=True), warnings.catch_warnings():
+        warnings.filterwarnings("error", message="X_clean looks preprocessed differently")
+        pipe, net = pipeline(transform_input=["X_clean"])
+        net.set_fit_request(X_clean=True, y_clean=True)
+        pipe.fit(X_raw, y, X_clean=Xc_raw, y_clean=yc)
+
+
+def test_nll_loss_needs_a_module_that_returns_probabilities(small_data):
+    def module(last):
+        return torch.nn.Sequential(torch.nn.Linear(6, 2), last)
+
+    with pytest.raises(ValueError, match="criterion=NLLLoss the module must return class probabilities"):
+        fit(small_data, module=module(torch.nn.LogSoftmax(dim=1)), criterion=torch.nn.NLLLoss)
+    net = fit(small_data, module=module(torch.nn.Softmax(dim=1)), criterion=torch.nn.NLLLoss)
+    assert np.isfinite(net.history[-1, "train_loss"])
+
+
+def test_optimizer_that_needs_a_closure_is_refused(small_data):
+    with pytest.raises(ValueError, match="optimizer=LBFGS needs a closure.*SGD, Adam"):
+        fit(small_data, optimizer=torch.optim.LBFGS)
+
+
+def test_float64_module_is_explained(small_data):
+    with pytest.raises(ValueError, match=r"parameters are \['torch.float64'\].*module.float\(\)"):
+        fit(small_data, module=torch.nn.Linear(6, 2).double())
+
+
+def test_inputs_of_huge_scale_stop_training_without_blaming_the_engine(small_data):
+    X, y, Xc, yc = small_data
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*disagrees with the exact generic one")
+        with pytest.raises(FloatingPointError, match=r"Training diverged in epoch 1, batch 1"):
+            fit(small_data, X=X * 1e30, X_clean=Xc * 1e30)
+
+
+def test_read_only_clean_set_is_copied_for_torch(small_data):
+    # pandas' copy-on-write gives read-only arrays; torch warns on those
+    from sk_reweight._validation import validate_fit_data
+
+    X, y, Xc, yc = small_data
+    read_only = Xc.copy()
+    read_only.flags.writeable = False
+    net = ReweightedNeuralNetClassifier()
+    data = validate_fit_data(net, X, y, read_only, yc, None, reset=True)
+    assert data.X_clean.flags.writeable
+    np.testing.assert_array_equal(data.X_clean, Xc)
+
+
+def test_read_only_inputs_fit_without_torch_warnings():
+    # torch warns once per process about non-writable arrays, so check in a fresh one
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np\n"
+        "from sklearn.datasets import make_classification\n"
+        "from sk_reweight import ReweightedNeuralNetClassifier\n"
+        "X, y = make_classification(200, 5, random_state=0)\n"
+        "X = X.astype(np.float32)\n"
+        "for a in (X, y):\n"
+        "    a.flags.writeable = False\n"
+        "w = np.ones(170, np.float32); w.flags.writeable = False\n"
+        "net = ReweightedNeuralNetClassifier(max_epochs=1, random_state=0)\n"
+        "net.fit(X[30:], y[30:], X_clean=X[:30], y_clean=y[:30], sample_weight=w)\n"
+        "net.predict(X)\n"
+    )
+    result = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", script],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
