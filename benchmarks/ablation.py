@@ -14,7 +14,10 @@ win at most.
 
 Run ``python benchmarks/ablation.py`` (``--quick``, ``--seeds``, ``--n-jobs``,
 ``--datasets``, ``--update-readme``; ``--render-only`` rebuilds the table from
-the saved runs, e.g. after ``imbalance_noise.py`` was run again).
+the saved runs, e.g. after ``imbalance_noise.py`` was run again). On other
+sets: ``--reference imbalance_noise_heldout --name ablation_heldout
+--datasets ...`` compares with that run of ``imbalance_noise.py --name
+imbalance_noise_heldout`` instead.
 """
 import argparse
 import json
@@ -50,6 +53,9 @@ VARIANTS = {
         "weight_smoothing": 0.9, "clean_weight": 1.0, "weight_shrinkage": 0.5},
     "weight_smoothing=0.9, clean_weight=1, weight_shrinkage=0.75": {
         "weight_smoothing": 0.9, "clean_weight": 1.0, "weight_shrinkage": 0.75},
+    # the default with uniform weights: what the learned weights add to it
+    "weight_smoothing=0.9, clean_weight=1, weight_shrinkage=1": {
+        "weight_smoothing": 0.9, "clean_weight": 1.0, "weight_shrinkage": 1.0},
     "weight_smoothing=0.9, clean_weight=1, finetune_epochs=40": {
         "weight_smoothing": 0.9, "clean_weight": 1.0, "finetune_epochs": 40},
 }
@@ -75,10 +81,15 @@ def main(argv=None):
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=None,
                         help="run only these and merge them into the saved runs of the others")
     parser.add_argument("--render-only", action="store_true",
-                        help="no training: rebuild the table from results/ablation.json")
+                        help="no training: rebuild the table from results/NAME.json")
+    parser.add_argument("--reference", default="imbalance_noise",
+                        help="results stem of the imbalance_noise.py run whose cells and baselines "
+                             "to use (e.g. imbalance_noise_heldout)")
+    parser.add_argument("--name", default="ablation",
+                        help="results file stem; its README block is the same with '-' for '_'")
     args = parse_arguments(parser, argv, quick_sets=1)
     cells = [(name, seed) for name in args.datasets for seed in range(args.seeds)]
-    saved_path = RESULTS / ("ablation_quick.json" if args.quick else "ablation.json")
+    saved_path = RESULTS / (f"{args.name}_quick.json" if args.quick else f"{args.name}.json")
     saved = json.loads(saved_path.read_text()) if saved_path.exists() else None
     if args.render_only:  # re-rank saved runs against a newer imbalance_noise.json
         results = {c: saved["cells"][f"{c[0]}/{c[1]}"] for c in cells}
@@ -97,7 +108,7 @@ def main(argv=None):
             minutes += saved["minutes"]
     shown = [v for v in VARIANTS if all(v in results[c] for c in cells)]
 
-    reference = RESULTS / ("imbalance_noise_quick.json" if args.quick else "imbalance_noise.json")
+    reference = RESULTS / (f"{args.reference}_quick.json" if args.quick else f"{args.reference}.json")
     baselines = json.loads(reference.read_text()).get("cells", {}) if reference.exists() else {}
     baseline_best = {}
     for cell in cells:
@@ -133,13 +144,13 @@ def main(argv=None):
         per_cell = {c: max(results[c][v]["balanced_accuracy"] for v in shown) for c in cells}
         payload["hindsight"] = summarise("*best variant of each cell, chosen with hindsight*", per_cell)
     header = (f"Balanced accuracy (mean over {args.seeds} seed(s)) of each reweighting variant on the "
-              f"cells of `imbalance_noise.py`; 'cells won': (set, seed) cells where the variant beats "
-              f"every baseline there (from `{reference.name}`); the last row "
+              f"cells of `{reference.name}`; 'cells won': (set, seed) cells where the variant beats "
+              f"every baseline there; the last row "
               f"takes, in each cell, the best of the variants above: no choice among them, even "
               f"one made per cell, wins more cells. Wall time of the runs behind it: "
               f"{minutes:.1f} min on 2 CPU cores.\n\n")
     table = header + "\n".join(lines) + "\n"
-    publish("ablation", table, {"variants": payload, "minutes": minutes,
+    publish(args.name, table, {"variants": payload, "minutes": minutes,
                                 "cells": {f"{n}/{s}": r for (n, s), r in results.items()}}, args)
     return payload
 

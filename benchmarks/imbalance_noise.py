@@ -193,6 +193,9 @@ def parse_arguments(parser, argv, quick_sets):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--name", default="imbalance_noise",
+                        help="results file stem; its README block is the same with '-' for '_' "
+                             "(the held-out sets run as imbalance_noise_heldout)")
     args = parse_arguments(parser, argv, quick_sets=2)
     start = time.perf_counter()
     cells = [(name, seed) for name in args.datasets for seed in range(args.seeds)]
@@ -204,11 +207,12 @@ def main(argv=None):
         rows += [(name, method, s) for method, s in stats.items()]
     won, total = wins(results)
     payload["head_to_head"] = paired = head_to_head(payload["cells"])
+    images = (f"; {FASHION}: LeNet, {args.image_epochs} epochs, {args.lt_per_class} images in "
+              f"the largest class, imbalance factor {args.imbalance_factor:g}, minority = the tail "
+              f"class" if FASHION in args.datasets else "")
     header = (f"{len(args.datasets)} sets, {args.seeds} seed(s), {args.noise:.0%} uniform label noise, "
               f"{args.clean_per_class} clean examples per class. Tabular: default MLP, {args.epochs} "
-              f"epochs; {FASHION}: LeNet, {args.image_epochs} epochs, {args.lt_per_class} images in "
-              f"the largest class, imbalance factor {args.imbalance_factor:g}, minority = the tail "
-              f"class. Mean ± std; best per set in bold. `reweight` is the estimator's default, "
+              f"epochs{images}. Mean ± std; best per set in bold. `reweight` is the estimator's default, "
               f"`reweight_paper` Algorithm 1 as published (`PAPER_EXACT`). The default has the best "
               f"balanced accuracy of all baselines in {won} of {total} (set, seed) cells. Wall time of the whole run: {minutes:.1f} min "
               f"({args.n_jobs} process(es), 2 CPU cores).\n\n")
@@ -216,7 +220,7 @@ def main(argv=None):
              + f"\nCell by cell ({total} (set, seed) cells, balanced accuracy): how often each method "
                f"is first of all methods, and the default (`reweight`) against it; sign test over "
                f"the cells that are not ties.\n\n" + head_to_head_table(paired, total))
-    publish("imbalance_noise", table, payload, args, figure=lambda path: plot(payload, path),
+    publish(args.name, table, payload, args, figure=lambda path: plot(payload, path),
             alt_text="balanced accuracy per method")
     return payload
 

@@ -1,6 +1,7 @@
 """The benchmark scripts run end to end (--quick) and report what they measured."""
 import argparse
 import importlib.util
+import json
 import math
 from pathlib import Path
 
@@ -109,6 +110,36 @@ def test_imbalance_noise_quick():
         assert 0 <= stats["reweight"]["balanced_accuracy"][0] <= 1
         assert "weight_auc" in stats["reweight"] and "weight_auc" not in stats["plain"]
     assert (BENCHMARKS / "results" / "imbalance_noise_quick.png").stat().st_size > 5_000
+
+
+@pytest.mark.skipif(not (SHARED / "fashion-mnist").is_dir(), reason="Fashion-MNIST files not present")
+def test_imbalance_noise_on_other_sets_under_its_own_name(tmp_path, monkeypatch):
+    # the held-out run: other KEEL sets, results under --name, the default run's files untouched
+    module = load("imbalance_noise")
+    import _harness
+
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    monkeypatch.setattr(_harness, "RESULTS", results)
+    payload = module.main(["--quick", "--datasets", "glass1", "--name", "imbalance_noise_heldout"])
+    assert sorted(payload["cells"]) == ["fashion-mnist-lt/0", "glass1/0"]
+    table = (results / "imbalance_noise_heldout_quick.md").read_text()
+    assert table.startswith("2 sets, 1 seed(s)") and "| glass1 | reweight |" in table
+    assert sorted(p.name for p in results.iterdir()) == [
+        f"imbalance_noise_heldout_quick.{ext}" for ext in ("json", "md", "png")]
+    # the ablation compares its variants with that run's baselines, cell by cell
+    variants = ["paper", "weight_smoothing=0.9, clean_weight=1, weight_shrinkage=1"]
+    ablation = load("ablation").main(["--quick", "--datasets", "glass1", "--reference",
+                                      "imbalance_noise_heldout", "--name", "ablation_heldout",
+                                      "--variants", *variants])
+    assert list(ablation) == [*variants, "hindsight"]
+    assert all(v["cells_compared"] == 2 for v in ablation.values())
+    best = {c: max(r["balanced_accuracy"] for m, r in methods.items() if not m.startswith("reweight"))
+            for c, methods in payload["cells"].items()}
+    ablation_cells = json.loads((results / "ablation_heldout_quick.json").read_text())["cells"]
+    for variant in variants:
+        won = sum(ablation_cells[c][variant]["balanced_accuracy"] >= best[c] - 1e-12 for c in best)
+        assert ablation[variant]["cells_won"] == won
 
 
 @pytest.mark.skipif(not (SHARED / "fashion-mnist").is_dir(), reason="Fashion-MNIST files not present")
