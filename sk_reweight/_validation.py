@@ -121,8 +121,9 @@ def check_clean_feature_names(estimator, X_clean):
     names = _get_feature_names(X_clean)
     if fitted is None or names is None or np.array_equal(names, fitted):
         return
-    missing = [n for n in fitted if n not in set(names)]
-    extra = [n for n in names if n not in set(fitted)]
+    given, expected = set(names), set(fitted)
+    missing = [n for n in fitted if n not in given]
+    extra = [n for n in names if n not in expected]
     problem = (f"lacks columns {missing[:5]}" if missing else
                f"has columns X lacks: {extra[:5]}" if extra else "has X's columns in another order")
     raise ValueError(
@@ -152,9 +153,8 @@ def warn_if_clean_set_scaled_differently(X, X_clean):
     varying = std > 0
     if not varying.any():
         return
-    shift = np.abs(X_clean[:, varying].mean(axis=0, dtype=np.float64)
-                   - X[:, varying].mean(axis=0, dtype=np.float64)) / std[varying]
-    median = float(np.median(shift))
+    shift = np.abs(X_clean.mean(axis=0, dtype=np.float64) - X.mean(axis=0, dtype=np.float64))
+    median = float(np.median(shift[varying] / std[varying]))
     if median > _CLEAN_SHIFT_WARNING:
         warnings.warn(
             f"X_clean looks preprocessed differently from X: its feature means lie a median "

@@ -284,3 +284,20 @@ def test_read_only_inputs_fit_without_torch_warnings():
     result = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", script],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_balanced_clean_set_from_imbalanced_data_does_not_warn():
+    # a balanced clean set shifts the feature means by about the class separation: no warning
+    from sklearn.datasets import make_classification
+
+    from sk_reweight._validation import warn_if_clean_set_scaled_differently
+
+    # every feature informative and the classes far apart: the largest honest shift
+    X, y = make_classification(n_samples=4000, n_features=8, n_informative=8, n_redundant=0,
+                               weights=[0.97], class_sep=3.0, random_state=0)
+    clean = np.concatenate([np.flatnonzero(y == 0)[:10], np.flatnonzero(y == 1)[:10]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_clean_set_scaled_differently(X.astype(np.float32), X[clean].astype(np.float32))
+    with pytest.warns(UserWarning, match="preprocessed differently"):
+        warn_if_clean_set_scaled_differently(X.astype(np.float32), 100 * X[clean].astype(np.float32) + 50)
