@@ -65,12 +65,17 @@ class _OptionsAction(argparse.Action):
         setattr(namespace, self.dest, dict(values))
 
 
+def add_name_argument(parser, name):
+    """--name: the results file stem (default ``name``) and, with '-' for '_', the README block."""
+    parser.add_argument("--name", default=name,
+                        help="results file stem; its README block is the same with '-' for '_'")
+
+
 def add_method_arguments(parser, name):
     """--methods, --name (default ``name``) and --default-params, for the scripts with default rows."""
     parser.add_argument("--methods", nargs="+", default=None,
                         help=f"baseline names and {DEFAULT!r} (default: all)")
-    parser.add_argument("--name", default=name,
-                        help="results file stem; its README block is the same with '-' for '_'")
+    add_name_argument(parser, name)
     parser.add_argument("--default-params", nargs="+", type=_option, action=_OptionsAction,
                         default={}, metavar="NAME=VALUE",
                         help="change the estimator's default options in its default rows, e.g. "

@@ -30,7 +30,7 @@ import numpy as np
 from sk_reweight import PAPER_EXACT
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import RESULTS, map_cells, publish, run_methods  # noqa: E402
+from _harness import RESULTS, add_name_argument, map_cells, publish, run_methods  # noqa: E402
 from imbalance_noise import make_split, parse_arguments, recipe, reweighting, warm_up  # noqa: E402
 
 VARIANTS = {
@@ -85,8 +85,7 @@ def main(argv=None):
     parser.add_argument("--reference", default="imbalance_noise",
                         help="results stem of the imbalance_noise.py run whose cells and baselines "
                              "to use (e.g. imbalance_noise_heldout)")
-    parser.add_argument("--name", default="ablation",
-                        help="results file stem; its README block is the same with '-' for '_'")
+    add_name_argument(parser, "ablation")
     args = parse_arguments(parser, argv, quick_sets=1)
     cells = [(name, seed) for name in args.datasets for seed in range(args.seeds)]
     saved_path = RESULTS / (f"{args.name}_quick.json" if args.quick else f"{args.name}.json")

@@ -33,8 +33,8 @@ from sk_reweight.datasets import load_fashion_mnist, load_imbalanced_tabular
 from sk_reweight.modules import MLP, LeNet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import (METRICS, add_common_arguments, aggregate, bar_chart, map_cells,  # noqa: E402
-                      markdown_table, publish, run_methods)
+from _harness import (METRICS, add_common_arguments, add_name_argument, aggregate,  # noqa: E402
+                      bar_chart, map_cells, markdown_table, publish, run_methods)
 
 TABULAR = ("yeast4", "abalone19", "ecoli1", "pima", "wdbc")
 FASHION = "fashion-mnist-lt"
@@ -193,9 +193,7 @@ def parse_arguments(parser, argv, quick_sets):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--name", default="imbalance_noise",
-                        help="results file stem; its README block is the same with '-' for '_' "
-                             "(the held-out sets run as imbalance_noise_heldout)")
+    add_name_argument(parser, "imbalance_noise")  # the held-out sets: imbalance_noise_heldout
     args = parse_arguments(parser, argv, quick_sets=2)
     start = time.perf_counter()
     cells = [(name, seed) for name in args.datasets for seed in range(args.seeds)]
