@@ -13,20 +13,26 @@ from sk_reweight import PAPER_EXACT
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "g_mean", "minority_recall", "seconds")
-DEFAULT = "reweight_default"  # the estimator's default options, next to the paper-exact ``reweight``
+# The method names of every benchmark: the estimator's default options, and Algorithm 1
+DEFAULT = "reweight"
+PAPER = "reweight_paper"
 
 
 def paper_and_default(build, include=None, default_params=None):
     """The methods ``build(names, reweight_params)`` makes, with reweighting twice.
 
-    ``reweight`` is Algorithm 1 as published (``PAPER_EXACT``, what the
-    paper-reproduction tables show) and ``reweight_default`` the estimator's
-    default options, changed by ``default_params`` (``--default-params``).
-    ``include``: the method names to run (``None``: all).
+    ``reweight`` (:data:`DEFAULT`) has the estimator's default options,
+    changed by ``default_params`` (``--default-params``); ``reweight_paper``
+    (:data:`PAPER`) is Algorithm 1 as published (``PAPER_EXACT``, what the
+    paper-reproduction tables show). ``include``: the method names to run
+    (``None``: all).
     """
-    methods = build(None if include is None else [m for m in include if m != DEFAULT], PAPER_EXACT)
-    if include is None or DEFAULT in include:
-        methods[DEFAULT] = build(["reweight"], default_params)["reweight"]
+    others = None if include is None else [m for m in include if m not in (DEFAULT, PAPER)]
+    methods = build(others, PAPER_EXACT)
+    methods.pop(DEFAULT, None)  # make_baselines' own reweighting row
+    for name, params in ((PAPER, PAPER_EXACT), (DEFAULT, default_params)):
+        if include is None or name in include:
+            methods[name] = build([DEFAULT], params)[DEFAULT]
     return methods
 
 
@@ -46,7 +52,7 @@ def default_params_note(args):
     if not args.default_params:
         return ""
     options = ", ".join(f"{k}={v!r}" for k, v in args.default_params.items())
-    return f" This run changed the estimator's default options: `reweight_default` has {options}."
+    return f" This run changed the estimator's default options: `reweight` has {options}."
 
 
 def add_common_arguments(parser, quick_help):
@@ -74,7 +80,7 @@ def add_name_argument(parser, name):
 def add_method_arguments(parser, name):
     """--methods, --name (default ``name``) and --default-params, for the scripts with default rows."""
     parser.add_argument("--methods", nargs="+", default=None,
-                        help=f"baseline names and {DEFAULT!r} (default: all)")
+                        help=f"baseline names and {PAPER!r} (default: all)")
     add_name_argument(parser, name)
     parser.add_argument("--default-params", nargs="+", type=_option, action=_OptionsAction,
                         default={}, metavar="NAME=VALUE",
@@ -202,11 +208,19 @@ def publish(name, table, payload, args, figure=None, alt_text=None):
     return stem
 
 
+def pyplot():
+    """matplotlib's pyplot, drawing to files only."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def bar_chart(stats, metric, path, title):
     """Grouped bars: ``stats[setting][method][metric] = (mean, std)``, one group per setting."""
-    from sk_reweight.plotting import _pyplot
-
-    plt = _pyplot()
+    plt = pyplot()
     settings = list(stats)
     methods = list(dict.fromkeys(m for s in settings for m in stats[s]))
     fig, ax = plt.subplots(figsize=(max(7, 1.3 * len(settings) + 2), 4.5), layout="constrained")

@@ -21,17 +21,14 @@ imbalance_noise_heldout`` instead.
 """
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 from sk_reweight import PAPER_EXACT
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import RESULTS, add_name_argument, map_cells, publish, run_methods  # noqa: E402
-from imbalance_noise import make_split, parse_arguments, recipe, reweighting, warm_up  # noqa: E402
+from _harness import DEFAULT, PAPER, RESULTS, add_name_argument, map_cells, publish, run_methods
+from imbalance_noise import make_split, parse_arguments, recipe, reweighting, warm_up
 
 VARIANTS = {
     "paper": {},
@@ -69,9 +66,9 @@ def run_cell(name, seed, args, variants):
     out = {}
     # the paper-exact run comes first: each variant's time is compared with it, in this process
     for variant in ["paper", *[v for v in variants if v != "paper"]]:
-        methods = {"reweight": reweighting(module, settings, {**PAPER_EXACT, **VARIANTS[variant]})}
+        methods = {DEFAULT: reweighting(module, settings, {**PAPER_EXACT, **VARIANTS[variant]})}
         out[variant] = run_methods(methods, data, minority=data["minority"],
-                                   log=lambda line: print(f"{name}/{seed} {variant}{line}", flush=True))["reweight"]
+                                   log=lambda line: print(f"{name}/{seed} {variant}{line}", flush=True))[DEFAULT]
         out[variant]["paper_seconds"] = out["paper"]["seconds"]
     return out
 
@@ -113,7 +110,7 @@ def main(argv=None):
     for cell in cells:
         others = baselines.get(f"{cell[0]}/{cell[1]}", {})
         scores = [m["balanced_accuracy"] for method, m in others.items()
-                  if method not in ("reweight", "reweight_paper")]
+                  if method not in (DEFAULT, PAPER)]
         if scores:
             baseline_best[cell] = max(scores)
 

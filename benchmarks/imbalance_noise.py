@@ -17,7 +17,6 @@ Run ``python benchmarks/imbalance_noise.py`` (``--quick`` for a smoke test,
 every (set, seed) cell, which ``benchmarks/ablation.py`` compares against.
 """
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -32,8 +31,7 @@ from sk_reweight.corruption import flip_labels_uniform, long_tailed_counts, trai
 from sk_reweight.datasets import load_fashion_mnist, load_imbalanced_tabular
 from sk_reweight.modules import MLP, LeNet
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import (METRICS, add_common_arguments, add_name_argument, aggregate,  # noqa: E402
+from _harness import (DEFAULT, METRICS, PAPER, add_common_arguments, add_name_argument, aggregate,
                       bar_chart, map_cells, markdown_table, publish, run_methods)
 
 TABULAR = ("yeast4", "abalone19", "ecoli1", "pima", "wdbc")
@@ -89,8 +87,8 @@ def recipe(name, data, seed, args):
 
 def reweighting(module, settings, reweight_params=None):
     """The ``reweight`` method of the shared recipe, with ``reweight_params``."""
-    return make_baselines(module, include=["reweight"], reweight_params=reweight_params,
-                          **settings)["reweight"]
+    return make_baselines(module, include=[DEFAULT], reweight_params=reweight_params,
+                          **settings)[DEFAULT]
 
 
 def warm_up(module, settings, data, reweight_params=None):
@@ -109,12 +107,12 @@ def run_cell(name, seed, args, include=None):
     warm_up(module, settings, data)
     methods = make_baselines(module, include=include, **settings)
     # Algorithm 1 as published, next to the default
-    methods["reweight_paper"] = reweighting(module, settings, PAPER_EXACT)
+    methods[PAPER] = reweighting(module, settings, PAPER_EXACT)
     return run_methods(methods, data, minority=data["minority"],
                        log=lambda line: print(f"{name}/{seed}{line}", flush=True))
 
 
-def wins(cells, method="reweight", metric="balanced_accuracy", own=("reweight_paper",)):
+def wins(cells, method=DEFAULT, metric="balanced_accuracy", own=(PAPER,)):
     """(dataset, seed) cells where ``method`` beats every baseline on ``metric`` (ties count as wins).
 
     The ``own`` variants of the method are not baselines.
@@ -124,7 +122,7 @@ def wins(cells, method="reweight", metric="balanced_accuracy", own=("reweight_pa
     return len(won), len(cells)
 
 
-def head_to_head(cells, method="reweight", metric="balanced_accuracy", tol=1e-12):
+def head_to_head(cells, method=DEFAULT, metric="balanced_accuracy", tol=1e-12):
     """``method`` against each other method, cell by cell: a paired view of the noisy cells.
 
     For each other method: the cells where it is first of all methods (ties
@@ -146,7 +144,7 @@ def head_to_head(cells, method="reweight", metric="balanced_accuracy", tol=1e-12
     return rows
 
 
-def head_to_head_table(rows, n_cells, method="reweight"):
+def head_to_head_table(rows, n_cells, method=DEFAULT):
     lines = [f"| method | first of all methods | `{method}` better | `{method}` worse "
              f"| mean difference | sign test p |", "|---|---|---|---|---|---|"]
     for other, r in rows.items():

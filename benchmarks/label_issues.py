@@ -4,8 +4,8 @@ Digits (1,797 images, 10 classes) with a 5-per-class clean set held out
 before corruption, then a share of the training labels flipped uniformly to
 another class. Two rankings of the training examples:
 
-- ``reweight``: ``ReweightedNeuralNetClassifier(**PAPER_EXACT).suspicious_examples`` (lowest
-  mean weight over the last half of training first), and ``reweight_default``,
+- ``reweight_paper``: ``ReweightedNeuralNetClassifier(**PAPER_EXACT).suspicious_examples``
+  (lowest mean weight over the last half of training first), and ``reweight``,
   the same with the estimator's default options;
 - ``cleanlab``: ``cleanlab.filter.find_label_issues`` ranked by self-confidence,
   from out-of-sample probabilities of the same network (5-fold
@@ -19,9 +19,7 @@ Run ``python benchmarks/label_issues.py`` (``--quick`` for a smoke test,
 """
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,10 +32,9 @@ from sk_reweight import PAPER_EXACT, ReweightedNeuralNetClassifier
 from sk_reweight.corruption import flip_labels_uniform, train_clean_split
 from sk_reweight.modules import MLP
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _readme import update_readme  # noqa: E402
+from _harness import DEFAULT, PAPER, RESULTS
+from _readme import update_readme
 
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def recipe(epochs):
@@ -71,7 +68,7 @@ def run_one(noise, seed, epochs):
         score[ranked.index] = ranked.score  # the Bunch is sorted by rank; back to row order
         return ranked.index, score, time.perf_counter() - t0
 
-    ours = {"reweight": weights_ranking(PAPER_EXACT), "reweight_default": weights_ranking({})}
+    ours = {PAPER: weights_ranking(PAPER_EXACT), DEFAULT: weights_ranking({})}
 
     t0 = time.perf_counter()
     with torch.random.fork_rng(devices=[]):

@@ -10,20 +10,17 @@ Run ``python benchmarks/load.py`` (1,000,000 rows) or ``--quick`` (20,000).
 """
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from sk_reweight import ReweightedNeuralNetClassifier
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _memory import reset_peak, status_mib  # noqa: E402
-from _readme import update_readme  # noqa: E402
+from _memory import reset_peak, status_mib
+from _harness import RESULTS
+from _readme import update_readme
 
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def make_data(n_rows, n_features=50, seed=0):

@@ -5,8 +5,8 @@ training 4s and 9s with a share p of nines; a clean set of 10 images (5 per
 class) drawn from the remaining training images, never overlapping; a
 balanced 4-vs-9 test set from MNIST's test images. Every method of
 ``sk_reweight.baselines`` trains LeNet with batch 100 and SGD with momentum
-0.9; ``reweight`` is Algorithm 1 as published (``PAPER_EXACT``) and
-``reweight_default`` the estimator's default options. Their ``skipped``
+0.9; ``reweight`` has the estimator's default options and
+``reweight_paper`` is Algorithm 1 as published (``PAPER_EXACT``). Their ``skipped``
 column is the share of steps that changed nothing (all weights zero and no
 clean loss in the step: with ``clean_weight > 0`` no step is skipped). Two
 tables:
@@ -29,7 +29,6 @@ trains about 8,000 steps (160 epochs of 50 steps); on 2 CPU cores a full run
 of every method takes hours: see the README for the measured wall time.
 """
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -41,8 +40,7 @@ from sk_reweight.baselines import make_baselines
 from sk_reweight.datasets import load_mnist
 from sk_reweight.modules import LeNet
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import (DEFAULT, add_common_arguments, add_method_arguments,  # noqa: E402
+from _harness import (DEFAULT, PAPER, pyplot, add_common_arguments, add_method_arguments,
                       default_params_note, aggregate, map_cells, markdown_table,
                       paper_and_default, publish)
 
@@ -91,7 +89,7 @@ def run_cell(proportion, seed, args, quick):
     X, y = load_mnist(args.data, split="train")
     X_test, y_test = load_mnist(args.data, split="test")
     data = make_split(X, y, X_test, y_test, proportion, seed, n_train=300 if quick else 5000)
-    include = ["plain", "class_weight", "reweight", DEFAULT] if quick else args.methods
+    include = ["plain", "class_weight", PAPER, DEFAULT] if quick else args.methods
     runs = {}
     for lr in sorted(set(args.lr_grid) | {PAPER_LR}):
         def build(names, reweight_params):
@@ -128,16 +126,14 @@ def run(args, quick):
 
 
 def plot(paper, path):
-    from sk_reweight.plotting import _pyplot
-
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
     proportions = sorted(paper)
     for method in paper[proportions[0]]:
         means = [100 * paper[p][method]["error"][0] for p in proportions]
         stds = [100 * paper[p][method]["error"][1] for p in proportions]
         ax.errorbar(proportions, means, yerr=stds, marker="o", capsize=3, label=method,
-                    linewidth=2.5 if method == "reweight" else 1.2)
+                    linewidth=2.5 if method == PAPER else 1.2)
     ax.set_xlabel("proportion of nines in the training set")
     ax.set_ylabel("test error (%), balanced 4-vs-9")
     ax.set_title("MNIST 4-vs-9 class imbalance (paper protocol, lr 1e-3)")

@@ -8,11 +8,8 @@ run made before the script drew one).
 import argparse
 import importlib
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import RESULTS  # noqa: E402
+from _harness import RESULTS
 
 PLOTTED = ("imbalance_noise", "noisy_labels", "mnist_imbalance")
 

@@ -35,16 +35,13 @@ from torch import nn
 
 from sk_reweight import PAPER_EXACT, ReweightedNeuralNetClassifier
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _memory import reset_peak, status_mib  # noqa: E402
-from _readme import update_readme  # noqa: E402
-from sk_reweight._engines import ENGINES
-from sk_reweight._weighting import normalize_weights
-from sk_reweight._reference import lookahead_eps_gradient
+from _memory import reset_peak, status_mib
+from _harness import RESULTS
+from _readme import update_readme
+from sk_reweight.engines import ENGINES, lookahead_eps_gradient
+from sk_reweight.weighting import normalize_weights
 from sk_reweight.modules import MLP, LeNet, ResNet32
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 
 # name: (module factory, example shape, classes, batch, clean batch, examples per epoch)
 WORKLOADS = {

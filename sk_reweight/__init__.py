@@ -1,9 +1,11 @@
 """Learning to reweight examples (Ren et al., 2018) as a scikit-learn estimator."""
-from ._estimator import ReweightedNeuralNetClassifier, TrainingDivergedError
-from ._meta_gradient import ForwardModeEngine, MetaGradientEngine
+from . import callbacks, diagnostics, engines, modules, weighting
+from ._estimator import ReweightedNeuralNetClassifier
+from ._random import RandomStream
 from ._weight_history import WeightHistory
-from ._weighting import PAPER_EXACT
-from . import modules
+from .engines import ForwardModeEngine, MetaGradientEngine
+from .exceptions import TrainingDivergedError
+from .weighting import PAPER_EXACT
 
 __version__ = "0.1.0"
 
@@ -13,6 +15,11 @@ __all__ = [
     "MetaGradientEngine",
     "ForwardModeEngine",
     "WeightHistory",
+    "RandomStream",
     "PAPER_EXACT",
+    "callbacks",
+    "diagnostics",
+    "engines",
     "modules",
+    "weighting",
 ]

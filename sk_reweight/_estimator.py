@@ -1,48 +1,29 @@
-"""The learning-to-reweight estimator."""
-import inspect
+"""The learning-to-reweight estimator: skorch's fit loop wired to engines, weighting and callbacks."""
 import math
 import numbers
-import warnings
-from contextlib import contextmanager
-from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.utils import Bunch, check_random_state
 from skorch import NeuralNetClassifier
 from skorch.callbacks import ProgressBar
 from skorch.dataset import Dataset, unpack_data
 from skorch.utils import TeeGenerator, to_tensor
 
+from . import diagnostics
+from ._device import AutoDeviceMixin
 from ._dataset import ArrayDataset, EncodedLabelDataset, collate_batch
-from ._engines import agrees_with_generic_engine, get_engine
-from ._meta_gradient import ForwardModeEngine, frozen_state
-from ._sampling import CleanBatchCycler, RecordingBatchSampler, StratifiedCleanBatchCycler
-from ._validation import encode_labels, validate_fit_data, validate_predict_data
+from ._fit_state import make_fit_state
+from ._params import check_optimizer_needs_no_closure, check_reweighting_params
+from ._random import RandomStream, seeded_torch
+from ._sampling import RecordingBatchSampler
+from ._validation import (check_module_fits_data, per_example_criterion, validate_fit_data,
+                          validate_predict_data)
 from ._weight_history import WeightHistory
-from ._weighting import LossWeightNet, MetaNetWeights, WeightPolicy, check_weighting_params
+from .callbacks import FineTuneOnClean, TrainingStage, WeightRecorder
+from .engines import select_engine
+from .exceptions import TrainingDivergedError
 from .modules import MLP
-
-
-class TrainingDivergedError(FloatingPointError):
-    """The training loss became NaN or infinite."""
-
-
-@dataclass
-class _FitState:
-    """What one call to fit/partial_fit needs beyond the estimator's parameters."""
-
-    n_train: int
-    X_clean: torch.Tensor
-    y_clean: torch.Tensor
-    clean_batches: CleanBatchCycler
-    weigh: WeightPolicy
-    sample_weight: torch.Tensor = None
-    sampler: RecordingBatchSampler = None
-
-    def clean_batch(self):
-        idx = self.clean_batches.next_indices().to(self.X_clean.device)
-        return self.X_clean[idx], self.y_clean[idx]
+from .weighting import make_weighting
 
 
 def _serves_batches(dataset):
@@ -50,7 +31,7 @@ def _serves_batches(dataset):
     return isinstance(getattr(dataset, "dataset", dataset), (EncodedLabelDataset, ArrayDataset))
 
 
-class ReweightedNeuralNetClassifier(NeuralNetClassifier):
+class ReweightedNeuralNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
     """Neural network classifier trained by learning to reweight examples.
 
     Implements Ren, Zeng, Yang and Urtasun, "Learning to Reweight Examples
@@ -67,9 +48,16 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
 
     By default two options go beyond the paper: each example's weight is
     averaged over its visits (``weight_smoothing``) and the clean batch's
-    loss joins every step (``clean_weight``), which did best across the
-    benchmarks. ``ReweightedNeuralNetClassifier(**sk_reweight.PAPER_EXACT)``
-    is Algorithm 1 as published.
+    loss joins every step (``clean_weight``); they won on the development
+    benchmarks, not on every held-out set (see the README).
+    ``ReweightedNeuralNetClassifier(**sk_reweight.PAPER_EXACT)`` is
+    Algorithm 1 as published.
+
+    The estimator wires parts together through skorch's hooks: a
+    meta-gradient engine (:mod:`sk_reweight.engines`) computes each batch's
+    alignments, a weighting policy (:mod:`sk_reweight.weighting`) turns them
+    into weights, and callbacks (:mod:`sk_reweight.callbacks`) record the
+    weights and run the fine-tuning stage.
 
     A scikit-learn classifier built on skorch's ``NeuralNetClassifier``:
     all skorch parameters, callbacks and ``module__``/``optimizer__``
@@ -97,7 +85,7 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
         Size of the clean mini-batch drawn at every step; the clean set is
         cycled through, reshuffled at each pass. ``None``: the whole clean
         set when it has at most ``batch_size`` examples, else ``batch_size``.
-    weighting : {'alignment', 'meta_net'}, default='alignment'
+    weighting : {'alignment', 'meta_net'} or WeightingPolicy, default='alignment'
         Where the weights come from. ``'alignment'``: Algorithm 1's clipped
         alignments with the clean gradient. ``'meta_net'``: in the spirit of
         Meta-Weight-Net (Shu et al., 2019), a small network maps each
@@ -106,9 +94,13 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
         loss (the same exact alignments drive it, to first order in the
         lookahead step), and its weights, normalised in the batch, are used.
         Weights then vary smoothly with the loss and are shared across
-        batches.
+        batches. A :class:`~sk_reweight.weighting.WeightingPolicy` instance
+        (e.g. a subclass of your own) is used as given; ``'alignment'`` is
+        ``AlignmentWeighting()``, ``'meta_net'`` is
+        ``MetaNetWeighting(lr=meta_net_lr)``. The options below add their
+        stages after it.
     meta_net_lr : float, default=0.001
-        Adam learning rate of the ``'meta_net'`` weighting network. Too
+        Adam learning rate of the ``weighting='meta_net'`` network. Too
         high a rate (0.01 on a small MLP) can saturate its sigmoid early,
         after which every weight is 1 (plain training).
     clean_sampling : {'cycle', 'stratified'}, default='cycle'
@@ -123,13 +115,13 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
         cost: the meta step already computes the clean batch's gradient
         (without updating batch-norm running statistics). ``0``: the clean
         set only steers the weights (the paper). A step whose weights are
-        all zero then still trains on the clean batch. The default, with
-        ``weight_smoothing=0.9``, is the combination that did best across
-        the benchmarks (see the README); ``PAPER_EXACT`` turns both off.
+        all zero then still trains on the clean batch. ``PAPER_EXACT``
+        turns this and ``weight_smoothing`` off.
     weight_shrinkage : float in [0, 1], default=0.0
         Shrinks each step's learned weights toward plain training's uniform
         weights: ``(1 - weight_shrinkage) * w + weight_shrinkage / n`` (the
-        uniform part times ``sample_weight`` when given), before smoothing.
+        uniform part times ``sample_weight`` when given), before smoothing
+        (:class:`~sk_reweight.weighting.Shrinkage`).
         Weights estimated from a small clean batch are noisy; mixing in the
         uniform weights trades some of that variance for bias, as a
         defensive mixture does in importance sampling (Hesterberg, 1995):
@@ -147,30 +139,40 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
         rejected once is down-weighted, not dropped. ``0``: no smoothing
         (the paper). ``sample_weights_`` records the smoothed weights the
         steps used; for finding mislabelled examples
-        (:meth:`suspicious_examples`) ``PAPER_EXACT`` weights rank better.
+        (:meth:`suspicious_examples`) ``PAPER_EXACT`` weights rank better
+        (:class:`~sk_reweight.weighting.Smoothing`).
     zero_weights : {'skip', 'uniform'}, default='skip'
         A batch whose weights are all zero changes nothing (``'skip'``, the
-        paper) or trains with uniform weights (``'uniform'``).
+        paper) or trains with uniform weights (``'uniform'``,
+        :class:`~sk_reweight.weighting.UniformIfAllZero`).
     finetune_epochs : int, default=0
         After the reweighted epochs of each ``fit``/``partial_fit``, train
         this many passes over the clean set with the plain (unweighted)
-        loss and the same optimizer (batches of ``clean_batch_size``). The
-        last history row records ``finetune_loss``. ``0``: no fine-tuning
-        (the paper).
-    meta_engine : {'auto', 'layerwise', 'jvp'}, default='auto'
-        How the meta-gradient is computed; every engine is exact.
+        loss and the same optimizer (batches of ``clean_batch_size``). They
+        run through skorch's fit loop as the
+        :class:`~sk_reweight.callbacks.FineTuneOnClean` stage: callbacks see
+        their batches, and their history rows have ``stage='finetune'``.
+        Ctrl-C or early stopping skips them. ``0``: no fine-tuning (the
+        paper).
+    meta_engine : {'auto', 'layerwise', 'jvp', 'reference'} or MetaGradientEngine, default='auto'
+        How the meta-gradient is computed (:mod:`sk_reweight.engines`);
+        every engine is exact.
         ``'layerwise'``: alignment and weighted gradient from one forward
         and backward, for networks whose parameterised layers are Linear,
         Conv1d/2d/3d or Embedding (about the cost of plain training).
         ``'jvp'``: a forward-mode Jacobian-vector product, for any module,
-        train-mode batch norm included. ``'auto'`` takes ``'layerwise'``
-        when the module qualifies and it agrees with ``'jvp'`` on the first
-        batch (else warns and uses ``'jvp'``); the choice is in
-        ``meta_engine_``.
+        train-mode batch norm included. ``'reference'``: double backprop
+        through the lookahead step, slow (the tests' oracle). ``'auto'``
+        takes ``'layerwise'`` when the module qualifies (teach it layer
+        types of your own with :func:`~sk_reweight.engines.register_layer_rule`)
+        and it agrees with ``'jvp'`` on the first batch (else warns and uses
+        ``'jvp'``); the choice is in ``meta_engine_``.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling, clean batches and dropout,
         so that the same seed gives identical weights and predictions on
-        CPU. torch's global random state is left as it was.
+        CPU. torch's global random state is left as it was. A continued fit
+        (``partial_fit``, ``warm_start``) continues the random stream, so
+        fitting 3 epochs then 2 equals fitting 5.
         ``None`` uses torch's global random state.
     train_split : callable or None, default=None
         By default the training data is not split: the trusted clean set
@@ -202,14 +204,18 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
         ``train_split``, or an epoch interrupted with Ctrl-C, which is
         kept). ``partial_fit`` appends epochs.
     weight_history_ : WeightHistory
-        The object behind ``sample_weights_``; persist it with
-        ``save_params(f_weight_history=...)`` or
-        ``Checkpoint(f_weight_history=...)``.
+        The object behind ``sample_weights_``.
+    weighting_ : sk_reweight.weighting.Weighting
+        The fitted policy and stages (smoothing averages, the meta-net and
+        its optimizer).
+    rng_ : RandomStream
+        Where the seeded random stream and the clean-batch order stand.
     history_ : skorch.History
-        Besides skorch's entries, each epoch records ``weight_mean``,
-        ``weight_zero_frac`` (share of trained examples with weight 0) and
-        ``skipped_batches`` (batches whose weights were all zero). Its
-        ``train_loss`` is the unweighted mean training loss.
+        Besides skorch's entries, each epoch records ``stage``
+        (``'reweight'`` or ``'finetune'``) and each reweighted epoch
+        ``weight_mean``, ``weight_zero_frac`` (share of trained examples
+        with weight 0) and ``skipped_batches`` (batches whose weights were
+        all zero). Its ``train_loss`` is the unweighted mean training loss.
     classes_ : ndarray of shape (n_classes,)
         Class labels; ``predict`` returns these.
     n_features_in_ : int
@@ -220,10 +226,6 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
         Shape of one example, ``X.shape[1:]``.
     meta_engine_ : MetaGradientEngine
         The meta-gradient engine in use.
-    meta_net_ : MetaNetWeights or None
-        With ``weighting='meta_net'``: the learned loss-to-weight network
-        (``meta_net_.net(losses)`` gives the weights it assigns, before
-        normalisation) and its optimizer.
     module_, criterion_, optimizer_
         The initialised torch objects, as in skorch.
 
@@ -234,6 +236,12 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
     ``sample_weight=0`` is never trained on, one with 2 counts twice as
     much as its learned weight says. This lets meta-estimators that pass
     ``sample_weight`` (e.g. cleanlab's ``CleanLearning``) use the estimator.
+
+    Every learned part persists with pickle, or with ``save_params`` /
+    ``load_params`` and skorch's ``Checkpoint``: ``f_params``,
+    ``f_optimizer``, ``f_history``, ``f_weight_history``, ``f_weighting``
+    and ``f_rng``; a model restored from all six continues training
+    exactly as the saved one would.
 
     Inputs are converted to float32 arrays: 2-d tabular data or n-d arrays
     such as images ``(n, C, H, W)``; skorch ``Dataset`` objects and dicts
@@ -300,39 +308,14 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
         self.meta_engine = meta_engine
         self.random_state = random_state
 
-    # ------------------------------------------------------------------
-    # device='auto': the parameter keeps 'auto', skorch reads the resolved one
-
-    @property
-    def device(self):
-        device = self.__dict__.get("device", "auto")
-        if isinstance(device, str) and device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return device
-
-    @device.setter
-    def device(self, value):
-        self.__dict__["device"] = value
-
-    def get_params(self, deep=True, **kwargs):
-        params = super().get_params(deep=deep, **kwargs)
-        params["device"] = self.__dict__["device"]
-        # skorch bookkeeping that its _get_param_names lets through
-        params.pop("_params_to_validate", None)
-        return params
-
-    def __setstate__(self, state):
-        requested = state["device"]
-        if isinstance(requested, str) and requested == "auto":
-            # a model trained on CUDA must load where CUDA is missing
-            state = {**state, "device": "cuda" if torch.cuda.is_available() else "cpu"}
-        super().__setstate__(state)
-        self.__dict__["device"] = requested
-
     @property
     def _default_callbacks(self):
         callbacks = super()._default_callbacks
+        # before print_log, which prints the epoch's weight summaries
+        callbacks.insert(len(callbacks) - 1, ("weight_recorder", WeightRecorder()))
         # set_params may run this with any value; bad ones fail later, in fit
+        if isinstance(self.finetune_epochs, numbers.Integral) and self.finetune_epochs > 0:
+            callbacks.append(("finetune", FineTuneOnClean(self.finetune_epochs)))
         if isinstance(self.verbose, numbers.Real) and self.verbose >= 2:
             callbacks.append(("progress_bar", ProgressBar(
                 postfix_keys=["train_loss", "clean_loss", "zero_frac"])))
@@ -364,33 +347,21 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
         return self
 
     def initialize_criterion(self):
-        kwargs = self.get_params_for("criterion")
-        if kwargs.get("reduction", "none") != "none":
-            raise ValueError(
-                f"criterion__reduction={kwargs['reduction']!r}: learning to reweight needs "
-                "one loss per example; leave criterion__reduction unset."
-            )
-        if isinstance(self.criterion, torch.nn.Module):
-            if getattr(self.criterion, "reduction", "none") != "none" and not kwargs:
-                raise ValueError(
-                    f"The criterion instance has reduction={self.criterion.reduction!r}; "
-                    "learning to reweight needs one loss per example. Pass the class "
-                    f"(criterion={type(self.criterion).__name__}) instead."
-                )
-            criterion_cls = type(self.criterion)
-        else:
-            criterion_cls = self.criterion
-        if kwargs or not isinstance(self.criterion, torch.nn.Module):
-            if "reduction" in inspect.signature(criterion_cls).parameters:
-                kwargs["reduction"] = "none"
+        kwargs = per_example_criterion(self.criterion, self.get_params_for("criterion"))
         self.criterion_ = self.initialized_instance(self.criterion, kwargs)
         return self
 
     def initialize(self):
         super().initialize()
         self.weight_history_ = WeightHistory()
-        self.meta_net_ = None
+        self.weighting_ = self._make_weighting()
+        self.rng_ = RandomStream()
         return self
+
+    def _make_weighting(self):
+        check_reweighting_params(self)
+        return make_weighting(self.weighting, self.meta_net_lr, self.weight_shrinkage,
+                              self.weight_smoothing, self.zero_weights)
 
     # ------------------------------------------------------------------
     # fitting
@@ -442,162 +413,42 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
                 "X, y, X_clean, y_clean and sample_weight."
             )
         # a net initialised by hand (e.g. to load parameters) has not seen data yet
-        learn_data_shape = reinitialize or not hasattr(self, "sample_shape_")
-        data = validate_fit_data(self, X, y, X_clean, y_clean, sample_weight, reset=learn_data_shape)
-        with self._random_context(continued=not reinitialize):
+        data = validate_fit_data(self, X, y, X_clean, y_clean, sample_weight,
+                                 reset=reinitialize or not hasattr(self, "sample_shape_"))
+        epochs_done = 0 if reinitialize else len(self.weight_history_)
+        resume = None if reinitialize else self.rng_.torch_state
+        with seeded_torch(self.random_state, resume, epochs_done) as torch_state:
             if reinitialize:
                 self.initialize()
-            self.fit_state_ = self._make_fit_state(data)
-            self._check_module_fits_data(data.X[:2])
+            else:  # options may have changed since: rebuild, keep the learned state
+                weighting, self.weighting_ = self.weighting_, self._make_weighting()
+                self.weighting_.load_state_dict(weighting.state_dict())
+            check_optimizer_needs_no_closure(self.optimizer_)
+            self.weighting_.start(len(data.X), self.device)
+            state = make_fit_state(data, self.batch_size, self.clean_batch_size,
+                                   self.clean_sampling, self.device)
+            state.clean_batches.load_state_dict(self.rng_.clean_batches)
+            self.fit_state_ = state
+            check_module_fits_data(self, data.X[:2])
             self.meta_engine_ = self._select_engine(data)
             try:
                 super().partial_fit(data.X, data.y, _routing_method=method)
-                self._finetune_on_clean()
             finally:
+                self.rng_.clean_batches = state.clean_batches.state_dict()
+                self.rng_.torch_state = torch_state()
                 del self.fit_state_
         return self
 
-    @contextmanager
-    def _random_context(self, continued):
-        if self.random_state is None:
-            yield
-            return
-        if isinstance(self.random_state, numbers.Integral):
-            base = int(self.random_state)
-        else:
-            base = int(check_random_state(self.random_state).randint(2**31))
-        # a continued fit (partial_fit, warm_start) draws fresh but reproducible numbers
-        epochs_done = len(self.history_) if continued else 0
-        seed = int(np.random.SeedSequence([base, epochs_done]).generate_state(1)[0])
-        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            yield
-
-    def _check_module_fits_data(self, X):
-        """One forward on two examples, so a mismatch fails here, clearly."""
-        module, was_training = self.module_, self.module_.training
-        sample = torch.tensor(X, device=self.device)  # a copy: X may be read-only (pandas)
-        module.eval()
-        try:
-            with torch.no_grad(), frozen_state(module):
-                output = self.infer(sample)
-        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-            dtypes = {p.dtype for p in module.parameters() if p.is_floating_point()} - {torch.float32}
-            if dtypes:
-                fix = (f"X is converted to float32, but the module's parameters are "
-                       f"{sorted(map(str, dtypes))}: build the module in float32 (module.float()).")
-            else:
-                fix = ("Give X the shape the module expects (a CNN needs images (n, C, H, W): "
-                       "X.reshape(len(X), C, H, W)) or adjust the module's size parameters "
-                       "(module__...).")
-            raise ValueError(
-                f"The module {type(module).__name__} cannot process X: its examples have shape "
-                f"{tuple(self.sample_shape_)} and a batch {tuple(sample.shape)} raised "
-                f"{type(exc).__name__}: {exc}. {fix}"
-            ) from exc
-        finally:
-            module.train(was_training)
-        y_pred = output[0] if isinstance(output, (tuple, list)) else output
-        n_classes = len(self.classes_)
-        if isinstance(self.criterion_, (torch.nn.CrossEntropyLoss, torch.nn.NLLLoss)) and (
-            y_pred.dim() != 2 or y_pred.shape[1] != n_classes
-        ):
-            raise ValueError(
-                f"The module {type(module).__name__} returns outputs of shape "
-                f"{tuple(y_pred.shape)} for {len(sample)} examples, but y has {n_classes} "
-                f"classes: a classifier module must return ({len(sample)}, {n_classes}) "
-                f"scores. Set its number of outputs to {n_classes} (e.g. module__n_classes={n_classes})."
-            )
-        # skorch's NLLLoss takes the log of the output: it must be probabilities
-        if isinstance(self.criterion_, torch.nn.NLLLoss) and not (
-            (y_pred >= 0).all() and torch.allclose(y_pred.sum(1), torch.ones_like(y_pred[:, 0]), atol=1e-3)
-        ):
-            raise ValueError(
-                f"With criterion=NLLLoss the module must return class probabilities (skorch "
-                f"takes their log), but {type(module).__name__} returns values that are "
-                "negative or do not sum to 1 per example. For a module that returns logits "
-                "or log-probabilities use criterion=torch.nn.CrossEntropyLoss (the default)."
-            )
-
     def _select_engine(self, data):
-        engine = get_engine(self.meta_engine, self.module_)
-        if self.meta_engine != "auto" or isinstance(engine, ForwardModeEngine):
-            return engine
         n = min(len(data.X), self.batch_size if self.batch_size != -1 else len(data.X))
         # copies: a slice of read-only input (pandas' copy-on-write) would make torch warn
         batch = (torch.tensor(data.X[:n], device=self.device),
                  torch.tensor(data.y[:n], device=self.device))
         clean = self.fit_state_.X_clean, self.fit_state_.y_clean
+        return select_engine(self.meta_engine, self.module_, self._loss_fn, batch, clean)
 
-        def loss_fn(output, target):
-            return self.get_per_example_loss(output, target, training=True)
-
-        if agrees_with_generic_engine(engine, self.module_, loss_fn, *batch, *clean):
-            return engine
-        warnings.warn(
-            f"The {engine.name!r} meta-gradient engine disagrees with the exact generic one "
-            f"on this {type(self.module_).__name__} (a parameter used outside its layer, such "
-            "as tied weights?); using meta_engine='jvp'. Pass meta_engine='jvp' to skip this check.",
-            UserWarning,
-            stacklevel=4,
-        )
-        return ForwardModeEngine()
-
-    def _make_fit_state(self, data):
-        check_weighting_params(self)
-        self._check_optimizer_needs_no_closure()
-        n_clean = len(data.X_clean)
-        batch_size = self.batch_size if self.batch_size != -1 else len(data.X)
-        clean_batch_size = self.clean_batch_size
-        if clean_batch_size is None:
-            clean_batch_size = min(n_clean, batch_size)
-        elif not isinstance(clean_batch_size, numbers.Integral) or not 1 <= clean_batch_size <= n_clean:
-            raise ValueError(
-                f"clean_batch_size={clean_batch_size!r} must be an int between 1 and the "
-                f"clean set size ({n_clean}); use None for the default."
-            )
-        if self.clean_sampling == "stratified":
-            clean_batches = StratifiedCleanBatchCycler(data.y_clean, int(clean_batch_size))
-        else:
-            clean_batches = CleanBatchCycler(n_clean, int(clean_batch_size))
-        sample_weight = None
-        if data.sample_weight is not None:
-            sample_weight = torch.tensor(data.sample_weight, device=self.device)
-        weigh = WeightPolicy(len(data.X), self.weight_smoothing, self.zero_weights,
-                             smoothed=self.weight_history_.smoothed, device=self.device,
-                             meta_net=self._meta_net(), shrinkage=self.weight_shrinkage)
-        self.weight_history_.smoothed = weigh.smoothed  # kept for partial_fit and saving
-        return _FitState(
-            n_train=len(data.X),
-            X_clean=torch.as_tensor(data.X_clean, device=self.device),
-            y_clean=torch.as_tensor(data.y_clean, device=self.device),
-            clean_batches=clean_batches,
-            weigh=weigh,
-            sample_weight=sample_weight,
-        )
-
-    def _check_optimizer_needs_no_closure(self):
-        step = inspect.signature(type(self.optimizer_).step).parameters.get("closure")
-        if step is not None and step.default is inspect.Parameter.empty:
-            raise ValueError(
-                f"optimizer={type(self.optimizer_).__name__} needs a closure that re-evaluates "
-                "the loss during its step; each evaluation of a reweighted loss would draw "
-                "new weights. Use an optimizer whose step() needs no closure (SGD, Adam, "
-                "AdamW, RMSprop, ...)."
-            )
-
-    def _meta_net(self):
-        """The loss-to-weight net of ``weighting='meta_net'`` (kept across partial_fit)."""
-        if self.weighting != "meta_net":
-            return None
-        # not a skorch module: its parameters must stay out of the network's optimizer
-        if getattr(self, "meta_net_", None) is None:
-            net = LossWeightNet().to(self.device)
-            self.meta_net_ = MetaNetWeights(net, torch.optim.Adam(net.parameters(), lr=self.meta_net_lr))
-        for group in self.meta_net_.optimizer.param_groups:
-            group["lr"] = self.meta_net_lr
-        return self.meta_net_
+    def _loss_fn(self, output, target):
+        return self.get_per_example_loss(output, target, training=True)
 
     def check_data(self, X, y):
         # classes_ are set from the user's labels by validate_fit_data;
@@ -652,6 +503,25 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
         self.fit_state_.sampler = sampler
         return self.iterator_train(dataset, batch_sampler=sampler, **kwargs)
 
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        # the stages' epochs follow the reweighted ones in the same loop
+        state = self.fit_state_
+        state.epochs = self.max_epochs if epochs is None else epochs
+        state.stages = [cb for _, cb in self.callbacks_ if isinstance(cb, TrainingStage)]
+        total = state.epochs + sum(stage.epochs for stage in state.stages)
+        return super().fit_loop(X, y, epochs=total, **fit_params)
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        stage = self.fit_state_.stage
+        if stage is None:
+            return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
+        if training:
+            return super().run_single_epoch(stage.get_iterator(self), training, prefix, step_fn, **fit_params)
+        # a validation DataLoader draws a seed it never uses (no workers): keep it
+        # from shifting the stage's clean batches, as before stages ran in this loop
+        with torch.random.fork_rng(devices=[]):
+            return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
+
     def notify(self, method_name, **cb_kwargs):
         # Batches hold class indices; callbacks compare targets with
         # predict(), which returns the user's labels, so they see those.
@@ -662,18 +532,8 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         super().on_epoch_begin(net, dataset_train, dataset_valid, **kwargs)
-        self.weight_history_.new_epoch(self.fit_state_.n_train)
-
-    def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
-        super().on_epoch_end(net, dataset_train, dataset_valid, **kwargs)
-        row = self.weight_history_.current
-        trained = row[~np.isnan(row)]
-        self.history.record("weight_mean", float(trained.mean()) if trained.size else float("nan"))
-        self.history.record(
-            "weight_zero_frac", float((trained == 0).mean()) if trained.size else float("nan")
-        )
-        batches = self.history[-1, "batches"]
-        self.history.record("skipped_batches", int(sum(b.get("skipped", 0) for b in batches)))
+        stage = self.fit_state_.begin_epoch()
+        self.history.record("stage", "reweight" if stage is None else stage.name)
 
     def get_per_example_loss(self, y_pred, y_true, X=None, training=False):
         """One loss per example: the criterion with ``reduction='none'``."""
@@ -692,22 +552,21 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
 
     def train_step_single(self, batch, **fit_params):
         """Meta step of Algorithm 1 and backward pass of the weighted loss."""
+        state = self.fit_state_
+        if state.stage is not None:
+            return state.stage.train_step_single(self, batch, **fit_params)
         self._set_training(True)
         Xi, yi = unpack_data(batch)
         Xi, yi = to_tensor(Xi, device=self.device), to_tensor(yi, device=self.device)
-        state = self.fit_state_
         positions = state.sampler.pop()
         X_clean, y_clean = state.clean_batch()
         sample_weight = None if state.sample_weight is None else state.sample_weight[positions]
 
-        def loss_fn(output, target):
-            return self.get_per_example_loss(output, target, training=True)
-
         def weigh(alignment, losses):
-            return state.weigh(alignment, losses, positions, sample_weight)
+            return self.weighting_(alignment, losses, positions, sample_weight)
 
         step = self.meta_engine_.reweighted_backward(
-            self.module_, loss_fn, Xi, yi, X_clean, y_clean, weigh, clean_weight=self.clean_weight
+            self.module_, self._loss_fn, Xi, yi, X_clean, y_clean, weigh, clean_weight=self.clean_weight
         )
         loss = step.losses.mean()
         # one host sync checks both: a non-finite alignment turns the sum NaN
@@ -718,42 +577,14 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
                 "(or the meta-gradient is not finite). The parameters are those from before "
                 "this step. Lower the learning rate or check the inputs' scale."
             )
-        # one copy to the host serves the history and the batch summaries
+        # one copy to the host serves the weight record and the batch summaries
         scaled = (step.weights * len(Xi)).cpu().numpy()
         skipped = not scaled.any() and not self.clean_weight
-        self.weight_history_.record(positions, scaled)
-        self.history.record_batch("skipped", skipped)
-        self.history.record_batch("clean_loss", step.clean_loss.item())
-        self.history.record_batch("zero_frac", float((scaled == 0).mean()))
-        return {"loss": loss, "y_pred": step.y_pred, "skipped": skipped}
-
-    def _finetune_on_clean(self):
-        """``finetune_epochs`` passes of plain training over the clean set."""
-        if not self.finetune_epochs:
-            return
-        state = self.fit_state_
-        n_batches = -(-len(state.X_clean) // state.clean_batches.batch_size)
-        self._set_training(True)
-        for epoch in range(self.finetune_epochs):
-            total = 0.0
-            for _ in range(n_batches):
-                X_clean, y_clean = state.clean_batch()
-                self._zero_grad_optimizer()
-                loss = self.get_loss(self.infer(X_clean), y_clean, training=True)
-                value = loss.item()
-                if not math.isfinite(value):
-                    raise TrainingDivergedError(
-                        f"Fine-tuning on the clean set diverged in its epoch {epoch}: the loss "
-                        f"is {value}. Lower the learning rate or finetune_epochs."
-                    )
-                loss.backward()
-                self._step_optimizer(None)
-                total += value
-        if len(self.history):  # max_epochs=0 leaves no row to annotate
-            self.history.record("finetune_loss", total / n_batches)
+        return {"loss": loss, "y_pred": step.y_pred, "skipped": skipped, "weights": scaled,
+                "positions": positions, "clean_loss": step.clean_loss}
 
     def train_step(self, batch, **fit_params):
-        """One reweighted step; the optimizer is not stepped when all weights are 0."""
+        """One training step; the optimizer is not stepped when all weights are 0."""
         self._zero_grad_optimizer()
         step = self.train_step_single(batch, **fit_params)
         self.notify(
@@ -812,32 +643,7 @@ class ReweightedNeuralNetClassifier(NeuralNetClassifier):
         >>> issues = net.suspicious_examples(X_train, y_train)  # doctest: +SKIP
         >>> issues.index[:20]  # the 20 rows most worth relabelling  # doctest: +SKIP
         """
-        self.check_is_fitted()
-        weights = self.sample_weights_
-        if last_epochs is not None:
-            weights = weights[-last_epochs:]
-        y = np.asarray(y)
-        if len(y) != weights.shape[1]:
-            raise ValueError(
-                f"y has {len(y)} rows but the model was trained on {weights.shape[1]}; pass "
-                "the training data given to fit."
-            )
-        with warnings.catch_warnings():  # rows held out by train_split stay NaN, ranked last
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean_weight = np.nanmean(weights, axis=0)
-        proba = self.predict_proba(X)
-        given = encode_labels(self.classes_, y, "y")
-        given_proba = proba[np.arange(len(y)), given]
-        score = np.clip(1 - mean_weight, 0, 1) + 1e-3 * (1 - given_proba)
-        order = np.argsort(-score, kind="stable")
-        return Bunch(
-            index=order,
-            given_label=y[order],
-            predicted_label=self.classes_[proba.argmax(axis=1)][order],
-            mean_weight=mean_weight[order],
-            given_label_proba=given_proba[order],
-            score=score[order],
-        )
+        return diagnostics.suspicious_examples(self, X, y, last_epochs=last_epochs)
 
     def predict_proba(self, X):
         """Class probabilities, columns in the order of ``classes_``.

@@ -88,6 +88,14 @@ class CleanBatchCycler:
         batch, self._queue = self._queue[:size], self._queue[size:]
         return batch
 
+    def state_dict(self):
+        return {"n_samples": self.n_samples, "queue": self._queue.clone()}
+
+    def load_state_dict(self, state_dict):
+        """Continue an earlier clean-batch order (ignored if the clean set changed size)."""
+        if state_dict.get("n_samples") == self.n_samples:
+            self._queue = state_dict["queue"].clone()
+
 
 class StratifiedCleanBatchCycler:
     """Clean mini-batches that hold every class in (near) equal numbers.
@@ -118,3 +126,11 @@ class StratifiedCleanBatchCycler:
             if share:
                 parts.append(members[cycler.next_indices(min(share, len(members)))])
         return torch.cat(parts)
+
+    def state_dict(self):
+        return {f"class_{i}": cycler.state_dict() for i, cycler in enumerate(self.cyclers)}
+
+    def load_state_dict(self, state_dict):
+        if len(state_dict) == len(self.cyclers):
+            for i, cycler in enumerate(self.cyclers):
+                cycler.load_state_dict(state_dict.get(f"class_{i}", {}))

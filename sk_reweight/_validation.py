@@ -1,8 +1,10 @@
 """Checks on the data given to ``fit``: clear errors that say how to fix them."""
+import inspect
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
@@ -13,6 +15,8 @@ from sklearn.utils.validation import (
     column_or_1d,
     validate_data,
 )
+
+from .engines import frozen_state
 
 MISSING_CLEAN_SET = (
     "{name} learns per-example weights from a small trusted clean set and cannot "
@@ -222,3 +226,73 @@ def encode_labels(classes, labels, name):
         bad = np.setdiff1d(np.unique(labels), classes)
         raise ValueError(f"{name} contains labels {bad.tolist()} not seen at fit.")
     return found.astype(np.int64)
+
+
+def check_module_fits_data(net, X):
+    """One forward on two examples, so a mismatch of module and data fails here, clearly."""
+    module, was_training = net.module_, net.module_.training
+    sample = torch.tensor(X, device=net.device)  # a copy: X may be read-only (pandas)
+    module.eval()
+    try:
+        with torch.no_grad(), frozen_state(module):
+            output = net.infer(sample)
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        dtypes = {p.dtype for p in module.parameters() if p.is_floating_point()} - {torch.float32}
+        if dtypes:
+            fix = (f"X is converted to float32, but the module's parameters are "
+                   f"{sorted(map(str, dtypes))}: build the module in float32 (module.float()).")
+        else:
+            fix = ("Give X the shape the module expects (a CNN needs images (n, C, H, W): "
+                   "X.reshape(len(X), C, H, W)) or adjust the module's size parameters "
+                   "(module__...).")
+        raise ValueError(
+            f"The module {type(module).__name__} cannot process X: its examples have shape "
+            f"{tuple(net.sample_shape_)} and a batch {tuple(sample.shape)} raised "
+            f"{type(exc).__name__}: {exc}. {fix}"
+        ) from exc
+    finally:
+        module.train(was_training)
+    y_pred = output[0] if isinstance(output, (tuple, list)) else output
+    n_classes = len(net.classes_)
+    if isinstance(net.criterion_, (torch.nn.CrossEntropyLoss, torch.nn.NLLLoss)) and (
+        y_pred.dim() != 2 or y_pred.shape[1] != n_classes
+    ):
+        raise ValueError(
+            f"The module {type(module).__name__} returns outputs of shape "
+            f"{tuple(y_pred.shape)} for {len(sample)} examples, but y has {n_classes} "
+            f"classes: a classifier module must return ({len(sample)}, {n_classes}) "
+            f"scores. Set its number of outputs to {n_classes} (e.g. module__n_classes={n_classes})."
+        )
+    # skorch's NLLLoss takes the log of the output: it must be probabilities
+    if isinstance(net.criterion_, torch.nn.NLLLoss) and not (
+        (y_pred >= 0).all() and torch.allclose(y_pred.sum(1), torch.ones_like(y_pred[:, 0]), atol=1e-3)
+    ):
+        raise ValueError(
+            f"With criterion=NLLLoss the module must return class probabilities (skorch "
+            f"takes their log), but {type(module).__name__} returns values that are "
+            "negative or do not sum to 1 per example. For a module that returns logits "
+            "or log-probabilities use criterion=torch.nn.CrossEntropyLoss (the default)."
+        )
+
+
+def per_example_criterion(criterion, kwargs):
+    """``criterion`` and its keyword arguments, set up to return one loss per example."""
+    if kwargs.get("reduction", "none") != "none":
+        raise ValueError(
+            f"criterion__reduction={kwargs['reduction']!r}: learning to reweight needs "
+            "one loss per example; leave criterion__reduction unset."
+        )
+    if isinstance(criterion, torch.nn.Module):
+        if getattr(criterion, "reduction", "none") != "none" and not kwargs:
+            raise ValueError(
+                f"The criterion instance has reduction={criterion.reduction!r}; "
+                "learning to reweight needs one loss per example. Pass the class "
+                f"(criterion={type(criterion).__name__}) instead."
+            )
+        criterion_cls = type(criterion)
+    else:
+        criterion_cls = criterion
+    if kwargs or not isinstance(criterion, torch.nn.Module):
+        if "reduction" in inspect.signature(criterion_cls).parameters:
+            kwargs["reduction"] = "none"
+    return kwargs

@@ -23,8 +23,6 @@ class WeightHistory:
 
     def __init__(self):
         self._rows = []
-        # per-example moving averages of the weights (``weight_smoothing``), or None
-        self.smoothed = None
 
     def new_epoch(self, n_samples):
         self._rows.append(np.full(n_samples, np.nan, dtype=np.float32))
@@ -54,13 +52,10 @@ class WeightHistory:
         return self._rows[i]
 
     def state_dict(self):
-        state = {f"epoch_{i}": torch.from_numpy(r) for i, r in enumerate(self._rows)}
-        if self.smoothed is not None:
-            state["smoothed"] = self.smoothed.detach().cpu()
-        return state
+        return {f"epoch_{i}": torch.from_numpy(r) for i, r in enumerate(self._rows)}
 
     def load_state_dict(self, state_dict):
-        state_dict = dict(state_dict)
-        self.smoothed = state_dict.pop("smoothed", None)
-        keys = sorted(state_dict, key=lambda k: int(k.rsplit("_", 1)[1]))
+        # files from before 0.2 also hold the smoothing averages, now in ``weighting_``
+        keys = sorted((k for k in state_dict if k.startswith("epoch_")),
+                      key=lambda k: int(k.rsplit("_", 1)[1]))
         self._rows = [state_dict[k].detach().cpu().numpy().astype(np.float32) for k in keys]

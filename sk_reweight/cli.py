@@ -1,7 +1,7 @@
 """Command line: ``sk-reweight demo`` and ``sk-reweight benchmark NAME``."""
 import argparse
 import json
-import runpy
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,7 +35,7 @@ def make_demo_data(seed=0, imbalance_factor=20, noise=0.3, clean_per_class=5):
                 X_test=X_test, y_test=y_test)
 
 
-def run_demo(out, seed=0, device="cpu", methods=None, max_epochs=60, show=print, update_readme=False):
+def run_demo(out, seed=0, device="cpu", methods=None, max_epochs=60, show=print):
     """Train reweighting and the strongest baselines on the demo data; write results."""
     import torch
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
@@ -88,11 +88,6 @@ def run_demo(out, seed=0, device="cpu", methods=None, max_epochs=60, show=print,
         except ImportError as exc:
             show(f"(no plot: {exc})")
     show("Written: " + ", ".join(str(p) for p in written))
-    if update_readme:
-        sys.path.insert(0, str(BENCHMARKS))
-        from _readme import update_readme as write_block
-
-        write_block("demo", f"`sk-reweight demo --seed {seed}` printed:\n\n" + "\n".join(table) + "\n")
     return rows
 
 
@@ -119,16 +114,15 @@ def _has_cleanlab():
 
 
 def run_benchmark(name, args):
-    script = BENCHMARKS / f"{name}.py"
-    if not script.is_file():
-        available = sorted(p.stem for p in BENCHMARKS.glob("[!_]*.py")) if BENCHMARKS.is_dir() else []
+    """Run the shipped script ``benchmarks/NAME.py`` (by name only) in a new process."""
+    available = sorted(p.stem for p in BENCHMARKS.glob("[!_]*.py")) if BENCHMARKS.is_dir() else []
+    if name not in available:
         raise SystemExit(
             f"No benchmark {name!r}" + (f"; available: {', '.join(available)}" if available else
                                         "; the benchmark scripts ship with the source repository, "
                                         "run this from a checkout")
         )
-    sys.argv = [str(script), *args]
-    runpy.run_path(str(script), run_name="__main__")
+    raise SystemExit(subprocess.call([sys.executable, str(BENCHMARKS / f"{name}.py"), *args]))
 
 
 def main(argv=None):
@@ -145,7 +139,6 @@ def main(argv=None):
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     demo.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default: %(default)s)")
     demo.add_argument("--epochs", type=int, default=60, help="training epochs (default: %(default)s)")
-    demo.add_argument("--update-readme", action="store_true", help=argparse.SUPPRESS)
     bench = sub.add_parser("benchmark", help="run a script from benchmarks/ (e.g. speed, load)",
                            description="Runs benchmarks/NAME.py with the remaining arguments "
                                        "(try: sk-reweight benchmark speed --help).")
@@ -156,8 +149,7 @@ def main(argv=None):
         return run_benchmark(args.name, args.args)
     if args.command is None:
         args = parser.parse_args(["demo", *(argv or [])])
-    run_demo(args.out, seed=args.seed, device=args.device, max_epochs=args.epochs,
-             update_readme=args.update_readme)
+    run_demo(args.out, seed=args.seed, device=args.device, max_epochs=args.epochs)
 
 
 if __name__ == "__main__":

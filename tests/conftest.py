@@ -32,3 +32,16 @@ def small_data():
     X, y = make_classification(n_samples=300, n_features=6, n_informative=4, random_state=0)
     X = X.astype(np.float32)
     return X[30:], y[30:], X[:30], y[:30]
+
+
+class RejectAll:
+    """A weighting policy that rejects every example (every batch all-zero)."""
+
+    def __new__(cls):
+        from sk_reweight.weighting import WeightingPolicy
+
+        class _RejectAll(WeightingPolicy):
+            def weights(self, alignment, losses):
+                return torch.zeros_like(alignment)
+
+        return _RejectAll()

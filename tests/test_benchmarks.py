@@ -45,12 +45,12 @@ def test_load_quick():
 def test_label_issues_quick():
     results = load("label_issues").main(["--quick"])
     scores = results[0.4]
-    for method in ("reweight", "cleanlab"):
+    for method in ("reweight_paper", "cleanlab"):
         precision = scores[method]["precision_at_k"][0]
         assert 0.4 < precision <= 1  # better than the 40% a random ranking finds
     # the defaults rank worse (README); here only that they are scored like the others
-    assert set(scores["reweight_default"]) == set(scores["reweight"])
-    assert 0 <= scores["reweight_default"]["precision_at_k"][0] <= 1
+    assert set(scores["reweight"]) == set(scores["reweight_paper"])
+    assert 0 <= scores["reweight"]["precision_at_k"][0] <= 1
 
 
 def test_default_params_reach_only_the_default_rows():
@@ -63,10 +63,10 @@ def test_default_params_reach_only_the_default_rows():
     def build(names, reweight_params):  # stands in for make_baselines
         return {name: reweight_params for name in names or ["plain", "reweight"]}
 
-    methods = harness.paper_and_default(build, ["plain", "reweight", "reweight_default"],
+    methods = harness.paper_and_default(build, ["plain", "reweight_paper", "reweight"],
                                         args.default_params)
-    assert methods["reweight"] == PAPER_EXACT
-    assert methods["reweight_default"] == {"weight_shrinkage": 0.5, "zero_weights": "uniform"}
+    assert methods["reweight_paper"] == PAPER_EXACT
+    assert methods["reweight"] == {"weight_shrinkage": 0.5, "zero_weights": "uniform"}
     assert "weight_shrinkage=0.5" in harness.default_params_note(args)
     assert harness.default_params_note(parser.parse_args([])) == ""
     with pytest.raises(SystemExit):  # argparse reports the malformed option and exits
@@ -169,11 +169,11 @@ def test_mnist_imbalance_quick():
     assert sorted(paper) == [0.9, 0.95]
     for results in (paper, tuned):
         for methods in results.values():
-            assert set(methods) == {"plain", "class_weight", "reweight", "reweight_default"}
+            assert set(methods) == {"plain", "class_weight", "reweight", "reweight_paper"}
             assert all(0 <= m["error"][0] <= 1 for m in methods.values())
             # the share of wasted steps, for the reweighting methods only
-            assert {name for name, m in methods.items() if "skipped" in m} == {"reweight", "reweight_default"}
-            assert all(0 <= methods[name]["skipped"][0] <= 1 for name in ("reweight", "reweight_default"))
+            assert {name for name, m in methods.items() if "skipped" in m} == {"reweight", "reweight_paper"}
+            assert all(0 <= methods[name]["skipped"][0] <= 1 for name in ("reweight", "reweight_paper"))
     assert (BENCHMARKS / "results" / "mnist_imbalance_quick.png").stat().st_size > 5_000
 
 
@@ -181,8 +181,8 @@ def test_mnist_imbalance_quick():
 def test_noisy_labels_quick():
     payload = load("noisy_labels").main(["--quick"])
     (setting, stats), = [(s, v) for s, v in payload.items() if s.startswith("mnist, 40% uniform")]
-    assert set(stats) == {"plain", "finetune", "reweight", "reweight_default"}
-    assert 0.5 < stats["reweight"]["weight_auc"][0] <= 1  # flipped examples get lower weights
+    assert set(stats) == {"plain", "finetune", "reweight", "reweight_paper"}
+    assert 0.5 < stats["reweight_paper"]["weight_auc"][0] <= 1  # flipped examples get lower weights
     assert len(payload) == 2  # uniform and background noise
     png = BENCHMARKS / "results" / "noisy_labels_quick.png"
     assert png.stat().st_size > 5_000

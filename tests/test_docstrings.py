@@ -8,12 +8,14 @@ import pytest
 
 matplotlib.use("Agg")
 
-MODULES = ["sk_reweight", "sk_reweight._estimator", "sk_reweight._meta_gradient",
-           "sk_reweight._layerwise", "sk_reweight._weight_history", "sk_reweight.modules",
-           "sk_reweight.datasets", "sk_reweight.corruption", "sk_reweight.baselines",
-           "sk_reweight.plotting"]
 PUBLIC = ["sk_reweight", "sk_reweight.modules", "sk_reweight.datasets", "sk_reweight.corruption",
-          "sk_reweight.baselines", "sk_reweight.plotting"]
+          "sk_reweight.baselines", "sk_reweight.plotting", "sk_reweight.weighting",
+          "sk_reweight.engines", "sk_reweight.callbacks", "sk_reweight.diagnostics",
+          "sk_reweight.exceptions"]
+MODULES = PUBLIC + ["sk_reweight._estimator", "sk_reweight._weight_history", "sk_reweight._random",
+                    "sk_reweight.engines._base", "sk_reweight.engines._jvp",
+                    "sk_reweight.engines._layerwise", "sk_reweight.engines._reference",
+                    "sk_reweight.engines._selection"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -8,12 +8,11 @@ import torch
 from skorch.callbacks import Callback, Checkpoint, EarlyStopping, EpochScoring, LRScheduler
 from skorch.dataset import ValidSplit
 
-import sk_reweight._weighting as weighting_module
 from sk_reweight import PAPER_EXACT, ReweightedNeuralNetClassifier
-from sk_reweight._reference import reference_weights
+from sk_reweight.engines import reference_weights
 from sk_reweight.modules import LeNet, MLP
 
-from conftest import make_noisy_problem
+from conftest import RejectAll, make_noisy_problem
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +76,7 @@ class ParamsPerBatch(Callback):
     (torch.optim.SGD, {"optimizer__momentum": 0.9, "optimizer__weight_decay": 1e-3}),
     (torch.optim.Adam, {}),
 ])
-def test_all_zero_weight_batches_change_nothing(small_data, monkeypatch, optimizer, kwargs):
+def test_all_zero_weight_batches_change_nothing(small_data, optimizer, kwargs):
     X, y, Xc, yc = small_data
     recorder = ParamsPerBatch()
     # the paper's rule (no smoothing carries earlier weights into an all-zero batch)
@@ -88,8 +87,7 @@ def test_all_zero_weight_batches_change_nothing(small_data, monkeypatch, optimiz
     assert not any(recorder.snapshots)
     state_before = copy.deepcopy(net.optimizer_.state_dict())
 
-    monkeypatch.setattr(weighting_module, "normalize_weights",
-                        lambda alignment, sample_weight=None: torch.zeros_like(alignment))
+    net.set_params(weighting=RejectAll())
     recorder.snapshots = []
     net.partial_fit(X, y, X_clean=Xc, y_clean=yc)
     assert recorder.snapshots and all(recorder.snapshots)
@@ -267,14 +265,6 @@ def test_default_module_is_an_mlp_sized_from_the_data(small_data):
         ReweightedNeuralNetClassifier().initialize()
 
 
-def test_device_auto_resolves_and_stays_a_parameter(small_data):
-    net = ReweightedNeuralNetClassifier()
-    assert net.get_params()["device"] == "auto"
-    assert net.device == ("cuda" if torch.cuda.is_available() else "cpu")
-    net.set_params(device="cpu")
-    assert net.get_params()["device"] == "cpu"
-
-
 def test_initialize_load_params_then_partial_fit_continues(small_data, tmp_path):
     X, y, Xc, yc = small_data
     net = ReweightedNeuralNetClassifier(module=MLP(n_features=6, n_classes=2), max_epochs=2,
@@ -288,3 +278,64 @@ def test_initialize_load_params_then_partial_fit_continues(small_data, tmp_path)
     fresh.partial_fit(X, y, X_clean=Xc, y_clean=yc)  # continues from the loaded parameters
     assert fresh.n_features_in_ == 6 and list(fresh.classes_) == [0, 1]
     assert fresh.score(X, y) >= net.score(X, y) - 0.1
+
+
+# ----------------------------------------------------------------------
+# persistence: every learned part, through skorch's save_params / Checkpoint
+
+PARTS = ("f_params", "f_optimizer", "f_weight_history", "f_weighting", "f_rng")
+
+
+def _persistence_params(weighting):
+    return dict(module=MLP, module__n_features=6, module__n_classes=2, module__dropout=0.2,
+                batch_size=64, weighting=weighting, random_state=0)
+
+
+def _assert_same_fit(a, b, X):
+    np.testing.assert_array_equal(a.sample_weights_, b.sample_weights_)
+    for (name, p), q in zip(a.module_.named_parameters(), b.module_.parameters()):
+        assert torch.equal(p, q), name
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+
+
+@pytest.mark.parametrize("weighting", ["alignment", "meta_net"])
+def test_fit_then_partial_fit_equals_one_longer_fit(small_data, weighting):
+    X, y, Xc, yc = small_data
+    params = _persistence_params(weighting)
+    full = ReweightedNeuralNetClassifier(max_epochs=5, **params).fit(X, y, X_clean=Xc, y_clean=yc)
+    part = ReweightedNeuralNetClassifier(max_epochs=3, **params).fit(X, y, X_clean=Xc, y_clean=yc)
+    part.set_params(max_epochs=2).partial_fit(X, y, X_clean=Xc, y_clean=yc)
+    _assert_same_fit(part, full, X)
+
+
+@pytest.mark.parametrize("weighting", ["alignment", "meta_net"])
+def test_saved_model_continues_as_the_uninterrupted_fit(small_data, tmp_path, weighting):
+    X, y, Xc, yc = small_data
+    params = _persistence_params(weighting)
+    full = ReweightedNeuralNetClassifier(max_epochs=5, **params).fit(X, y, X_clean=Xc, y_clean=yc)
+    part = ReweightedNeuralNetClassifier(max_epochs=3, **params).fit(X, y, X_clean=Xc, y_clean=yc)
+    files = {part_name: tmp_path / f"{part_name}.pt" for part_name in PARTS}
+    part.save_params(**files, f_history=tmp_path / "history.json")
+    # a fresh estimator, as in a new process
+    restored = ReweightedNeuralNetClassifier(max_epochs=2, **params).initialize()
+    restored.load_params(**files, f_history=tmp_path / "history.json")
+    restored.partial_fit(X, y, X_clean=Xc, y_clean=yc)
+    _assert_same_fit(restored, full, X)
+    assert len(restored.history) == 5
+
+
+def test_checkpoint_saves_the_weighting_state(small_data, tmp_path):
+    X, y, Xc, yc = small_data
+    checkpoint = Checkpoint(dirname=tmp_path, monitor=None, f_weighting="weighting.pt",
+                            f_rng="rng.pt", f_weight_history="weights.pt")
+    net = ReweightedNeuralNetClassifier(max_epochs=2, callbacks=[checkpoint],
+                                        **_persistence_params("meta_net"))
+    net.fit(X, y, X_clean=Xc, y_clean=yc)
+    restored = ReweightedNeuralNetClassifier(**_persistence_params("meta_net")).initialize()
+    restored.load_params(checkpoint=checkpoint)
+    for (name, a), b in zip(net.weighting_.state_dict()["stage_0"].items(),
+                            restored.weighting_.state_dict()["stage_0"].values()):
+        assert torch.equal(a, b), name
+    policy, loaded = net.weighting_.policy.net.state_dict(), restored.weighting_.policy.net.state_dict()
+    assert all(torch.equal(policy[k], loaded[k]) for k in policy)
+    np.testing.assert_array_equal(restored.sample_weights_, net.sample_weights_)

@@ -1,4 +1,5 @@
 """Every example runs (each under a minute on a CPU) and shows what it claims."""
+import re
 import runpy
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ def run(name, *argv):
 
 def test_every_example_is_tested():
     tested = {"quickstart.py", "pipeline_grid_search.py", "noisy_images_cnn.py",
-              "imbalanced_tabular.py", "inspect_weights.py"}
+              "imbalanced_tabular.py", "inspect_weights.py", "custom_weighting_policy.py"}
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
 
@@ -70,3 +71,13 @@ def test_inspect_weights_writes_the_plot(tmp_path, capsys):
     k = int(flipped.sum())
     assert flipped[issues.index[:k]].mean() > 1.5 * flipped.mean()  # a random ranking gives 1.0x
     assert "most suspicious" in capsys.readouterr().out
+
+
+def test_custom_weighting_policy(capsys):
+    run("custom_weighting_policy.py")
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[0] for line in lines] == ["Algorithm", "own"]
+    for line in lines:  # both policies give flipped examples less weight than correct ones
+        flipped, correct = (float(v.rstrip(",")) for v in re.findall(r"examples ([\d.]+)", line)[:1]
+                            + re.findall(r"ones ([\d.]+)", line))
+        assert flipped < 0.5 * correct

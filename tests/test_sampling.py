@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sk_reweight._sampling import CleanBatchCycler, RecordingBatchSampler
-from sk_reweight._weight_history import WeightHistory
+from sk_reweight._sampling import StratifiedCleanBatchCycler
 
 
 @pytest.mark.parametrize("n,batch", [(10, 10), (10, 3), (7, 4), (5, 1)])
@@ -34,14 +34,18 @@ def test_recording_sampler_reports_batches_in_order_with_positions():
     assert [len(b) for b in RecordingBatchSampler(7, 3, shuffle=False, drop_last=True)] == [3, 3]
 
 
-def test_weight_history_state_dict_round_trip():
-    history = WeightHistory()
-    for epoch in range(12):  # more than 9 epochs: keys must sort numerically
-        history.new_epoch(3)
-        history.record([0, 1, 2], [epoch, 0, 1])
-    restored = WeightHistory()
-    restored.load_state_dict(history.state_dict())
-    np.testing.assert_array_equal(restored.to_array(), history.to_array())
-    history.new_epoch(5)
-    with pytest.raises(ValueError, match="different sizes"):
-        history.to_array()
+@pytest.mark.parametrize("batch_size", [3, 4, 7, 12])
+def test_stratified_clean_batches_cover_the_classes(batch_size):
+    labels = torch.tensor([0] * 5 + [1] * 2 + [2] * 8 + [3] * 3)
+    torch.manual_seed(0)
+    cycler = StratifiedCleanBatchCycler(labels, batch_size)
+    seen = torch.zeros(len(labels), dtype=torch.long)
+    for _ in range(40):
+        batch = cycler.next_indices()
+        assert len(set(batch.tolist())) == len(batch)  # no example twice in a batch
+        counts = torch.bincount(labels[batch], minlength=4)
+        wanted = torch.full((4,), batch_size // 4)
+        # every class gets its share (up to one more), capped by what it has
+        assert ((counts >= torch.minimum(wanted, torch.bincount(labels))) & (counts <= wanted + 1)).all()
+        seen[batch] += 1
+    assert (seen > 0).all()

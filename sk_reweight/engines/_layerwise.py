@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ._meta_gradient import MetaGradientEngine, MetaStep
+from ._base import MetaGradientEngine, MetaStep
 
 
 def _trainable(layer, name):
@@ -29,7 +29,48 @@ def _trainable(layer, name):
     return p if p is not None and p.requires_grad else None
 
 
-class _LinearRule:
+class LayerRule:
+    """How the layer-wise engine treats one layer type (see :func:`register_layer_rule`).
+
+    A layer qualifies when its output ``z`` is linear in its parameters and
+    each example's output depends on that example's input only. Methods get
+    the layer, its input ``a`` (batch first) and tensors shaped like its
+    output; subclasses implement :meth:`parameter_jvp` and
+    :meth:`weighted_grads`.
+
+    Examples
+    --------
+    See :func:`register_layer_rule`.
+    """
+
+    def parameter_jvp(self, layer, a, G):
+        """The layer's output for input ``a`` with the parameters replaced by ``G``.
+
+        ``G`` maps parameter names to tensors of the parameters' shapes (the
+        clean-loss gradient); since ``z`` is linear in the parameters this is
+        the directional derivative of ``z`` along ``G``. A parameter that is
+        frozen is missing from ``G``.
+        """
+        raise NotImplementedError
+
+    def weighted_grads(self, layer, a, wdelta):
+        """``{name: sum_i <wdelta_i, d z_i / d param>}`` for each trainable parameter.
+
+        ``wdelta`` is the (weighted) gradient of the loss with respect to the
+        layer's output, one row per example of ``a``.
+        """
+        raise NotImplementedError
+
+    def kernel_alignment(self, layer, a, delta, n):
+        """Optional shortcut: the alignments of rows ``[:n]`` against rows ``[n:]`` without forming ``G``; ``None`` to skip."""
+        return None
+
+    def unsupported(self, layer):
+        """Why this layer instance cannot be handled (a configuration), or ``None``."""
+        return None
+
+
+class _LinearRule(LayerRule):
     def parameter_jvp(self, layer, a, G):
         out = 0
         if "weight" in G:
@@ -47,9 +88,6 @@ class _LinearRule:
             grads["bias"] = d.sum(0)
         return grads
 
-    def unsupported(self, layer):
-        return None
-
     def kernel_alignment(self, layer, a, delta, n):
         """Alignment without forming G, when cheaper: for a layer called once
         on 2-d input, <G, grad f_i> = sum_j (x_i.x_j + 1)(d_i.d_j) over the
@@ -63,7 +101,7 @@ class _LinearRule:
         return ((delta[:n] @ delta[n:].T) * kernel).sum(1)
 
 
-class _ConvRule:
+class _ConvRule(LayerRule):
     def __init__(self, conv, weight_grad):
         self.conv = conv
         self.weight_grad = weight_grad
@@ -88,9 +126,6 @@ class _ConvRule:
             grads["bias"] = wdelta.sum(dim=[0, *range(2, wdelta.dim())])
         return grads
 
-    def kernel_alignment(self, layer, a, delta, n):
-        return None
-
     def unsupported(self, layer):
         if layer.padding_mode != "zeros":
             return f"padding_mode={layer.padding_mode!r}"
@@ -99,7 +134,7 @@ class _ConvRule:
         return None
 
 
-class _EmbeddingRule:
+class _EmbeddingRule(LayerRule):
     def parameter_jvp(self, layer, a, G):
         out = F.embedding(a, G["weight"])
         if layer.padding_idx is not None:
@@ -112,9 +147,6 @@ class _EmbeddingRule:
         if layer.padding_idx is not None:
             grad[layer.padding_idx] = 0
         return {"weight": grad}
-
-    def kernel_alignment(self, layer, a, delta, n):
-        return None
 
     def unsupported(self, layer):
         if layer.max_norm is not None or layer.scale_grad_by_freq or layer.sparse:
@@ -129,6 +161,46 @@ RULES = {
     nn.Conv3d: _ConvRule(F.conv3d, torch.nn.grad.conv3d_weight),
     nn.Embedding: _EmbeddingRule(),
 }
+
+
+def register_layer_rule(layer_type, rule):
+    """Teach the layer-wise engine a layer type of your own.
+
+    After this, ``meta_engine='auto'`` picks the fast layer-wise engine for
+    networks that use ``layer_type`` (exact type, not subclasses), and still
+    checks it against the generic engine on the first batch.
+
+    Parameters
+    ----------
+    layer_type : type
+        A ``torch.nn.Module`` subclass whose output is linear in its own
+        parameters, computed example by example.
+    rule : LayerRule
+        Implements :meth:`LayerRule.parameter_jvp` and
+        :meth:`LayerRule.weighted_grads` for that type.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_reweight.engines import LayerRule, register_layer_rule
+    >>> class Scale(torch.nn.Module):  # z = a * s, one factor per feature
+    ...     def __init__(self, n):
+    ...         super().__init__()
+    ...         self.scale = torch.nn.Parameter(torch.ones(n))
+    ...     def forward(self, a):
+    ...         return a * self.scale
+    >>> class ScaleRule(LayerRule):
+    ...     def parameter_jvp(self, layer, a, G):
+    ...         return a * G["scale"]
+    ...     def weighted_grads(self, layer, a, wdelta):
+    ...         return {"scale": (a * wdelta).sum(0)}
+    >>> register_layer_rule(Scale, ScaleRule())
+    """
+    if not (isinstance(layer_type, type) and issubclass(layer_type, nn.Module)):
+        raise TypeError(f"layer_type must be a torch.nn.Module subclass, got {layer_type!r}.")
+    if not isinstance(rule, LayerRule):
+        raise TypeError(f"rule must be a LayerRule instance, got {type(rule).__name__}.")
+    RULES[layer_type] = rule
 
 
 def unsupported_reason(module):
@@ -154,7 +226,17 @@ class LayerwiseEngine(MetaGradientEngine):
     One forward and one truncated backward on the training and clean
     batches together give the clean gradient, the alignment and the
     weighted gradient. Networks with train-mode batch norm or other
-    parameterised layers use :class:`ForwardModeEngine` instead.
+    parameterised layers use :class:`ForwardModeEngine` instead; add a
+    layer type of your own with :func:`register_layer_rule`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_reweight.engines import LayerwiseEngine
+    >>> LayerwiseEngine().supports(torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU()))
+    True
+    >>> LayerwiseEngine().unsupported_reason(torch.nn.LSTM(3, 4))
+    'the module (LSTM) has parameters and no layer-wise rule'
     """
 
     name = "layerwise"

@@ -1,16 +1,19 @@
 """The engines' weights against the literal definition of Algorithm 1."""
 import copy
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 from torch.func import functional_call
 
-from sk_reweight._engines import ENGINES, get_engine
-from sk_reweight._meta_gradient import frozen_state, trainable_parameters
-from sk_reweight._reference import lookahead_eps_gradient, reference_weights
-from sk_reweight._weighting import normalize_weights
+from sk_reweight.engines import ENGINES, frozen_state, get_engine, lookahead_eps_gradient, reference_weights
+from sk_reweight.engines._base import trainable_parameters
+from sk_reweight.weighting import normalize_weights
 from sk_reweight.modules import LeNet, MLP, ResNet32
+from sk_reweight import PAPER_EXACT, ReweightedNeuralNetClassifier
+from sk_reweight.engines import LayerRule, LayerwiseEngine, ReferenceEngine, register_layer_rule
+from sk_reweight.engines._layerwise import RULES
 
 
 def mlp():
@@ -271,7 +274,7 @@ def test_unknown_engine_is_a_clear_error():
 
 
 def test_layerwise_engine_declines_what_it_cannot_do_exactly():
-    from sk_reweight._layerwise import LayerwiseEngine
+    from sk_reweight.engines import LayerwiseEngine
 
     engine = LayerwiseEngine()
     assert "couples the examples" in engine.unsupported_reason(batchnorm_net())
@@ -311,3 +314,56 @@ def test_auto_falls_back_when_fast_engine_disagrees(small_data):
     net = ReweightedNeuralNetClassifier(max_epochs=1).fit(X, y, X_clean=Xc, y_clean=yc)
     assert net.meta_engine_.name == "layerwise"
     assert np.isfinite(net.sample_weights_).all()
+
+
+class Scale(nn.Module):
+    """A layer type of a user's own: one learned factor per feature."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.scale = nn.Parameter(torch.linspace(0.5, 1.5, n))
+
+    def forward(self, a):
+        return a * self.scale
+
+
+class ScaleRule(LayerRule):
+    def parameter_jvp(self, layer, a, G):
+        return a * G["scale"]
+
+    def weighted_grads(self, layer, a, wdelta):
+        return {"scale": (a * wdelta).sum(0)}
+
+
+def test_register_layer_rule_teaches_the_layerwise_engine_a_new_layer():
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), Scale(8), nn.Linear(8, 3))
+    X, y, Xc, yc = torch.randn(12, 5), torch.randint(0, 3, (12,)), torch.randn(6, 5), torch.arange(6) % 3
+    assert get_engine("auto", module).name == "jvp"  # unknown layer: the generic engine
+    register_layer_rule(Scale, ScaleRule())
+    try:
+        assert get_engine("auto", module).name == "layerwise"
+        step, alignment, grads = run_engine(LayerwiseEngine(), module, X, y, Xc, yc, clean_weight=0.5)
+        module.zero_grad(set_to_none=True)
+        reference_step, reference_alignment, reference_grads = run_engine(
+            ReferenceEngine(), module, X, y, Xc, yc, clean_weight=0.5)
+        torch.testing.assert_close(alignment, reference_alignment, rtol=1e-4, atol=1e-6)
+        for name in grads:
+            torch.testing.assert_close(grads[name], reference_grads[name], rtol=1e-4, atol=1e-6)
+    finally:
+        RULES.pop(Scale)
+    with pytest.raises(TypeError, match="LayerRule instance"):
+        register_layer_rule(Scale, object())
+
+
+def test_meta_engine_takes_an_instance(small_data):
+    X, y, Xc, yc = small_data
+    engine = ReferenceEngine()
+    net = ReweightedNeuralNetClassifier(max_epochs=1, meta_engine=engine, random_state=0, **PAPER_EXACT)
+    net.fit(X, y, X_clean=Xc, y_clean=yc)
+    assert net.meta_engine_ is engine
+    fast = ReweightedNeuralNetClassifier(max_epochs=1, meta_engine="jvp", random_state=0, **PAPER_EXACT)
+    fast.fit(X, y, X_clean=Xc, y_clean=yc)
+    np.testing.assert_allclose(net.sample_weights_, fast.sample_weights_, rtol=1e-3, atol=1e-5)
+    with pytest.raises(ValueError, match="MetaGradientEngine instance"):
+        ReweightedNeuralNetClassifier(meta_engine=3.5).fit(X, y, X_clean=Xc, y_clean=yc)

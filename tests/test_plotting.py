@@ -1,7 +1,4 @@
-"""The command line, the demo and the plots."""
-import json
-import subprocess
-import sys
+"""The plots of weights and training."""
 
 import matplotlib
 import numpy as np
@@ -10,35 +7,8 @@ import pytest
 matplotlib.use("Agg")
 
 from sk_reweight import ReweightedNeuralNetClassifier  # noqa: E402
-from sk_reweight.cli import main, make_demo_data  # noqa: E402
 from sk_reweight.plotting import (  # noqa: E402
     plot_training_curves, plot_weight_distribution, plot_weight_history)
-
-
-def test_demo_writes_table_results_and_plot(tmp_path, capsys):
-    main(["demo", "--out", str(tmp_path), "--epochs", "3"])
-    out = capsys.readouterr().out
-    assert "| method | accuracy | balanced accuracy | macro-F1 | seconds |" in out
-    assert f"Written: {tmp_path}" in out
-    rows = json.loads((tmp_path / "results.json").read_text())
-    assert {"reweight", "plain", "class_weight", "smote", "finetune"} <= {r["method"] for r in rows}
-    assert all(0 <= r["balanced_accuracy"] <= 1 for r in rows)
-    assert (tmp_path / "weights.png").stat().st_size > 10_000
-
-
-def test_demo_data_holds_the_clean_set_out_before_corruption():
-    data = make_demo_data(seed=0)
-    assert len(data["y_clean"]) == 50 and sorted(np.bincount(data["y_clean"])) == [5] * 10
-    assert data["flipped"].mean() == pytest.approx(0.3, abs=0.01)
-    counts = np.bincount(data["y_train"][~data["flipped"]], minlength=10)
-    assert counts.max() > 10 * counts.min()  # long-tailed
-
-
-def test_cli_help_and_unknown_benchmark(capsys):
-    out = subprocess.run([sys.executable, "-m", "sk_reweight", "--help"], capture_output=True, text=True)
-    assert out.returncode == 0 and "demo" in out.stdout and "benchmark" in out.stdout
-    with pytest.raises(SystemExit, match="No benchmark 'nope'; available: .*speed"):
-        main(["benchmark", "nope"])
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +37,7 @@ def test_plots_have_labelled_axes_and_legends(fitted):
         plot_weight_history(net, corrupted=[True, False, True])
 
 
+
 def test_plotting_without_matplotlib_says_how_to_install(fitted, monkeypatch):
     import builtins
 
@@ -80,6 +51,7 @@ def test_plotting_without_matplotlib_says_how_to_install(fitted, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     with pytest.raises(ImportError, match=r"pip install 'sk-reweight\[plot\]'"):
         plot_weight_history(fitted[0])
+
 
 
 def test_verbose_2_shows_progress_bars_with_clean_loss_and_zero_share(fitted, capsys):

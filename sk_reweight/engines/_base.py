@@ -1,4 +1,4 @@
-"""Meta-gradient engines for learning to reweight (Ren et al., 2018, Alg. 1).
+"""The meta-gradient engine interface (Ren et al., 2018, Algorithm 1).
 
 With per-example weights ``eps`` at zero, the lookahead parameters are
 ``theta' = theta - alpha * grad sum_i eps_i f_i(theta)`` and, since
@@ -16,11 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-import torch.autograd.forward_ad as fwAD
-from torch.func import functional_call
 from torch.nn.modules.batchnorm import _NormBase
-
-__all__ = ["MetaGradientEngine", "ForwardModeEngine", "MetaStep", "frozen_state"]
 
 
 @dataclass
@@ -85,6 +81,24 @@ def clean_gradient(module, loss_fn, X_clean, y_clean, params):
     return clean_loss.detach(), grads
 
 
+def weighted_backward(module, loss_fn, X, y, weights):
+    """Forward on the training batch; backpropagate ``sum_i w_i f_i`` unless all ``w`` are 0."""
+    y_pred = module(X)
+    losses = loss_fn(y_pred, y)
+    if bool(weights.any()):
+        torch.dot(losses, weights).backward()
+    return y_pred, losses
+
+
+def add_clean_gradient(params, direction, clean_weight):
+    """Add ``clean_weight * grad L_clean`` (already computed) to each ``.grad``."""
+    if not clean_weight:
+        return
+    with torch.no_grad():
+        for p, g in zip(params.values(), direction):
+            p.grad = clean_weight * g if p.grad is None else p.grad.add_(g, alpha=clean_weight)
+
+
 class MetaGradientEngine:
     """Interface of a meta-gradient engine.
 
@@ -94,7 +108,7 @@ class MetaGradientEngine:
     Examples
     --------
     >>> import torch
-    >>> from sk_reweight import ForwardModeEngine
+    >>> from sk_reweight.engines import ForwardModeEngine
     >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
     <torch._C.Generator object at ...>
     >>> module, loss_fn = torch.nn.Linear(3, 2), torch.nn.CrossEntropyLoss(reduction="none")
@@ -148,52 +162,3 @@ class MetaGradientEngine:
 
     def __repr__(self):
         return f"{type(self).__name__}()"
-
-
-class ForwardModeEngine(MetaGradientEngine):
-    """Exact engine for any module: one forward-mode Jacobian-vector product.
-
-    Computes ``g = grad L_clean`` by backprop on the clean batch, then the
-    directional derivative of the per-example training losses along ``g``
-    with forward-mode autodiff (dual numbers through
-    :func:`torch.func.functional_call`), which is exactly the alignment.
-    Handles modules that couple examples (train-mode batch norm). A plain
-    forward/backward on the weighted loss then produces the update.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from sk_reweight import ForwardModeEngine
-    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
-    >>> ForwardModeEngine().supports(net), ForwardModeEngine().name
-    (True, 'jvp')
-    """
-
-    name = "jvp"
-
-    def unsupported_reason(self, module):
-        return None
-
-    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0):
-        params = trainable_parameters(module)
-        with frozen_state(module):
-            clean_loss, direction = clean_gradient(module, loss_fn, X_clean, y_clean, params)
-            # The JVP pass needs no autograd graph; log-softmax's forward-AD
-            # formula also cannot share one with a later backward.
-            with torch.no_grad(), fwAD.dual_level():
-                duals = {n: fwAD.make_dual(p, t) for (n, p), t in zip(params.items(), direction)}
-                losses = loss_fn(functional_call(module, duals, (X,)), y)
-                losses, alignment = fwAD.unpack_dual(losses)
-            if alignment is None:  # losses do not depend on any parameter
-                alignment = torch.zeros_like(losses)
-        weights = weigh(alignment, losses)
-        y_pred = module(X)
-        losses = loss_fn(y_pred, y)
-        if bool(weights.any()):
-            torch.dot(losses, weights).backward()
-        if clean_weight:
-            # the clean gradient, computed above with batch statistics of the clean batch
-            with torch.no_grad():
-                for p, g in zip(params.values(), direction):
-                    p.grad = clean_weight * g if p.grad is None else p.grad.add_(g, alpha=clean_weight)
-        return MetaStep(y_pred, losses.detach(), alignment, weights, clean_loss)

@@ -1,0 +1,67 @@
+"""What one call to fit/partial_fit needs beyond the estimator's parameters."""
+from dataclasses import dataclass, field
+
+import torch
+
+from ._params import resolve_clean_batch_size
+from ._sampling import CleanBatchCycler, RecordingBatchSampler, StratifiedCleanBatchCycler
+
+
+@dataclass
+class FitState:
+    """The clean set on the device, its batch order, and the stage of training.
+
+    ``epochs``: the reweighted epochs of this call; ``epochs_begun``: the
+    epochs started so far, all stages included; ``stage``: the
+    :class:`~sk_reweight.callbacks.TrainingStage` running now (``None``:
+    reweighted training).
+    """
+
+    n_train: int
+    X_clean: torch.Tensor
+    y_clean: torch.Tensor
+    clean_batches: CleanBatchCycler
+    sample_weight: torch.Tensor = None
+    sampler: RecordingBatchSampler = None
+    epochs: int = 0
+    epochs_begun: int = 0
+    stage: object = None
+    stages: list = field(default_factory=list)
+
+    def clean_batch(self):
+        idx = self.clean_batches.next_indices().to(self.X_clean.device)
+        return self.X_clean[idx], self.y_clean[idx]
+
+    def begin_epoch(self):
+        """Move to the next epoch; returns the stage it belongs to (``None``: reweighted)."""
+        past = self.epochs_begun - self.epochs
+        self.epochs_begun += 1
+        self.stage = None
+        for stage in self.stages:
+            if past < 0:
+                break
+            if past < stage.epochs:
+                self.stage = stage
+                break
+            past -= stage.epochs
+        return self.stage
+
+
+def make_fit_state(data, batch_size, clean_batch_size, clean_sampling, device):
+    """The fit state of validated data (see :func:`~sk_reweight._validation.validate_fit_data`)."""
+    batch_size = batch_size if batch_size != -1 else len(data.X)
+    size = resolve_clean_batch_size(clean_batch_size, len(data.X_clean), batch_size)
+    if clean_sampling == "stratified":
+        clean_batches = StratifiedCleanBatchCycler(data.y_clean, size)
+    else:
+        clean_batches = CleanBatchCycler(len(data.X_clean), size)
+    sample_weight = None
+    if data.sample_weight is not None:
+        sample_weight = torch.tensor(data.sample_weight, device=device)
+    return FitState(
+        n_train=len(data.X),
+        X_clean=torch.as_tensor(data.X_clean, device=device),
+        y_clean=torch.as_tensor(data.y_clean, device=device),
+        clean_batches=clean_batches,
+        sample_weight=sample_weight,
+    )

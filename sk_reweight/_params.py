@@ -1,0 +1,89 @@
+"""Checks of the estimator's own parameters, run at fit (clear errors, no silent fallback)."""
+import inspect
+import numbers
+
+from .engines import MetaGradientEngine
+from .weighting import WeightingPolicy
+
+ZERO_WEIGHT_POLICIES = ("skip", "uniform")
+WEIGHTINGS = ("alignment", "meta_net")
+CLEAN_SAMPLINGS = ("cycle", "stratified")
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_reweighting_params(estimator):
+    """Clear errors for the parameters ``ReweightedNeuralNetClassifier`` adds to skorch's."""
+    smoothing = estimator.weight_smoothing
+    if not _is_real(smoothing) or not 0 <= smoothing < 1:
+        raise ValueError(
+            f"weight_smoothing={smoothing!r} must be a number in [0, 1): the share of an "
+            "example's previous (averaged) weight kept at each visit; 0 turns smoothing off."
+        )
+    shrinkage = estimator.weight_shrinkage
+    if not _is_real(shrinkage) or not 0 <= shrinkage <= 1:
+        raise ValueError(
+            f"weight_shrinkage={shrinkage!r} must be a number in [0, 1]: the share of uniform "
+            "weights mixed into each step's weights; 0 uses the learned weights alone."
+        )
+    if estimator.zero_weights not in ZERO_WEIGHT_POLICIES:
+        raise ValueError(
+            f"zero_weights={estimator.zero_weights!r} is not one of {list(ZERO_WEIGHT_POLICIES)}."
+        )
+    if estimator.clean_sampling not in CLEAN_SAMPLINGS:
+        raise ValueError(
+            f"clean_sampling={estimator.clean_sampling!r} is not one of {list(CLEAN_SAMPLINGS)}."
+        )
+    weighting = estimator.weighting
+    if not isinstance(weighting, WeightingPolicy) and weighting not in WEIGHTINGS:
+        raise ValueError(
+            f"weighting={weighting!r} is not one of {list(WEIGHTINGS)} or a "
+            "sk_reweight.weighting.WeightingPolicy instance."
+        )
+    engine = estimator.meta_engine
+    if not isinstance(engine, (str, MetaGradientEngine)):
+        raise ValueError(
+            f"meta_engine={engine!r} must be an engine name or a "
+            "sk_reweight.engines.MetaGradientEngine instance."
+        )
+    lr = estimator.meta_net_lr
+    if not _is_real(lr) or not 0 < lr < float("inf"):
+        raise ValueError(f"meta_net_lr={lr!r} must be a positive finite number.")
+    epochs = estimator.finetune_epochs
+    if not isinstance(epochs, numbers.Integral) or isinstance(epochs, bool) or epochs < 0:
+        raise ValueError(
+            f"finetune_epochs={epochs!r} must be an int >= 0: passes over the clean set "
+            "after the reweighted epochs; 0 turns fine-tuning off."
+        )
+    clean_weight = estimator.clean_weight
+    if not _is_real(clean_weight) or not 0 <= clean_weight < float("inf"):
+        raise ValueError(
+            f"clean_weight={clean_weight!r} must be a finite number >= 0: the weight of the "
+            "clean mini-batch's mean loss in each training step; 0 uses the clean set only "
+            "to steer the weights."
+        )
+
+
+def resolve_clean_batch_size(clean_batch_size, n_clean, batch_size):
+    """``clean_batch_size``, with ``None`` meaning the clean set up to ``batch_size``."""
+    if clean_batch_size is None:
+        return min(n_clean, batch_size)
+    if not isinstance(clean_batch_size, numbers.Integral) or not 1 <= clean_batch_size <= n_clean:
+        raise ValueError(
+            f"clean_batch_size={clean_batch_size!r} must be an int between 1 and the "
+            f"clean set size ({n_clean}); use None for the default."
+        )
+    return int(clean_batch_size)
+
+
+def check_optimizer_needs_no_closure(optimizer):
+    step = inspect.signature(type(optimizer).step).parameters.get("closure")
+    if step is not None and step.default is inspect.Parameter.empty:
+        raise ValueError(
+            f"optimizer={type(optimizer).__name__} needs a closure that re-evaluates "
+            "the loss during its step; each evaluation of a reweighted loss would draw "
+            "new weights. Use an optimizer whose step() needs no closure (SGD, Adam, "
+            "AdamW, RMSprop, ...)."
+        )

@@ -1,0 +1,150 @@
+"""Callbacks: the weight record and the training stages after the reweighted epochs.
+
+Both go through skorch's fit loop, so every callback a user adds
+(``Checkpoint``, ``GradientNormClipping``, LR schedulers, progress bars)
+sees their epochs and batches too. History rows say which stage they
+belong to (``net.history[:, 'stage']``: ``'reweight'`` or a stage's
+``name``).
+"""
+import math
+
+import numpy as np
+from skorch import NeuralNet
+from skorch.callbacks import Callback
+
+from .exceptions import TrainingDivergedError
+
+__all__ = ["WeightRecorder", "TrainingStage", "FineTuneOnClean"]
+
+
+def _reweighting(net):
+    return net.history[-1].get("stage", "reweight") == "reweight"
+
+
+class WeightRecorder(Callback):
+    """Keeps the weight each training example received, epoch by epoch.
+
+    Writes the weights of every reweighted batch (on the scale where 1 is
+    uniform) into ``net.weight_history_``, and per batch ``clean_loss``,
+    ``zero_frac`` and ``skipped``, per epoch ``weight_mean``,
+    ``weight_zero_frac`` and ``skipped_batches`` into ``net.history``.
+    :class:`~sk_reweight.ReweightedNeuralNetClassifier` adds it by itself.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_classification
+    >>> from sk_reweight import ReweightedNeuralNetClassifier
+    >>> X, y = make_classification(n_samples=200, random_state=0)
+    >>> net = ReweightedNeuralNetClassifier(max_epochs=2, random_state=0)
+    >>> net = net.fit(X[20:], y[20:], X_clean=X[:20], y_clean=y[:20])
+    >>> net.weight_history_.to_array().shape, "weight_zero_frac" in net.history[-1]
+    ((2, 180), True)
+    """
+
+    def on_epoch_begin(self, net, **kwargs):
+        if _reweighting(net):
+            net.weight_history_.new_epoch(net.fit_state_.n_train)
+
+    def on_batch_end(self, net, training=False, weights=None, positions=None, skipped=False,
+                     clean_loss=None, **kwargs):
+        if not training or weights is None:
+            return
+        net.weight_history_.record(positions, weights)
+        net.history.record_batch("skipped", skipped)
+        net.history.record_batch("clean_loss", clean_loss.item())
+        net.history.record_batch("zero_frac", float((weights == 0).mean()))
+
+    def on_epoch_end(self, net, **kwargs):
+        if not _reweighting(net):
+            return
+        row = net.weight_history_.current
+        trained = row[~np.isnan(row)]
+        net.history.record("weight_mean", float(trained.mean()) if trained.size else float("nan"))
+        net.history.record(
+            "weight_zero_frac", float((trained == 0).mean()) if trained.size else float("nan")
+        )
+        batches = net.history[-1, "batches"]
+        net.history.record("skipped_batches", int(sum(b.get("skipped", 0) for b in batches)))
+
+
+class TrainingStage(Callback):
+    """Base class of stages that train ``epochs`` more epochs after the reweighted ones.
+
+    The estimator runs a stage's epochs in the same skorch fit loop, after
+    ``max_epochs`` reweighted epochs, in the order the stages appear in
+    ``callbacks``; during them its batches come from :meth:`get_iterator`
+    and each step from :meth:`train_step_single`. Ctrl-C or early stopping
+    ends the fit, later stages included.
+
+    Parameters
+    ----------
+    epochs : int
+
+    Examples
+    --------
+    See :class:`FineTuneOnClean`, the stage the estimator adds for
+    ``finetune_epochs``; a stage of your own goes into ``callbacks``:
+
+    >>> from sk_reweight.callbacks import TrainingStage
+    >>> class CleanPasses(TrainingStage):
+    ...     name = "clean_passes"
+    ...     def get_iterator(self, net):
+    ...         return [net.fit_state_.clean_batch()]
+    ...     def train_step_single(self, net, batch, **fit_params):
+    ...         ...
+    """
+
+    name = None
+
+    def __init__(self, epochs):
+        self.epochs = epochs
+
+    def get_iterator(self, net):
+        """An iterable of ``(X, y)`` training batches (``y`` as class indices) for one epoch."""
+        raise NotImplementedError
+
+    def train_step_single(self, net, batch, **fit_params):
+        """Compute the loss and the gradients of one batch; returns skorch's step dict."""
+        raise NotImplementedError
+
+
+class FineTuneOnClean(TrainingStage):
+    """Plain (unweighted) training on the clean set (``finetune_epochs``).
+
+    Each epoch is one pass over the clean set in batches of the clean batch
+    size, with the network's optimizer. The estimator adds it when
+    ``finetune_epochs > 0``.
+
+    Parameters
+    ----------
+    epochs : int
+        Passes over the clean set.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_classification
+    >>> from sk_reweight import ReweightedNeuralNetClassifier
+    >>> X, y = make_classification(n_samples=200, random_state=0)
+    >>> net = ReweightedNeuralNetClassifier(max_epochs=2, finetune_epochs=3, random_state=0)
+    >>> net = net.fit(X[20:], y[20:], X_clean=X[:20], y_clean=y[:20])
+    >>> list(net.history[:, "stage"])
+    ['reweight', 'reweight', 'finetune', 'finetune', 'finetune']
+    """
+
+    name = "finetune"
+
+    def get_iterator(self, net):
+        state = net.fit_state_
+        n_batches = -(-len(state.X_clean) // state.clean_batches.batch_size)
+        return (state.clean_batch() for _ in range(n_batches))
+
+    def train_step_single(self, net, batch, **fit_params):
+        # skorch's own step: the mean loss of the batch, no weights
+        step = NeuralNet.train_step_single(net, batch, **fit_params)
+        value = step["loss"].item()
+        if not math.isfinite(value):
+            raise TrainingDivergedError(
+                f"Fine-tuning on the clean set diverged in epoch {len(net.history)}: the loss "
+                f"is {value}. Lower the learning rate or finetune_epochs."
+            )
+        return {**step, "skipped": False}

@@ -1,0 +1,35 @@
+"""Meta-gradient engines: how each training step gets its alignments.
+
+Every engine computes, for each example ``i`` of a training batch, the
+alignment ``a_i = <grad L_clean(theta), grad f_i(theta)>``, which is the
+meta-gradient of Algorithm 1 (Ren et al., 2018) up to the factor
+``-alpha``, hands it to the weighting policy, and leaves the gradient of
+the weighted loss in the parameters' ``.grad``. They differ only in cost:
+
+- :class:`LayerwiseEngine`: one forward and one truncated backward, for
+  networks of Linear, ConvNd and Embedding layers (extend it to a layer type
+  of your own with :func:`register_layer_rule`);
+- :class:`ForwardModeEngine` (``'jvp'``): any module, train-mode batch norm
+  included;
+- :class:`ReferenceEngine`: the literal lookahead definition by double
+  backprop, the oracle the tests check the others against.
+
+``ReweightedNeuralNetClassifier(meta_engine=...)`` takes a name (``'auto'``,
+``'layerwise'``, ``'jvp'``, ``'reference'``) or an instance of a
+:class:`MetaGradientEngine` subclass.
+"""
+from ._base import MetaGradientEngine, MetaStep, frozen_state
+from ._jvp import ForwardModeEngine
+from ._layerwise import LayerRule, LayerwiseEngine, register_layer_rule
+from ._reference import ReferenceEngine, lookahead_eps_gradient, reference_weights
+from ._selection import ENGINES, get_engine, select_engine
+
+__all__ = [
+    "MetaGradientEngine",
+    "LayerwiseEngine",
+    "ForwardModeEngine",
+    "ReferenceEngine",
+    "LayerRule",
+    "register_layer_rule",
+    "get_engine",
+]

@@ -1,0 +1,50 @@
+"""Forward-mode engine: exact for any module, train-mode batch norm included."""
+import torch
+import torch.autograd.forward_ad as fwAD
+from torch.func import functional_call
+
+from ._base import (MetaGradientEngine, MetaStep, add_clean_gradient, clean_gradient, frozen_state,
+                    trainable_parameters, weighted_backward)
+
+
+class ForwardModeEngine(MetaGradientEngine):
+    """Exact engine for any module: one forward-mode Jacobian-vector product.
+
+    Computes ``g = grad L_clean`` by backprop on the clean batch, then the
+    directional derivative of the per-example training losses along ``g``
+    with forward-mode autodiff (dual numbers through
+    :func:`torch.func.functional_call`), which is exactly the alignment.
+    Handles modules that couple examples (train-mode batch norm). A plain
+    forward/backward on the weighted loss then produces the update.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_reweight.engines import ForwardModeEngine
+    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+    >>> ForwardModeEngine().supports(net), ForwardModeEngine().name
+    (True, 'jvp')
+    """
+
+    name = "jvp"
+
+    def unsupported_reason(self, module):
+        return None
+
+    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0):
+        params = trainable_parameters(module)
+        with frozen_state(module):
+            clean_loss, direction = clean_gradient(module, loss_fn, X_clean, y_clean, params)
+            # The JVP pass needs no autograd graph; log-softmax's forward-AD
+            # formula also cannot share one with a later backward.
+            with torch.no_grad(), fwAD.dual_level():
+                duals = {n: fwAD.make_dual(p, t) for (n, p), t in zip(params.items(), direction)}
+                losses = loss_fn(functional_call(module, duals, (X,)), y)
+                losses, alignment = fwAD.unpack_dual(losses)
+            if alignment is None:  # losses do not depend on any parameter
+                alignment = torch.zeros_like(losses)
+        weights = weigh(alignment, losses)
+        y_pred, losses = weighted_backward(module, loss_fn, X, y, weights)
+        # the clean gradient, computed above with batch statistics of the clean batch
+        add_clean_gradient(params, direction, clean_weight)
+        return MetaStep(y_pred, losses.detach(), alignment, weights, clean_loss)

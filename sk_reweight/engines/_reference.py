@@ -1,0 +1,91 @@
+"""Learning to reweight the classic way: the correctness oracle.
+
+A literal transcription of Algorithm 1 of Ren et al. (2018): weights ``eps``
+as leaf tensors, a differentiable lookahead step ``theta'`` built with
+``create_graph=True``, the clean loss at ``theta'``, and a second backward to
+``eps``. Slow (second-order backprop): it checks the other engines against the
+definition and is the speed baseline.
+"""
+import torch
+from torch.func import functional_call
+
+from ._base import (MetaGradientEngine, MetaStep, add_clean_gradient, clean_gradient, frozen_state,
+                    trainable_parameters, weighted_backward)
+
+
+def lookahead_eps_gradient(module, loss_fn, X, y, X_clean, y_clean, alpha=1.0):
+    """``d L_clean(theta'(eps)) / d eps`` at ``eps = 0``, by double backprop.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+    loss_fn : callable
+        ``loss_fn(output, target)`` returning one loss per example.
+    X, y, X_clean, y_clean : torch.Tensor
+        Training and clean mini-batches.
+    alpha : float, default=1.0
+        Lookahead step size.
+
+    Returns
+    -------
+    torch.Tensor of shape (len(X),)
+    """
+    params = trainable_parameters(module)
+    with frozen_state(module):
+        losses = loss_fn(module(X), y)
+        eps = torch.zeros_like(losses, requires_grad=True)
+        grads = torch.autograd.grad(
+            torch.dot(eps, losses), list(params.values()),
+            create_graph=True, allow_unused=True,
+        )
+        lookahead = {
+            n: p if g is None else p - alpha * g for (n, p), g in zip(params.items(), grads)
+        }
+        clean_loss = loss_fn(functional_call(module, lookahead, (X_clean,)), y_clean).mean()
+        (eps_grad,) = torch.autograd.grad(clean_loss, eps, allow_unused=True)
+    return torch.zeros_like(eps) if eps_grad is None else eps_grad.detach()
+
+
+def reference_weights(module, loss_fn, X, y, X_clean, y_clean):
+    """Algorithm 1's normalised weights ``w = max(-d/d eps, 0) / sum``."""
+    w = (-lookahead_eps_gradient(module, loss_fn, X, y, X_clean, y_clean)).clamp(min=0)
+    total = w.sum()
+    return w / total if total > 0 else w
+
+
+class ReferenceEngine(MetaGradientEngine):
+    """Algorithm 1 by double backprop: the literal lookahead definition.
+
+    The alignment is ``-d L_clean(theta'(eps)) / d eps`` at ``eps = 0`` with
+    a lookahead step of size 1, computed with ``create_graph=True``. Exact
+    for any module, and several times slower than the other engines: use
+    it as the oracle in tests, or to check a new engine or layer rule.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_reweight.engines import ReferenceEngine
+    >>> module, loss_fn = torch.nn.Linear(3, 2), torch.nn.CrossEntropyLoss(reduction="none")
+    >>> step = ReferenceEngine().reweighted_backward(
+    ...     module, loss_fn, torch.ones(4, 3), torch.tensor([0, 1, 0, 1]),
+    ...     torch.ones(2, 3), torch.tensor([0, 1]), weigh=lambda a, losses: torch.full_like(a, 0.25))
+    >>> step.alignment.shape
+    torch.Size([4])
+    """
+
+    name = "reference"
+
+    def unsupported_reason(self, module):
+        return None
+
+    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0):
+        alignment = -lookahead_eps_gradient(module, loss_fn, X, y, X_clean, y_clean)
+        params = trainable_parameters(module)
+        with frozen_state(module), torch.no_grad():
+            losses = loss_fn(module(X), y)
+        with frozen_state(module):
+            clean_loss, direction = clean_gradient(module, loss_fn, X_clean, y_clean, params)
+        weights = weigh(alignment, losses)
+        y_pred, losses = weighted_backward(module, loss_fn, X, y, weights)
+        add_clean_gradient(params, direction, clean_weight)
+        return MetaStep(y_pred, losses.detach(), alignment, weights, clean_loss)

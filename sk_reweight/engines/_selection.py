@@ -1,0 +1,104 @@
+"""Which engine computes the meta-gradient for a module."""
+import warnings
+
+import torch
+
+from ._base import MetaGradientEngine, frozen_state
+from ._jvp import ForwardModeEngine
+from ._layerwise import LayerwiseEngine
+from ._reference import ReferenceEngine
+
+#: engines by name; ``'auto'`` tries the first two in this order (fastest first)
+ENGINES = {engine.name: engine for engine in (LayerwiseEngine, ForwardModeEngine, ReferenceEngine)}
+AUTO_ORDER = (LayerwiseEngine, ForwardModeEngine)
+
+
+def get_engine(spec, module):
+    """The engine for ``spec`` (a name, ``'auto'`` or an engine instance) and ``module``.
+
+    ``'auto'`` returns the first engine of :data:`AUTO_ORDER` that supports
+    ``module``; a name or instance that cannot handle it is an error.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_reweight.engines import get_engine
+    >>> get_engine("auto", torch.nn.Linear(3, 2)).name
+    'layerwise'
+    >>> get_engine("auto", torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))).name
+    'jvp'
+    """
+    if isinstance(spec, MetaGradientEngine):
+        engine = spec
+    elif spec == "auto":
+        return next(cls() for cls in AUTO_ORDER if cls().supports(module))
+    elif isinstance(spec, str) and spec in ENGINES:
+        engine = ENGINES[spec]()
+    else:
+        raise ValueError(
+            f"meta_engine={spec!r} is not available; choose 'auto', one of {sorted(ENGINES)} "
+            "or a MetaGradientEngine instance."
+        )
+    if not engine.supports(module):
+        raise ValueError(
+            f"meta_engine={spec!r} cannot handle this module: {engine.unsupported_reason(module)}; "
+            "use meta_engine='auto'."
+        )
+    return engine
+
+
+def select_engine(spec, module, loss_fn, batch, clean_batch):
+    """:func:`get_engine`, and for ``'auto'`` a check of the fast engine on one batch.
+
+    When the fast engine disagrees with the generic one (a parameter used
+    outside its layer, such as tied weights), warns and returns
+    :class:`ForwardModeEngine`.
+    """
+    engine = get_engine(spec, module)
+    if spec != "auto" or isinstance(engine, ForwardModeEngine):
+        return engine
+    if agrees_with_generic_engine(engine, module, loss_fn, *batch, *clean_batch):
+        return engine
+    warnings.warn(
+        f"The {engine.name!r} meta-gradient engine disagrees with the exact generic one "
+        f"on this {type(module).__name__} (a parameter used outside its layer, such "
+        "as tied weights?); using meta_engine='jvp'. Pass meta_engine='jvp' to skip this check.",
+        UserWarning,
+        stacklevel=5,
+    )
+    return ForwardModeEngine()
+
+
+def agrees_with_generic_engine(engine, module, loss_fn, X, y, X_clean, y_clean, rtol=1e-3):
+    """Check ``engine`` against :class:`ForwardModeEngine` on one batch.
+
+    Catches what a structural check cannot see, such as a parameter also
+    used outside its layer's forward (tied weights). Runs in eval mode (so
+    dropout masks agree) without touching gradients or module state. Non-finite
+    alignments (e.g. from inputs of a huge scale) cannot be compared: they
+    count as agreement, and the first training step stops with
+    ``TrainingDivergedError``.
+    """
+    was_training = module.training
+    module.eval()
+    try:
+        with frozen_state(module), torch.random.fork_rng(devices=[]):
+            alignments = []
+            for candidate in (engine, ForwardModeEngine()):
+                seen = {}
+
+                def weigh(alignment, losses):
+                    seen["a"] = alignment.detach()
+                    return torch.zeros_like(alignment)
+
+                candidate.reweighted_backward(module, loss_fn, X, y, X_clean, y_clean, weigh)
+                alignments.append(seen["a"])
+    except RuntimeError:
+        return False
+    finally:
+        module.train(was_training)
+    fast, generic = alignments
+    if not torch.isfinite(generic).all():
+        return True
+    scale = generic.abs().max()
+    return bool((fast - generic).abs().max() <= rtol * scale + torch.finfo(generic.dtype).tiny)

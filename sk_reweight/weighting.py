@@ -1,0 +1,432 @@
+"""Weighting policies: from one batch's alignments to the weights its step uses.
+
+An engine gives, for each example ``i`` of a training batch, the alignment
+``a_i = <grad L_clean, grad f_i>`` and the loss ``f_i``. A
+:class:`WeightingPolicy` turns them into weights that sum to 1 (all zero:
+the batch changes nothing); :class:`WeightStage` objects then adjust them,
+each holding its own state. :class:`Weighting` chains a policy and its
+stages; it is what a fitted estimator keeps in ``weighting_``.
+
+Algorithm 1 of Ren et al. (2018) is :class:`AlignmentWeighting` with no
+stage. Write your own policy by subclassing :class:`WeightingPolicy` and
+implementing :meth:`~WeightingPolicy.weights`; pass an instance as
+``ReweightedNeuralNetClassifier(weighting=...)``.
+
+Examples
+--------
+>>> import torch
+>>> from sk_reweight.weighting import WeightingPolicy
+>>> class SmallLossFirst(WeightingPolicy):
+...     '''Keep the examples that agree with the clean set, favour small losses.'''
+...     def weights(self, alignment, losses):
+...         return (alignment > 0) * torch.exp(-losses)
+>>> SmallLossFirst()(torch.tensor([1.0, -1.0, 2.0]), torch.tensor([0.0, 0.0, 0.0]))
+tensor([0.5000, 0.0000, 0.5000])
+"""
+import copy
+
+import torch
+
+__all__ = [
+    "WeightingPolicy",
+    "AlignmentWeighting",
+    "MetaNetWeighting",
+    "LossWeightNet",
+    "WeightStage",
+    "Shrinkage",
+    "Smoothing",
+    "UniformIfAllZero",
+    "Weighting",
+    "normalize_weights",
+    "PAPER_EXACT",
+]
+
+#: ``ReweightedNeuralNetClassifier(**PAPER_EXACT)`` is Algorithm 1 as published.
+PAPER_EXACT = dict(weighting="alignment", clean_sampling="cycle", clean_weight=0.0,
+                   weight_shrinkage=0.0, weight_smoothing=0.0, zero_weights="skip",
+                   finetune_epochs=0)
+
+
+def _normalize(w):
+    total = w.sum()
+    return torch.where(total > 0, w / total, torch.zeros_like(w))
+
+
+def _times(w, sample_weight):
+    return w if sample_weight is None else w * sample_weight
+
+
+def normalize_weights(alignment, sample_weight=None):
+    """Algorithm 1's weights: ``max(a, 0)`` (times ``sample_weight``), summing to 1.
+
+    An all-zero result means the batch is skipped.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_reweight.weighting import normalize_weights
+    >>> normalize_weights(torch.tensor([3.0, -1.0, 1.0]))
+    tensor([0.7500, 0.0000, 0.2500])
+    """
+    return _normalize(_times(alignment.clamp(min=0), sample_weight))
+
+
+class _Part:
+    """What policies and stages share: a start hook, state for saving, a readable repr."""
+
+    def start(self, n_train, device):
+        """Called at the start of every ``fit``/``partial_fit``."""
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state_dict):
+        pass
+
+    def __repr__(self):
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({params})"
+
+
+class WeightingPolicy(_Part):
+    """Base class of the policies that turn alignments into weights.
+
+    Subclasses implement :meth:`weights`. A policy with learned state also
+    overrides :meth:`start`, :meth:`state_dict` and :meth:`load_state_dict`
+    so that ``partial_fit``, ``save_params`` and ``Checkpoint`` keep it.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_reweight.weighting import WeightingPolicy
+    >>> class Agreeing(WeightingPolicy):
+    ...     def weights(self, alignment, losses):
+    ...         return (alignment > 0).float()
+    >>> Agreeing()(torch.tensor([2.0, -1.0, 0.5, 1.0]), torch.zeros(4))
+    tensor([0.3333, 0.0000, 0.3333, 0.3333])
+    """
+
+    def weights(self, alignment, losses):
+        """Non-negative, unnormalised weights of one batch.
+
+        Parameters
+        ----------
+        alignment : torch.Tensor of shape (batch_size,)
+            ``<grad L_clean, grad f_i>``: positive when a step on example
+            ``i`` would lower the clean loss.
+        losses : torch.Tensor of shape (batch_size,)
+            The examples' training losses (detached).
+
+        Returns
+        -------
+        torch.Tensor of shape (batch_size,)
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement weights(alignment, losses).")
+
+    def __call__(self, alignment, losses, sample_weight=None):
+        """The batch's weights times ``sample_weight``, normalised to sum to 1 (or all 0)."""
+        return _normalize(_times(self.weights(alignment, losses), sample_weight))
+
+
+class AlignmentWeighting(WeightingPolicy):
+    """Algorithm 1: ``w_i = max(a_i, 0) / sum_j max(a_j, 0)`` (``weighting='alignment'``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_reweight.weighting import AlignmentWeighting
+    >>> AlignmentWeighting()(torch.tensor([1.0, -2.0, 3.0]), torch.zeros(3))
+    tensor([0.2500, 0.0000, 0.7500])
+    """
+
+    def weights(self, alignment, losses):
+        return alignment.clamp(min=0)
+
+
+class LossWeightNet(torch.nn.Module):
+    """Meta-Weight-Net's weighting function: an example's loss -> its weight in (0, 1).
+
+    One hidden layer of 100 ReLU units and a sigmoid output, as in Shu et al.,
+    "Meta-Weight-Net: Learning an Explicit Mapping For Sample Weighting"
+    (NeurIPS 2019).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_reweight.weighting import LossWeightNet
+    >>> LossWeightNet()(torch.tensor([0.1, 2.0])).shape
+    torch.Size([2])
+    """
+
+    def __init__(self, hidden_units=100):
+        super().__init__()
+        self.layers = torch.nn.Sequential(
+            torch.nn.Linear(1, hidden_units), torch.nn.ReLU(), torch.nn.Linear(hidden_units, 1))
+
+    def forward(self, losses):
+        return torch.sigmoid(self.layers(losses[:, None])).squeeze(1)
+
+
+class MetaNetWeighting(WeightingPolicy):
+    """Weights from a :class:`LossWeightNet` trained on the clean set as it goes.
+
+    At each step the net's parameters ``phi`` take one Adam step on the
+    lookahead clean loss. With ``theta'(phi) = theta - alpha * grad sum_i
+    v_i(phi) f_i``, that loss's gradient is
+    ``-alpha * sum_i a_i * d v_i / d phi`` to first order in ``alpha``,
+    where ``a_i`` is the alignment the engines compute exactly, so the
+    update needs no second-order backprop (Meta-Weight-Net itself
+    backpropagates through ``theta'``). The gradient is taken through the
+    normalisation of the weights within the batch, which the step then
+    applies to the updated net's weights.
+
+    Parameters
+    ----------
+    lr : float, default=0.001
+        Adam learning rate of the weighting network.
+    hidden_units : int, default=100
+
+    Attributes
+    ----------
+    net : LossWeightNet or None
+        Created at the first fit (``net(losses)`` gives the weights it
+        assigns, before normalisation).
+    optimizer : torch.optim.Adam or None
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_reweight.weighting import MetaNetWeighting
+    >>> policy = MetaNetWeighting(lr=0.01)
+    >>> policy.start(n_train=4, device="cpu")
+    >>> round(float(policy(torch.tensor([1.0, -1.0]), torch.tensor([0.2, 2.0])).sum()), 4)
+    1.0
+    """
+
+    def __init__(self, lr=1e-3, hidden_units=100):
+        self.lr = lr
+        self.hidden_units = hidden_units
+        self.net = None
+        self.optimizer = None
+
+    def _build(self, device):
+        self.net = LossWeightNet(self.hidden_units).to(device)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+
+    def start(self, n_train, device):
+        if self.net is None:
+            self._build(device)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr
+
+    def weights(self, alignment, losses):
+        return self.net(losses)
+
+    def __call__(self, alignment, losses, sample_weight=None):
+        alignment, losses = alignment.detach(), losses.detach()
+        with torch.enable_grad():
+            # through the normalisation: only the weights' relative sizes matter, so
+            # raising every weight at once earns nothing
+            w = super().__call__(alignment, losses, sample_weight)
+            # scale-free: Adam's step size does not depend on the alignments' units
+            meta_loss = -(alignment * w).sum() / alignment.abs().sum().clamp(min=1e-30)
+            self.optimizer.zero_grad()
+            meta_loss.backward()
+            self.optimizer.step()
+        with torch.no_grad():
+            return super().__call__(alignment, losses, sample_weight)
+
+    def state_dict(self):
+        if self.net is None:
+            return {}
+        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state_dict):
+        if not state_dict:
+            return
+        if self.net is None:
+            # built without drawing from torch's random state: the weights come from the file
+            with torch.random.fork_rng(devices=[]):
+                self._build(next(iter(state_dict["net"].values())).device)
+        self.net.load_state_dict(state_dict["net"])
+        self.optimizer.load_state_dict(state_dict["optimizer"])
+
+
+class WeightStage(_Part):
+    """Base class of the steps that adjust a policy's normalised weights.
+
+    Subclasses implement ``__call__(w, positions, sample_weight)`` and
+    return weights that again sum to 1 (or are all zero); a stage with
+    state overrides :meth:`start`, :meth:`state_dict` and
+    :meth:`load_state_dict`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_reweight.weighting import WeightStage
+    >>> class Cap(WeightStage):  # no example above twice the uniform weight
+    ...     def __call__(self, w, positions, sample_weight=None):
+    ...         w = w.clamp(max=2 / len(w))
+    ...         return w / w.sum()
+    >>> Cap()(torch.tensor([0.9, 0.1, 0.0, 0.0]), positions=[0, 1, 2, 3])
+    tensor([0.8333, 0.1667, 0.0000, 0.0000])
+    """
+
+    def __call__(self, w, positions, sample_weight=None):
+        raise NotImplementedError
+
+
+def _uniform(w, sample_weight):
+    """Plain training's weights for the batch: ``sample_weight`` (or 1) normalised."""
+    return _normalize(torch.ones_like(w) if sample_weight is None else sample_weight.to(w.dtype))
+
+
+class Shrinkage(WeightStage):
+    """``(1 - amount) * w + amount * uniform`` (``weight_shrinkage``).
+
+    A defensive mixture (Hesterberg, 1995): no weight falls below
+    ``amount`` times the uniform weight (times ``sample_weight``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_reweight.weighting import Shrinkage
+    >>> Shrinkage(0.5)(torch.tensor([1.0, 0.0]), positions=[0, 1])
+    tensor([0.7500, 0.2500])
+    """
+
+    def __init__(self, amount):
+        self.amount = amount
+
+    def __call__(self, w, positions, sample_weight=None):
+        return (1 - self.amount) * w + self.amount * _uniform(w, sample_weight)
+
+
+class Smoothing(WeightStage):
+    """Per-example exponential moving average of the weights (``weight_smoothing``).
+
+    On the scale where 1 is the uniform weight, each example keeps
+    ``s <- momentum * s + (1 - momentum) * w`` (``s = w`` on its first
+    visit); the step uses the averages, normalised within the batch.
+
+    Attributes
+    ----------
+    averages : torch.Tensor of shape (n_train,) or None
+        ``NaN`` for examples not visited yet.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_reweight.weighting import Smoothing
+    >>> smoothing = Smoothing(0.5)
+    >>> smoothing.start(n_train=2, device="cpu")
+    >>> smoothing(torch.tensor([1.0, 0.0]), positions=[0, 1])  # first visit: as given
+    tensor([1., 0.])
+    >>> smoothing(torch.tensor([0.0, 1.0]), positions=[0, 1])  # then averaged
+    tensor([0.5000, 0.5000])
+    """
+
+    def __init__(self, momentum):
+        self.momentum = momentum
+        self.averages = None
+
+    def start(self, n_train, device):
+        if self.averages is None or len(self.averages) != n_train:
+            self.averages = torch.full((n_train,), float("nan"), device=device)
+        else:
+            self.averages = self.averages.to(device)
+
+    def __call__(self, w, positions, sample_weight=None):
+        scaled = w * len(w)
+        previous = self.averages[positions]
+        averaged = torch.where(torch.isnan(previous), scaled,
+                               self.momentum * previous + (1 - self.momentum) * scaled)
+        self.averages[positions] = averaged
+        return _normalize(averaged)
+
+    def state_dict(self):
+        return {} if self.averages is None else {"averages": self.averages.detach().cpu()}
+
+    def load_state_dict(self, state_dict):
+        if "averages" in state_dict:
+            self.averages = state_dict["averages"].clone()
+
+
+class UniformIfAllZero(WeightStage):
+    """An all-zero batch trains with uniform weights (``zero_weights='uniform'``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_reweight.weighting import UniformIfAllZero
+    >>> UniformIfAllZero()(torch.zeros(4), positions=[0, 1, 2, 3])
+    tensor([0.2500, 0.2500, 0.2500, 0.2500])
+    """
+
+    def __call__(self, w, positions, sample_weight=None):
+        return torch.where(w.sum() > 0, w, _uniform(w, sample_weight))
+
+
+class Weighting:
+    """A policy followed by stages: the weights of every training step.
+
+    Parameters
+    ----------
+    policy : WeightingPolicy
+    stages : list of WeightStage, default=()
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_reweight.weighting import AlignmentWeighting, Shrinkage, Weighting
+    >>> weighting = Weighting(AlignmentWeighting(), [Shrinkage(0.5)])
+    >>> weighting.start(n_train=2, device="cpu")
+    >>> weighting(torch.tensor([1.0, -1.0]), torch.zeros(2), positions=[0, 1])
+    tensor([0.7500, 0.2500])
+    """
+
+    def __init__(self, policy, stages=()):
+        self.policy = policy
+        self.stages = list(stages)
+
+    def start(self, n_train, device):
+        self.policy.start(n_train, device)
+        for stage in self.stages:
+            stage.start(n_train, device)
+
+    def __call__(self, alignment, losses, positions, sample_weight=None):
+        w = self.policy(alignment, losses, sample_weight)
+        for stage in self.stages:
+            w = stage(w, positions, sample_weight)
+        return w
+
+    def state_dict(self):
+        state = {"policy": self.policy.state_dict()}
+        state.update({f"stage_{i}": stage.state_dict() for i, stage in enumerate(self.stages)})
+        return state
+
+    def load_state_dict(self, state_dict):
+        self.policy.load_state_dict(state_dict.get("policy", {}))
+        for i, stage in enumerate(self.stages):
+            stage.load_state_dict(state_dict.get(f"stage_{i}", {}))
+
+    def __repr__(self):
+        return f"Weighting({self.policy!r}, {self.stages!r})"
+
+
+def make_weighting(weighting, meta_net_lr, shrinkage, smoothing, zero_weights):
+    """The :class:`Weighting` an estimator's parameters describe (validated before)."""
+    if isinstance(weighting, WeightingPolicy):
+        policy = copy.deepcopy(weighting)  # the parameter itself is never fitted
+    elif weighting == "meta_net":
+        policy = MetaNetWeighting(lr=meta_net_lr)
+    else:
+        policy = AlignmentWeighting()
+    stages = []
+    if shrinkage:
+        stages.append(Shrinkage(shrinkage))
+    if smoothing:
+        stages.append(Smoothing(smoothing))
+    if zero_weights == "uniform":
+        stages.append(UniformIfAllZero())
+    return Weighting(policy, stages)
