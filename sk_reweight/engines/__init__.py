@@ -32,4 +32,10 @@ __all__ = [
     "LayerRule",
     "register_layer_rule",
     "get_engine",
+    "select_engine",
+    "MetaStep",
+    "frozen_state",
+    "lookahead_eps_gradient",
+    "reference_weights",
+    "ENGINES",
 ]

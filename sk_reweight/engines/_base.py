@@ -35,6 +35,10 @@ class MetaStep:
         Normalised weights the step used (all zero: the step was skipped).
     clean_loss : torch.Tensor
         Mean loss on the clean mini-batch (detached scalar).
+
+    Examples
+    --------
+    See :class:`MetaGradientEngine`: ``reweighted_backward`` returns one.
     """
 
     y_pred: torch.Tensor
@@ -52,6 +56,16 @@ def frozen_state(module):
     batch statistics without updating them (so train-mode batch norm stays
     exact and its running mean/var untouched); every other buffer is
     restored afterwards in case a custom layer mutates it in ``forward``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_reweight.engines import frozen_state
+    >>> net = torch.nn.BatchNorm1d(2)
+    >>> with frozen_state(net):
+    ...     _ = net(torch.randn(8, 2) + 5)
+    >>> net.running_mean  # untouched
+    tensor([0., 0.])
     """
     norms = [m for m in module.modules() if isinstance(m, _NormBase) and m.track_running_stats]
     norm_buffers = {id(b) for m in norms for b in m.buffers(recurse=False)}

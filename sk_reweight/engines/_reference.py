@@ -29,6 +29,15 @@ def lookahead_eps_gradient(module, loss_fn, X, y, X_clean, y_clean, alpha=1.0):
     Returns
     -------
     torch.Tensor of shape (len(X),)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_reweight.engines import lookahead_eps_gradient
+    >>> module, loss_fn = torch.nn.Linear(3, 2), torch.nn.CrossEntropyLoss(reduction="none")
+    >>> X, y = torch.ones(4, 3), torch.tensor([0, 1, 0, 1])
+    >>> lookahead_eps_gradient(module, loss_fn, X, y, X, y).shape
+    torch.Size([4])
     """
     params = trainable_parameters(module)
     with frozen_state(module):
@@ -47,7 +56,18 @@ def lookahead_eps_gradient(module, loss_fn, X, y, X_clean, y_clean, alpha=1.0):
 
 
 def reference_weights(module, loss_fn, X, y, X_clean, y_clean):
-    """Algorithm 1's normalised weights ``w = max(-d/d eps, 0) / sum``."""
+    """Algorithm 1's normalised weights ``w = max(-d/d eps, 0) / sum``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_reweight.engines import reference_weights
+    >>> module, loss_fn = torch.nn.Linear(3, 2), torch.nn.CrossEntropyLoss(reduction="none")
+    >>> X, y = torch.eye(3)[[0, 1, 2, 0]], torch.tensor([0, 1, 0, 1])
+    >>> w = reference_weights(module, loss_fn, X, y, X[:2], y[:2])
+    >>> bool(w.sum() in (0, 1) or abs(float(w.sum()) - 1) < 1e-6)
+    True
+    """
     w = (-lookahead_eps_gradient(module, loss_fn, X, y, X_clean, y_clean)).clamp(min=0)
     total = w.sum()
     return w / total if total > 0 else w

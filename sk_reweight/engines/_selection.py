@@ -53,6 +53,15 @@ def select_engine(spec, module, loss_fn, batch, clean_batch):
     When the fast engine disagrees with the generic one (a parameter used
     outside its layer, such as tied weights), warns and returns
     :class:`ForwardModeEngine`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_reweight.engines import select_engine
+    >>> module, loss_fn = torch.nn.Linear(3, 2), torch.nn.CrossEntropyLoss(reduction="none")
+    >>> batch = torch.randn(4, 3), torch.tensor([0, 1, 0, 1])
+    >>> select_engine("auto", module, loss_fn, batch, batch).name
+    'layerwise'
     """
     engine = get_engine(spec, module)
     if spec != "auto" or isinstance(engine, ForwardModeEngine):
