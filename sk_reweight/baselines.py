@@ -17,9 +17,21 @@ each gets the same trusted clean set in the way that suits it:
 ``finetune``        plain training, then fine-tuning on the clean set
 ``cleanlab``        training + clean set, cleanlab's CleanLearning around the
                     plain network (if cleanlab is installed)
+``glc``             gold loss correction (:class:`GoldLossCorrection`): the
+                    corruption matrix estimated on the clean set, then the
+                    corrected loss on the training set and plain loss on the
+                    clean set (two trainings)
+``bootstrap_soft``  training + clean set, soft bootstrapping loss (beta 0.95)
+``bootstrap_hard``  training + clean set, hard bootstrapping loss (beta 0.8)
+``focal``           training + clean set, focal loss (gamma 2)
+``random_weights``  the paper's control: Algorithm 1's training with random
+                    rectified weights (:class:`~sk_reweight.weighting.RandomWeighting`)
+``meta_weight_net`` Algorithm 1's training with ``weighting='meta_net'``
 ``reweight``        :class:`ReweightedNeuralNetClassifier`: training set,
                     weights steered by the clean set
 ==================  ======================================================
+
+The losses are in :mod:`sk_reweight.losses`, each with its reference.
 """
 import numpy as np
 import torch
@@ -33,11 +45,14 @@ from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNetClassifier
 
 from ._estimator import ReweightedNeuralNetClassifier
+from .losses import CorrectedCrossEntropy, FocalLoss, HardBootstrappingLoss, SoftBootstrappingLoss
+from .weighting import PAPER_EXACT, RandomWeighting
 
-__all__ = ["CleanSetBaseline", "make_baselines", "BASELINE_NAMES"]
+__all__ = ["CleanSetBaseline", "GoldLossCorrection", "make_baselines", "BASELINE_NAMES"]
 
 BASELINE_NAMES = ("plain", "class_weight", "random_over", "random_under", "smote", "clean_only",
-                  "concat", "finetune", "cleanlab", "reweight")
+                  "concat", "finetune", "cleanlab", "glc", "bootstrap_soft", "bootstrap_hard", "focal",
+                  "random_weights", "meta_weight_net", "reweight")
 
 
 class Reshape(TransformerMixin, BaseEstimator):
@@ -138,6 +153,81 @@ class CleanSetBaseline(ClassifierMixin, BaseEstimator):
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
 
+class GoldLossCorrection(ClassifierMixin, BaseEstimator):
+    """Gold loss correction (Hendrycks, Mazeika, Wilson and Gimpel, NeurIPS 2018).
+
+    1. Trains ``estimator`` on the untrusted set ``(X, y)``.
+    2. Estimates the corruption matrix ``C[i, j]`` (probability that true
+       class ``i`` carries label ``j``) as the mean predicted distribution
+       over the trusted examples of class ``i`` (identity row for a class
+       without trusted examples).
+    3. Trains a fresh ``estimator`` on both sets: the untrusted examples with
+       the corrected loss ``-log (softmax(z) @ C)[y]``, the trusted ones with
+       plain cross-entropy (:class:`~sk_reweight.losses.CorrectedCrossEntropy`).
+
+    Two trainings: twice the optimizer steps of the other methods.
+
+    Parameters
+    ----------
+    estimator : skorch NeuralNetClassifier
+        With a ``CrossEntropyLoss`` criterion (replaced in step 3).
+    random_state : int or None, default=None
+        Seeds torch for both trainings (torch's global state is restored).
+
+    Attributes
+    ----------
+    classes_ : ndarray
+    corruption_ : ndarray of shape (n_classes, n_classes)
+    estimator_ : the network of step 3
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from skorch import NeuralNetClassifier
+    >>> from sk_reweight.baselines import GoldLossCorrection
+    >>> from sk_reweight.modules import MLP
+    >>> net = NeuralNetClassifier(MLP, module__n_features=2, module__n_classes=2, max_epochs=3,
+    ...                           criterion=torch.nn.CrossEntropyLoss, train_split=None, verbose=0)
+    >>> X = np.random.RandomState(0).randn(80, 2).astype(np.float32)
+    >>> y = np.where(X[:, 0] > 0, "yes", "no")
+    >>> glc = GoldLossCorrection(net, random_state=0).fit(X[8:], y[8:], X_clean=X[:8], y_clean=y[:8])
+    >>> glc.corruption_.shape, glc.predict(X[:2]).dtype.kind
+    ((2, 2), 'U')
+    """
+
+    def __init__(self, estimator, random_state=None):
+        self.estimator = estimator
+        self.random_state = random_state
+
+    def fit(self, X, y, *, X_clean, y_clean):
+        encoder = LabelEncoder().fit(np.concatenate([np.asarray(y), np.asarray(y_clean)]))
+        self.classes_ = encoder.classes_
+        k = len(self.classes_)
+        y_enc, yc_enc = encoder.transform(y), encoder.transform(y_clean)
+        with torch.random.fork_rng(devices=[]):
+            if self.random_state is not None:
+                torch.manual_seed(self.random_state)
+            first = clone(self.estimator).set_params(classes=list(range(k))).fit(X, y_enc)
+            proba = first.predict_proba(X_clean)
+            corruption = np.eye(k, dtype=np.float32)
+            for c in range(k):
+                if (yc_enc == c).any():
+                    corruption[c] = proba[yc_enc == c].mean(axis=0)
+            self.corruption_ = corruption
+            # trusted examples carry labels k..2k-1: plain cross-entropy for them
+            self.estimator_ = clone(self.estimator).set_params(
+                criterion=CorrectedCrossEntropy, criterion__corruption=corruption, classes=list(range(k)))
+            self.estimator_.fit(np.concatenate([X, X_clean]), np.concatenate([y_enc, yc_enc + k]))
+        return self
+
+    def predict_proba(self, X):
+        check_is_fitted(self)
+        return self.estimator_.predict_proba(X)
+
+    def predict(self, X):
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
 def make_baselines(module, *, module_params=None, sample_shape=None, lr=1e-3,
                    optimizer=torch.optim.SGD, optimizer_params=None, max_epochs=10,
                    batch_size=100, finetune_epochs=None, clean_batch_size=None,
@@ -186,9 +276,12 @@ def make_baselines(module, *, module_params=None, sample_shape=None, lr=1e-3,
         **{f"optimizer__{k}": v for k, v in (optimizer_params or {}).items()},
     )
 
-    def net():
-        return NeuralNetClassifier(criterion=torch.nn.CrossEntropyLoss,
-                                   iterator_train__shuffle=True, **recipe)
+    def net(criterion=torch.nn.CrossEntropyLoss):
+        return NeuralNetClassifier(criterion=criterion, iterator_train__shuffle=True, **recipe)
+
+    def reweighting(**params):
+        return ReweightedNeuralNetClassifier(clean_batch_size=clean_batch_size, random_state=random_state,
+                                             **recipe, **params)
 
     def sampled(sampler):
         steps = [("sampler", sampler), ("net", net())]
@@ -211,9 +304,13 @@ def make_baselines(module, *, module_params=None, sample_shape=None, lr=1e-3,
         "concat": lambda: baseline(net()),
         "finetune": lambda: baseline(net(), "finetune", finetune_epochs=finetune_epochs or max_epochs),
         "cleanlab": _cleanlab_builder(net, baseline, random_state),
-        "reweight": lambda: ReweightedNeuralNetClassifier(
-            clean_batch_size=clean_batch_size, random_state=random_state, **recipe,
-            **(reweight_params or {})),
+        "glc": lambda: GoldLossCorrection(net(), random_state=random_state),
+        "bootstrap_soft": lambda: baseline(net(SoftBootstrappingLoss)),
+        "bootstrap_hard": lambda: baseline(net(HardBootstrappingLoss)),
+        "focal": lambda: baseline(net(FocalLoss)),
+        "random_weights": lambda: reweighting(**{**PAPER_EXACT, "weighting": RandomWeighting()}),
+        "meta_weight_net": lambda: reweighting(**{**PAPER_EXACT, "weighting": "meta_net"}),
+        "reweight": lambda: reweighting(**(reweight_params or {})),
     }
     names = BASELINE_NAMES if include is None else tuple(include)
     unknown = set(names) - set(builders)

@@ -31,6 +31,7 @@ __all__ = [
     "WeightingPolicy",
     "AlignmentWeighting",
     "MetaNetWeighting",
+    "RandomWeighting",
     "LossWeightNet",
     "WeightStage",
     "Shrinkage",
@@ -141,6 +142,27 @@ class AlignmentWeighting(WeightingPolicy):
 
     def weights(self, alignment, losses):
         return alignment.clamp(min=0)
+
+
+class RandomWeighting(WeightingPolicy):
+    """The paper's control: random weights, rectified and normalised like Algorithm 1's.
+
+    Each example gets ``max(z, 0)`` with ``z`` standard normal (drawn from
+    torch's random state, so ``random_state`` fixes them), whatever the
+    clean set says: what reweighting gains over this is what the clean
+    set's steering adds (Ren et al., 2018, Section 5).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_reweight.weighting import RandomWeighting
+    >>> _ = torch.manual_seed(0)
+    >>> RandomWeighting()(torch.ones(4), torch.zeros(4))
+    tensor([0.7305, 0.0000, 0.0000, 0.2695])
+    """
+
+    def weights(self, alignment, losses):
+        return torch.randn(alignment.shape, dtype=alignment.dtype, device=alignment.device).clamp(min=0)
 
 
 class LossWeightNet(torch.nn.Module):
@@ -326,8 +348,9 @@ class Smoothing(WeightStage):
     tensor([0.5000, 0.5000])
     """
 
-    def __init__(self, momentum):
+    def __init__(self, momentum, keep_rejections=False):
         self.momentum = momentum
+        self.keep_rejections = keep_rejections
         self.averages = None
 
     def start(self, n_train, device):
@@ -342,6 +365,8 @@ class Smoothing(WeightStage):
         averaged = torch.where(torch.isnan(previous), scaled,
                                self.momentum * previous + (1 - self.momentum) * scaled)
         self.averages[positions] = averaged
+        if self.keep_rejections:  # the average sets the size, this step decides who trains
+            averaged = averaged * (w > 0)
         return _normalize(averaged)
 
     def state_dict(self):

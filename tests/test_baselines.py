@@ -6,7 +6,6 @@ import numpy as np
 from sk_reweight.baselines import BASELINE_NAMES, make_baselines
 from sk_reweight.modules import MLP
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def test_every_baseline_fits_with_the_same_interface():
@@ -45,3 +44,43 @@ def test_images_go_through_smote():
                          max_epochs=1, include=["smote"])["smote"]
     est.fit(X, y, X_clean=X[:6], y_clean=y[:6])
     assert est.predict(X).shape == (60,)
+
+
+def _two_blobs(n=400, seed=0):
+    rng = np.random.RandomState(seed)
+    y = rng.randint(0, 2, n)
+    X = (rng.randn(n, 2) + 3 * y[:, None]).astype(np.float32)
+    return X, y
+
+
+def test_gold_loss_correction_undoes_a_systematic_flip():
+    """Every untrusted label swapped: C is estimated as the swap, and the corrected net is right."""
+    X, y = _two_blobs()
+    methods = make_baselines(MLP, module_params=dict(n_features=2, n_classes=2), lr=0.05,
+                             optimizer_params=dict(momentum=0.9), max_epochs=15, batch_size=32,
+                             include=["plain", "glc"])
+    X_clean, y_clean, X_train, y_swapped = X[:20], y[:20], X[20:300], 1 - y[20:300]
+    for est in methods.values():
+        est.fit(X_train, y_swapped, X_clean=X_clean, y_clean=y_clean)
+    assert methods["glc"].corruption_[0, 1] > 0.8 and methods["glc"].corruption_[1, 0] > 0.8
+    np.testing.assert_allclose(methods["glc"].corruption_.sum(axis=1), 1, rtol=1e-5)
+    assert (methods["glc"].predict(X[300:]) == y[300:]).mean() > 0.9
+    assert (methods["plain"].predict(X[300:]) == y[300:]).mean() < 0.1  # learned the swap
+
+
+def test_random_weights_ignore_the_clean_set():
+    X, y = _two_blobs()
+    control = make_baselines(MLP, module_params=dict(n_features=2, n_classes=2), max_epochs=2,
+                             batch_size=50, include=["random_weights"])["random_weights"]
+    first = control.fit(X[40:], y[40:], X_clean=X[:20], y_clean=y[:20]).sample_weights_.copy()
+    second = control.fit(X[40:], y[40:], X_clean=X[20:40], y_clean=1 - y[20:40]).sample_weights_
+    np.testing.assert_array_equal(first, second)  # same seed, other clean set: same weights
+    assert (first == 0).mean() > 0.3 and (first > 0).mean() > 0.3  # rectified Gaussians
+
+
+def test_meta_weight_net_is_its_own_row():
+    est = make_baselines(MLP, module_params=dict(n_features=2, n_classes=2),
+                         include=["meta_weight_net", "reweight"])
+    params = est["meta_weight_net"].get_params()
+    assert params["weighting"] == "meta_net" and params["clean_weight"] == 0
+    assert est["reweight"].get_params()["weighting"] == "alignment"

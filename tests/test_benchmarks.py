@@ -5,6 +5,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sk_reweight import PAPER_EXACT
@@ -175,6 +176,28 @@ def test_mnist_imbalance_quick():
             assert {name for name, m in methods.items() if "skipped" in m} == {"reweight", "reweight_paper"}
             assert all(0 <= methods[name]["skipped"][0] <= 1 for name in ("reweight", "reweight_paper"))
     assert (BENCHMARKS / "results" / "mnist_imbalance_quick.png").stat().st_size > 5_000
+
+
+@pytest.mark.skipif(not (SHARED / "mnist").is_dir(), reason="MNIST files not present")
+def test_mnist_curves_quick():
+    curves, summary = load("mnist_curves").main(["--quick"])
+    assert sorted(curves) == [0.9, 0.95]
+    for p, methods in curves.items():
+        assert set(methods) == {"reweight", "reweight_paper", "random_over"}
+        assert all(len(per_seed) == 1 and len(per_seed[0]) == 3 for per_seed in methods.values())
+        for name, s in summary[p].items():  # a window spans the whole quick run
+            assert s["best_window"] >= s["last_window"] and s["decay"] == pytest.approx(
+                s["best_window"] - s["last_window"])
+            assert s["last_window"] == pytest.approx(np.mean(methods[name][0]))
+    assert (BENCHMARKS / "results" / "mnist_curves_quick.png").stat().st_size > 5_000
+
+
+def test_curve_summary_measures_decay():
+    summarize = load("mnist_curves").summarize
+    rising, decaying = [list(np.linspace(0.5, 0.9, 30))], [[0.9] * 15 + [0.8] * 15]
+    s = summarize({"rising": rising, "decaying": decaying}, window=10)
+    assert s["rising"]["decay"] == pytest.approx(0) and s["rising"]["final"] == pytest.approx(0.9)
+    assert s["decaying"]["decay"] == pytest.approx(0.1) and s["decaying"]["best_window"] == pytest.approx(0.9)
 
 
 @pytest.mark.skipif(not (SHARED / "fashion-mnist").is_dir(), reason="Fashion-MNIST files not present")

@@ -1,0 +1,154 @@
+"""MNIST 4-vs-9 over long runs: test accuracy after every epoch.
+
+The protocol of ``mnist_imbalance.py`` (Figure 2 of Ren et al., 2018: 5,000
+training images with a share p of nines, 10 clean images, LeNet, SGD with
+momentum 0.9 at a constant lr 1e-3, batch 100), trained for ``--epochs``
+(80 = 4,000 steps by default; the paper's ~8,000 steps are 160) while the
+test accuracy is recorded after each epoch, so a method whose accuracy
+decays late shows it. Per proportion and method the table gives the mean
+over seeds of: the last 10 epochs' accuracy, the best 10-epoch window and
+their difference (the decay), and the final accuracy. ``reweight`` is the
+estimator's default, ``reweight_paper`` Algorithm 1 as published.
+
+Run ``python benchmarks/mnist_curves.py --n-jobs 2`` (``--quick`` for a
+smoke test, ``--update-readme``).
+"""
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from skorch.callbacks import Callback
+
+from sk_reweight import ReweightedNeuralNetClassifier
+from sk_reweight.baselines import make_baselines
+from sk_reweight.datasets import load_mnist
+from sk_reweight.modules import LeNet
+
+from _harness import (DEFAULT, PAPER, add_common_arguments, add_method_arguments, map_cells,
+                      paper_and_default, publish, pyplot)
+from mnist_imbalance import PROPORTIONS, SHARED, make_split
+
+WINDOW = 10
+
+
+class TestAccuracy(Callback):
+    """Records ``test_acc`` after every epoch (class order as in ``classes_``)."""
+
+    def __init__(self, X, y):
+        self.X, self.y = X, y
+
+    def on_epoch_end(self, net, **kwargs):
+        if net.history[-1].get("stage", "reweight") != "reweight":
+            return
+        target = np.searchsorted(np.unique(self.y), self.y)
+        net.history.record("test_acc", float((net.predict_proba(self.X).argmax(1) == target).mean()))
+
+
+def _network(estimator, fitted=False):
+    """The skorch net that trains: the estimator itself, or the one a baseline wraps."""
+    if isinstance(estimator, ReweightedNeuralNetClassifier):
+        return estimator
+    net = estimator.estimator_ if fitted else estimator.estimator
+    return net[-1] if hasattr(net, "steps") else net  # a sampler pipeline ends with the net
+
+
+def run_cell(proportion, seed, args, quick):
+    X, y = load_mnist(args.data, split="train")
+    X_test, y_test = load_mnist(args.data, split="test")
+    data = make_split(X, y, X_test, y_test, proportion, seed, n_train=300 if quick else 5000)
+
+    def build(names, reweight_params):
+        return make_baselines(LeNet, module_params=dict(n_classes=2), sample_shape=(1, 28, 28), lr=1e-3,
+                              optimizer=torch.optim.SGD, optimizer_params=dict(momentum=0.9),
+                              max_epochs=args.epochs, batch_size=100, random_state=seed,
+                              device=args.device, include=names, reweight_params=reweight_params)
+
+    curves = {}
+    for name, est in paper_and_default(build, args.methods, args.default_params).items():
+        _network(est).set_params(callbacks=[("test_acc", TestAccuracy(data["X_test"], data["y_test"]))])
+        est.fit(data["X_train"], data["y_train"], X_clean=data["X_clean"], y_clean=data["y_clean"])
+        history = _network(est, fitted=True).history
+        curves[name] = [float(a) for a in history[:, "test_acc"]]
+        print(f"p={proportion} seed={seed} {name:15s} last {WINDOW}: {np.mean(curves[name][-WINDOW:]):.4f}",
+              flush=True)
+    return curves
+
+
+def summarize(curves, window=WINDOW):
+    """Per method: mean over seeds of last-window accuracy, best window, decay, final."""
+    out = {}
+    for name, per_seed in curves.items():
+        mean_curve = np.mean(per_seed, axis=0)
+        w = min(window, len(mean_curve))
+        windows = np.convolve(mean_curve, np.ones(w) / w, mode="valid")
+        out[name] = {"last_window": float(windows[-1]), "best_window": float(windows.max()),
+                     "decay": float(windows.max() - windows[-1]), "final": float(mean_curve[-1]),
+                     "last_window_per_seed": [float(np.mean(c[-w:])) for c in per_seed]}
+    return out
+
+
+def table(summary):
+    lines = [f"| share of nines | method | last {WINDOW} epochs | best {WINDOW}-epoch window | decay | "
+             "final | last 10 per seed |", "|---|---|---|---|---|---|---|"]
+    for p, methods in summary.items():
+        best = max(s["last_window"] for s in methods.values())
+        for name, s in methods.items():
+            last = f"{s['last_window']:.4f}"
+            lines.append(f"| {p} | {name} | {'**' + last + '**' if s['last_window'] == best else last} | "
+                         f"{s['best_window']:.4f} | {s['decay']:.4f} | {s['final']:.4f} | "
+                         + " / ".join(f"{v:.3f}" for v in s["last_window_per_seed"]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(curves, path):
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(curves), figsize=(3.6 * len(curves), 3.4), layout="constrained",
+                             squeeze=False)
+    for ax, (p, methods) in zip(axes[0], curves.items()):
+        for name, per_seed in methods.items():
+            ax.plot(np.arange(1, len(per_seed[0]) + 1), np.mean(per_seed, axis=0), label=name,
+                    linewidth=2.2 if name == DEFAULT else 1.2)
+        ax.set_title(f"{p:g} nines")
+        ax.set_xlabel("epoch")
+        ax.set_ylim(0.5, 1.0)
+    axes[0, 0].set_ylabel("test accuracy (mean over seeds)")
+    axes[0, -1].legend(fontsize="small")
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=80)
+    parser.add_argument("--proportions", type=float, nargs="+", default=list(PROPORTIONS))
+    parser.add_argument("--data", default=str(SHARED) if SHARED.is_dir() else None,
+                        help="directory with the MNIST IDX files (default: $SK_REWEIGHT_MNIST)")
+    add_method_arguments(parser, "mnist_curves")
+    add_common_arguments(parser, quick_help="300 images, 3 epochs, 1 seed, 2 proportions")
+    args = parser.parse_args(argv)
+    args.methods = args.methods or [DEFAULT, PAPER, "random_over"]  # the best baseline at 15 epochs
+    if args.quick:
+        args.proportions, args.seeds, args.epochs = args.proportions[:2], 1, 3
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    cells = [(p, seed) for p in args.proportions for seed in range(args.seeds)]
+    results = map_cells(run_cell, [(p, seed, args, args.quick) for p, seed in cells], args.n_jobs)
+    curves = {p: {} for p in args.proportions}
+    for (p, _), cell in zip(cells, results):
+        for name, curve in cell.items():
+            curves[p].setdefault(name, []).append(curve)
+    summary = {p: summarize(methods) for p, methods in curves.items()}
+    minutes = (time.perf_counter() - start) / 60
+    header = (f"MNIST 4-vs-9, {args.seeds} seed(s), {args.epochs} epochs of 50 steps, SGD momentum 0.9, "
+              f"constant lr 1e-3; test accuracy, mean over seeds (decay = best {WINDOW}-epoch window "
+              f"minus the last). Wall time {minutes:.1f} min, {args.n_jobs} process(es) of one torch "
+              "thread on 2 CPU cores.\n\n")
+    publish(args.name, header + table(summary), {"curves": curves, "summary": summary}, args,
+            figure=lambda path: plot(curves, path), alt_text="MNIST 4-vs-9 accuracy per epoch")
+    return curves, summary
+
+
+if __name__ == "__main__":
+    main()
