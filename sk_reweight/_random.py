@@ -32,6 +32,11 @@ class RandomStream:
         self.torch_state = None
         self.clean_batches = {}
 
+    def keep(self, torch_state, clean_batches):
+        """Where a fit left the random stream (``None`` if unseeded) and the clean batches."""
+        self.torch_state = torch_state
+        self.clean_batches = clean_batches.state_dict()
+
     def state_dict(self):
         state = {"clean_batches": self.clean_batches}
         if self.torch_state is not None:

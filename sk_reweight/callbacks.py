@@ -25,7 +25,7 @@ class WeightRecorder(Callback):
     """Keeps the weight each training example received, epoch by epoch.
 
     Writes the weights of every reweighted batch (on the scale where 1 is
-    uniform) into ``net.weight_history_``, and per batch ``clean_loss``,
+    uniform) and its alignments into ``net.weight_history_``, and per batch ``clean_loss``,
     ``zero_frac`` and ``skipped``, per epoch ``weight_mean``,
     ``weight_zero_frac`` and ``skipped_batches`` into ``net.history``.
     :class:`~sk_reweight.ReweightedNeuralNetClassifier` adds it by itself.
@@ -45,11 +45,11 @@ class WeightRecorder(Callback):
         if _reweighting(net):
             net.weight_history_.new_epoch(net.fit_state_.n_train)
 
-    def on_batch_end(self, net, training=False, weights=None, positions=None, skipped=False,
-                     clean_loss=None, **kwargs):
+    def on_batch_end(self, net, training=False, weights=None, alignment=None, positions=None,
+                     skipped=False, clean_loss=None, **kwargs):
         if not training or weights is None:
             return
-        net.weight_history_.record(positions, weights)
+        net.weight_history_.record(positions, weights, alignment)
         net.history.record_batch("skipped", skipped)
         net.history.record_batch("clean_loss", clean_loss.item())
         net.history.record_batch("zero_frac", float((weights == 0).mean()))

@@ -81,8 +81,9 @@ def run_demo(out, seed=0, device="cpu", methods=None, max_epochs=60, show=print)
         issues = net.suspicious_examples(data["X_train"], data["y_train"])
         k = int(data["flipped"].sum())
         precision = data["flipped"][issues.index[:k]].mean()
-        show(f"Label diagnostics: of the {k} examples the clean set down-weighted most, "
-             f"{precision:.0%} are indeed mislabelled (net.suspicious_examples).")
+        show(f"Label diagnostics: of the {k} examples ranked most suspicious (rejected by the clean "
+             f"set most often, least believed by the model), {precision:.0%} are indeed mislabelled "
+             "(net.suspicious_examples).")
         try:
             written.append(_plot_demo(net, data, out / "weights.png"))
         except ImportError as exc:

@@ -10,11 +10,19 @@ __all__ = ["suspicious_examples"]
 
 
 def suspicious_examples(net, X, y, *, last_epochs=None):
-    """Rank training examples by how strongly the clean set down-weighted them.
+    """Rank training examples by how often the clean set rejected them, and how little the model believes them.
 
-    See :meth:`ReweightedNeuralNetClassifier.suspicious_examples
-    <sk_reweight.ReweightedNeuralNetClassifier.suspicious_examples>`, which
-    calls this.
+    At each visit the clean set accepts an example when a step on it would
+    lower the clean loss (its alignment is positive, ``sample_alignments_``)
+    and rejects it otherwise. Mislabelled examples are rejected visit after
+    visit, and a model trained with those verdicts gives their labels a low
+    probability. The score adds the two: the share of visits in which the
+    example was rejected, plus one minus the fitted model's probability of
+    its given label. The share of rejections ranks far better than the mean
+    weight, whose size also depends on the batch-mates of each visit; see
+    ``benchmarks/label_issues.py`` for both against cleanlab.
+    :meth:`ReweightedNeuralNetClassifier.suspicious_examples
+    <sk_reweight.ReweightedNeuralNetClassifier.suspicious_examples>` calls this.
 
     Parameters
     ----------
@@ -23,24 +31,30 @@ def suspicious_examples(net, X, y, *, last_epochs=None):
     X, y : array-like
         The training data ``fit`` was given (rows in the same order).
     last_epochs : int, default=None
-        Average the weights of the last ``last_epochs`` epochs only.
+        Count the visits of the last ``last_epochs`` epochs only.
 
     Returns
     -------
     sklearn.utils.Bunch
-        Arrays sorted from most to least suspicious: ``index``,
-        ``given_label``, ``predicted_label``, ``mean_weight``,
-        ``given_label_proba`` and ``score``.
+        Arrays sorted from most to least suspicious: ``index`` (row in
+        ``X``), ``given_label``, ``predicted_label``, ``rejection_rate``
+        (share of visits with a non-positive alignment), ``mean_weight``
+        (1.0 is uniform), ``given_label_proba`` and ``score`` (higher is
+        more suspicious: ``rejection_rate + 1 - given_label_proba``;
+        examples never trained on come last). A model without recorded
+        alignments (saved before they were recorded) uses ``1 -
+        mean_weight``, clipped to [0, 1], in place of the rejection rate.
 
     Examples
     --------
     >>> from sk_reweight.diagnostics import suspicious_examples
     >>> issues = suspicious_examples(net, X_train, y_train)  # doctest: +SKIP
+    >>> issues.index[:20]  # the 20 rows most worth relabelling  # doctest: +SKIP
     """
     net.check_is_fitted()
-    weights = net.sample_weights_
+    weights, alignments = net.sample_weights_, net.sample_alignments_
     if last_epochs is not None:
-        weights = weights[-last_epochs:]
+        weights, alignments = weights[-last_epochs:], alignments[-last_epochs:]
     y = np.asarray(y)
     if len(y) != weights.shape[1]:
         raise ValueError(
@@ -50,15 +64,19 @@ def suspicious_examples(net, X, y, *, last_epochs=None):
     with warnings.catch_warnings():  # rows held out by train_split stay NaN, ranked last
         warnings.simplefilter("ignore", RuntimeWarning)
         mean_weight = np.nanmean(weights, axis=0)
+        visits = (~np.isnan(alignments)).sum(axis=0)
+        rejection_rate = (alignments <= 0).sum(axis=0) / visits
+    verdicts = rejection_rate if visits.any() else np.clip(1 - mean_weight, 0, 1)
     proba = net.predict_proba(X)
     given = encode_labels(net.classes_, y, "y")
     given_proba = proba[np.arange(len(y)), given]
-    score = np.clip(1 - mean_weight, 0, 1) + 1e-3 * (1 - given_proba)
+    score = np.where(np.isnan(verdicts), -1.0, verdicts + 1 - given_proba)
     order = np.argsort(-score, kind="stable")
     return Bunch(
         index=order,
         given_label=y[order],
         predicted_label=net.classes_[proba.argmax(axis=1)][order],
+        rejection_rate=rejection_rate[order],
         mean_weight=mean_weight[order],
         given_label_proba=given_proba[order],
         score=score[order],

@@ -329,7 +329,10 @@ class Smoothing(WeightStage):
 
     On the scale where 1 is the uniform weight, each example keeps
     ``s <- momentum * s + (1 - momentum) * w`` (``s = w`` on its first
-    visit); the step uses the averages, normalised within the batch.
+    visit); the step uses the averages of the examples this step's weights
+    accept (``w > 0``), normalised within the batch. An example the clean
+    set rejects now gets weight 0, whatever its average: smoothing damps
+    the sizes of the weights, never the selection.
 
     Attributes
     ----------
@@ -344,13 +347,14 @@ class Smoothing(WeightStage):
     >>> smoothing.start(n_train=2, device="cpu")
     >>> smoothing(torch.tensor([1.0, 0.0]), positions=[0, 1])  # first visit: as given
     tensor([1., 0.])
-    >>> smoothing(torch.tensor([0.0, 1.0]), positions=[0, 1])  # then averaged
-    tensor([0.5000, 0.5000])
+    >>> smoothing(torch.tensor([0.4, 0.6]), positions=[0, 1])  # then averaged
+    tensor([0.7000, 0.3000])
+    >>> smoothing(torch.tensor([0.0, 1.0]), positions=[0, 1])  # a rejection is not averaged away
+    tensor([0., 1.])
     """
 
-    def __init__(self, momentum, keep_rejections=False):
+    def __init__(self, momentum):
         self.momentum = momentum
-        self.keep_rejections = keep_rejections
         self.averages = None
 
     def start(self, n_train, device):
@@ -365,9 +369,9 @@ class Smoothing(WeightStage):
         averaged = torch.where(torch.isnan(previous), scaled,
                                self.momentum * previous + (1 - self.momentum) * scaled)
         self.averages[positions] = averaged
-        if self.keep_rejections:  # the average sets the size, this step decides who trains
-            averaged = averaged * (w > 0)
-        return _normalize(averaged)
+        # the average sets the size, this step decides who trains: averaging a rejection
+        # away would train the examples the clean set turned down (a majority class)
+        return _normalize(averaged * (w > 0))
 
     def state_dict(self):
         return {} if self.averages is None else {"averages": self.averages.detach().cpu()}
@@ -425,12 +429,22 @@ class Weighting:
             w = stage(w, positions, sample_weight)
         return w
 
+    def _parts(self):
+        return [type(self.policy).__name__] + [type(stage).__name__ for stage in self.stages]
+
     def state_dict(self):
-        state = {"policy": self.policy.state_dict()}
+        state = {"parts": self._parts(), "policy": self.policy.state_dict()}
         state.update({f"stage_{i}": stage.state_dict() for i, stage in enumerate(self.stages)})
         return state
 
     def load_state_dict(self, state_dict):
+        saved = state_dict.get("parts", self._parts())
+        if saved != self._parts():
+            raise ValueError(
+                f"The saved weighting state belongs to {saved}, but this estimator's options "
+                f"build {self._parts()}. Create the estimator with the weighting options it was "
+                "saved with (weighting, weight_shrinkage, weight_smoothing, zero_weights)."
+            )
         self.policy.load_state_dict(state_dict.get("policy", {}))
         for i, stage in enumerate(self.stages):
             stage.load_state_dict(state_dict.get(f"stage_{i}", {}))

@@ -5,11 +5,12 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import balanced_accuracy_score
 from skorch.callbacks import Callback, Checkpoint, EarlyStopping, EpochScoring, LRScheduler
 from skorch.dataset import ValidSplit
 
 from sk_reweight import PAPER_EXACT, ReweightedNeuralNetClassifier
-from sk_reweight.engines import reference_weights
+from sk_reweight.engines import lookahead_eps_gradient, reference_weights
 from sk_reweight.modules import LeNet, MLP
 
 from conftest import RejectAll, make_noisy_problem
@@ -55,6 +56,11 @@ def test_recorded_weights_equal_the_literal_definition():
     w_ref = reference_weights(initial, loss_fn, torch.as_tensor(X), torch.as_tensor(y),
                               torch.as_tensor(Xc), torch.as_tensor(yc))
     np.testing.assert_allclose(net.sample_weights_[0], w_ref.numpy() * len(X), rtol=1e-4, atol=1e-6)
+    # the recorded alignments are the meta-gradient itself, -d L_clean(theta') / d eps
+    eps_grad = lookahead_eps_gradient(initial, loss_fn, torch.as_tensor(X), torch.as_tensor(y),
+                                      torch.as_tensor(Xc), torch.as_tensor(yc))
+    np.testing.assert_allclose(net.sample_alignments_[0], -eps_grad.numpy(), rtol=1e-4,
+                               atol=1e-6 * float(eps_grad.abs().max()))
 
 
 class ParamsPerBatch(Callback):
@@ -287,12 +293,14 @@ PARTS = ("f_params", "f_optimizer", "f_weight_history", "f_weighting", "f_rng")
 
 
 def _persistence_params(weighting):
+    # smoothing and the clean loss on: every kind of learned state must come back
     return dict(module=MLP, module__n_features=6, module__n_classes=2, module__dropout=0.2,
-                batch_size=64, weighting=weighting, random_state=0)
+                batch_size=64, weighting=weighting, weight_smoothing=0.9, clean_weight=1.0, random_state=0)
 
 
 def _assert_same_fit(a, b, X):
     np.testing.assert_array_equal(a.sample_weights_, b.sample_weights_)
+    np.testing.assert_array_equal(a.sample_alignments_, b.sample_alignments_)
     for (name, p), q in zip(a.module_.named_parameters(), b.module_.parameters()):
         assert torch.equal(p, q), name
     np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
@@ -339,3 +347,41 @@ def test_checkpoint_saves_the_weighting_state(small_data, tmp_path):
     policy, loaded = net.weighting_.policy.net.state_dict(), restored.weighting_.policy.net.state_dict()
     assert all(torch.equal(policy[k], loaded[k]) for k in policy)
     np.testing.assert_array_equal(restored.sample_weights_, net.sample_weights_)
+
+
+# ----------------------------------------------------------------------
+# the weights keep their signal for the whole run
+
+class BalancedAccuracyPerEpoch(Callback):
+    def __init__(self, X, y):
+        self.X, self.y = X, y
+
+    def on_epoch_end(self, net, **kwargs):
+        net.history.record("test_bacc", balanced_accuracy_score(self.y, net.predict(self.X)))
+
+
+def _extreme_imbalance(seed=0):
+    rng = np.random.RandomState(seed)
+
+    def draw(n0, n1):
+        X = np.concatenate([rng.randn(n0, 10), rng.randn(n1, 10) + 1.0]).astype(np.float32)
+        return X, np.r_[np.zeros(n0, int), np.ones(n1, int)]
+
+    return draw(1990, 10), draw(5, 5), draw(500, 500)  # train 99.5:0.5, clean, balanced test
+
+
+@pytest.mark.parametrize("params", [{}, {"weight_smoothing": 0.9}], ids=["default", "smoothing"])
+def test_weights_keep_rejecting_the_majority_for_the_whole_run(params):
+    (X, y), (Xc, yc), (Xt, yt) = _extreme_imbalance()
+    net = ReweightedNeuralNetClassifier(max_epochs=60, batch_size=100, lr=1e-2, optimizer=torch.optim.SGD,
+                                        optimizer__momentum=0.9, random_state=0,
+                                        callbacks=[BalancedAccuracyPerEpoch(Xt, yt)], **params)
+    net.fit(X, y, X_clean=Xc, y_clean=yc)
+    last = net.sample_weights_[-10:]
+    # the clean set still turns most of the majority down (averaging rejections away would not)
+    assert np.mean(net.history[-10:, "weight_zero_frac"]) > 0.3
+    assert np.nanmean(last[:, y == 1]) > 10 * np.nanmean(last[:, y == 0])
+    # and the test curve does not decay: the last 10 epochs are within a point of the best 10
+    curve = np.array(net.history[:, "test_bacc"])
+    windows = np.convolve(curve, np.ones(10) / 10, mode="valid")
+    assert windows[-1] > windows.max() - 0.01 and windows[-1] > 0.8

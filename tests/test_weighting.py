@@ -19,6 +19,7 @@ from sklearn.model_selection import GridSearchCV
 from sk_reweight.weighting import WeightingPolicy
 
 LOSSES = torch.tensor([0.5, 0.5])  # what the engines pass along; unused by alignment weighting
+LOSSES3 = torch.tensor([0.5, 0.5, 0.5])
 
 
 def test_clean_weight_adds_the_clean_loss_to_the_step():
@@ -63,12 +64,19 @@ def test_weight_smoothing_is_a_moving_average_per_example():
     assert torch.isnan(policy.stages[0].averages[3])
 
 
-def test_smoothing_keeps_a_rejected_example_down_weighted_not_zeroed():
+def test_smoothing_never_averages_a_rejection_away():
+    """Smoothing damps the sizes; the clean set's verdict of this step decides who trains."""
     policy = Weighting(AlignmentWeighting(), [Smoothing(0.5)])
-    policy.start(n_train=2, device="cpu")
-    policy(torch.tensor([1.0, 1.0]), LOSSES, np.array([0, 1]))
-    w = policy(torch.tensor([-1.0, 1.0]), LOSSES, np.array([0, 1]))
-    assert 0 < w[0] < w[1]
+    policy.start(n_train=3, device="cpu")
+    policy(torch.tensor([1.0, 1.0, 1.0]), LOSSES3, np.array([0, 1, 2]))
+    w = policy(torch.tensor([-1.0, 3.0, 1.0]), LOSSES3, np.array([0, 1, 2]))
+    assert w[0] == 0  # rejected now: not trained, however welcome before
+    averages = policy.stages[0].averages
+    assert 0 < averages[0] < 1  # but remembered, down-weighted, for its next visit
+    # the accepted ones get their averages (0.5 * 1 + 0.5 * 2.25, 0.5 * 1 + 0.5 * 0.75), not 3:1
+    torch.testing.assert_close(w[1:], torch.tensor([1.625, 0.875]) / 2.5)
+    # an all-rejected batch stays all-zero: with clean_weight=0 it is skipped, as in the paper
+    assert not policy(torch.tensor([-1.0, -1.0, -2.0]), LOSSES3, np.array([0, 1, 2])).any()
 
 
 def test_smoothed_weights_survive_partial_fit_and_saving(small_data):
@@ -84,10 +92,15 @@ def test_smoothed_weights_survive_partial_fit_and_saving(small_data):
     assert not torch.equal(net.weighting_.stages[0].averages, smoothed)  # continued, not restarted
 
     buffer.seek(0)
-    loaded = ReweightedNeuralNetClassifier(module=MLP, module__n_features=6,
-                                           module__n_classes=2).initialize()
+    loaded = ReweightedNeuralNetClassifier(module=MLP, module__n_features=6, module__n_classes=2,
+                                           weight_smoothing=0.9).initialize()
     loaded.load_params(f_weighting=buffer)
     torch.testing.assert_close(loaded.weighting_.stages[0].averages, smoothed)
+    # into an estimator whose options build other parts: a clear error, nothing half-loaded
+    buffer.seek(0)
+    other = ReweightedNeuralNetClassifier(module=MLP, module__n_features=6, module__n_classes=2).initialize()
+    with pytest.raises(ValueError, match=r"belongs to \['AlignmentWeighting', 'Smoothing'\]"):
+        other.load_params(f_weighting=buffer)
 
 
 def test_weight_shrinkage_mixes_uniform_weights_into_the_learned_ones():
@@ -213,7 +226,7 @@ def test_a_policy_name_and_its_instance_fit_identically(small_data, name, policy
 def test_a_users_own_policy_works_end_to_end():
     X, y, Xc, yc, flipped = make_noisy_problem(noise=0.4)
     net = ReweightedNeuralNetClassifier(max_epochs=6, lr=3e-3, batch_size=64, weighting=SmallLossFirst(),
-                                        random_state=0)
+                                        weight_smoothing=0.9, random_state=0)
     net.fit(X, y, X_clean=Xc, y_clean=yc)
     w = np.nanmean(net.sample_weights_, axis=0)
     assert w[flipped].mean() < 0.5 * w[~flipped].mean()

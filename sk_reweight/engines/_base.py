@@ -87,26 +87,12 @@ def trainable_parameters(module):
     return {n: p for n, p in module.named_parameters() if p.requires_grad}
 
 
-def _grads(loss, params, retain_graph=False):
-    grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True, retain_graph=retain_graph)
-    return [torch.zeros_like(p) if g is None else g for p, g in zip(params.values(), grads)]
-
-
-def clean_gradient(module, loss_fn, X_clean, y_clean, params, clean_margin=0.0):
-    """Gradient of the mean clean-batch loss, zeros for unused parameters.
-
-    Returns the mean clean loss, its gradient (the direction alignments are
-    taken along) and the gradient the step trains on: the same, or with
-    ``clean_margin > 0`` that of ``mean_j f_j 1[f_j > clean_margin]``.
-    """
-    clean_losses = loss_fn(module(X_clean), y_clean)
-    clean_loss = clean_losses.mean()
-    direction = _grads(clean_loss, params, retain_graph=bool(clean_margin))
-    trained = direction
-    if clean_margin:
-        gate = (clean_losses.detach() > clean_margin).to(clean_losses.dtype)
-        trained = _grads((clean_losses * gate).mean(), params)
-    return clean_loss.detach(), direction, trained
+def clean_gradient(module, loss_fn, X_clean, y_clean, params):
+    """Gradient of the mean clean-batch loss, zeros for unused parameters."""
+    clean_loss = loss_fn(module(X_clean), y_clean).mean()
+    grads = torch.autograd.grad(clean_loss, list(params.values()), allow_unused=True)
+    grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params.values(), grads)]
+    return clean_loss.detach(), grads
 
 
 def weighted_backward(module, loss_fn, X, y, weights):
@@ -157,8 +143,7 @@ class MetaGradientEngine:
         """Why the engine cannot handle ``module``, or ``None``."""
         raise NotImplementedError
 
-    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0,
-                            clean_margin=0.0):
+    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0):
         """Compute the weights of one training batch and backpropagate.
 
         Parameters
@@ -179,11 +164,6 @@ class MetaGradientEngine:
             The clean batch's mean loss ``L_clean`` joins the step with this
             factor. Engines already hold ``grad L_clean`` (the direction the
             alignments are taken along), so this costs next to nothing.
-        clean_margin : float, default=0.0
-            Clean examples whose loss is at most this are left out of the
-            ``clean_weight`` term (they are fitted), so training does not
-            drive the clean losses, and with them the steering gradient, to
-            zero. The alignments still use the whole clean batch.
 
         Returns
         -------

@@ -31,12 +31,10 @@ class ForwardModeEngine(MetaGradientEngine):
     def unsupported_reason(self, module):
         return None
 
-    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0,
-                            clean_margin=0.0):
+    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0):
         params = trainable_parameters(module)
         with frozen_state(module):
-            clean_loss, direction, trained = clean_gradient(module, loss_fn, X_clean, y_clean, params,
-                                                            clean_margin if clean_weight else 0.0)
+            clean_loss, direction = clean_gradient(module, loss_fn, X_clean, y_clean, params)
             # The JVP pass needs no autograd graph; log-softmax's forward-AD
             # formula also cannot share one with a later backward.
             with torch.no_grad(), fwAD.dual_level():
@@ -48,5 +46,5 @@ class ForwardModeEngine(MetaGradientEngine):
         weights = weigh(alignment, losses)
         y_pred, losses = weighted_backward(module, loss_fn, X, y, weights)
         # the clean gradient, computed above with batch statistics of the clean batch
-        add_clean_gradient(params, trained, clean_weight)
+        add_clean_gradient(params, direction, clean_weight)
         return MetaStep(y_pred, losses.detach(), alignment, weights, clean_loss)

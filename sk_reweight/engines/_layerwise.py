@@ -244,8 +244,7 @@ class LayerwiseEngine(MetaGradientEngine):
     def unsupported_reason(self, module):
         return unsupported_reason(module)
 
-    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0,
-                            clean_margin=0.0):
+    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0):
         # Examples are independent here, so the clean batch rides along in the
         # same forward and truncated backward: rows [:n] train, rows [n:] clean.
         n = len(X)
@@ -306,10 +305,7 @@ class LayerwiseEngine(MetaGradientEngine):
         # they join the weighted gradient at the price of a few more rows
         rows = len(all_losses) if clean_weight else n
         if clean_weight or bool(weights.any()):
-            clean_rows = weights.new_full((rows - n,), clean_weight)
-            if clean_margin and clean_weight:  # fitted clean examples are not trained on
-                clean_rows = clean_rows * (all_losses[n:].detach() > clean_margin).to(clean_rows.dtype)
-            row_weights = torch.cat([weights, clean_rows])
+            row_weights = torch.cat([weights, weights.new_full((rows - n,), clean_weight)])
             for layer, a, delta in calls:
                 wdelta = delta[:rows] * row_weights.view(-1, *([1] * (delta.dim() - 1)))
                 for name, grad in RULES[type(layer)].weighted_grads(layer, a[:rows], wdelta).items():

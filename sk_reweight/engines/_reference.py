@@ -98,16 +98,14 @@ class ReferenceEngine(MetaGradientEngine):
     def unsupported_reason(self, module):
         return None
 
-    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0,
-                            clean_margin=0.0):
+    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0):
         alignment = -lookahead_eps_gradient(module, loss_fn, X, y, X_clean, y_clean)
         params = trainable_parameters(module)
         with frozen_state(module), torch.no_grad():
             losses = loss_fn(module(X), y)
         with frozen_state(module):
-            clean_loss, direction, trained = clean_gradient(module, loss_fn, X_clean, y_clean, params,
-                                                            clean_margin if clean_weight else 0.0)
+            clean_loss, direction = clean_gradient(module, loss_fn, X_clean, y_clean, params)
         weights = weigh(alignment, losses)
         y_pred, losses = weighted_backward(module, loss_fn, X, y, weights)
-        add_clean_gradient(params, trained, clean_weight)
+        add_clean_gradient(params, direction, clean_weight)
         return MetaStep(y_pred, losses.detach(), alignment, weights, clean_loss)
