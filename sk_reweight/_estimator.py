@@ -117,10 +117,9 @@ class ReweightedNeuralNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
         cost: the meta step already computes the clean batch's gradient
         (without updating batch-norm running statistics). ``0``: the clean
         set only steers the weights (the paper). A step whose weights are
-        all zero then still trains on the clean batch. Once the network
-        fits the clean set, its gradient, which steers the weights, fades:
-        on MNIST 4-vs-9 at 99.5% nines ``clean_weight=1`` ended 2-3 points
-        below 0 after 80 epochs.
+        all zero then still trains on the clean batch. It speeds up early
+        training, but once the network fits the clean set, its gradient,
+        which steers the weights, fades (see the README's "Long runs").
     weight_shrinkage : float in [0, 1], default=0.0
         Shrinks each step's learned weights toward plain training's uniform
         weights: ``(1 - weight_shrinkage) * w + weight_shrinkage / n`` (the

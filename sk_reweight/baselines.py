@@ -68,7 +68,18 @@ class Reshape(TransformerMixin, BaseEstimator):
         return np.asarray(X).reshape(len(X), *self.shape)
 
 
-class CleanSetBaseline(ClassifierMixin, BaseEstimator):
+class _WrappedNet(ClassifierMixin, BaseEstimator):
+    """Predictions of the fitted ``estimator_`` (trained on class indices), as ``classes_``."""
+
+    def predict_proba(self, X):
+        check_is_fitted(self)
+        return self.estimator_.predict_proba(X)
+
+    def predict(self, X):
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+class CleanSetBaseline(_WrappedNet):
     """Give an ordinary classifier the ``fit(X, y, *, X_clean, y_clean)`` interface.
 
     Parameters
@@ -145,15 +156,8 @@ class CleanSetBaseline(ClassifierMixin, BaseEstimator):
         self.estimator_ = estimator
         return self
 
-    def predict_proba(self, X):
-        check_is_fitted(self)
-        return self.estimator_.predict_proba(X)
 
-    def predict(self, X):
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
-
-
-class GoldLossCorrection(ClassifierMixin, BaseEstimator):
+class GoldLossCorrection(_WrappedNet):
     """Gold loss correction (Hendrycks, Mazeika, Wilson and Gimpel, NeurIPS 2018).
 
     1. Trains ``estimator`` on the untrusted set ``(X, y)``.
@@ -219,13 +223,6 @@ class GoldLossCorrection(ClassifierMixin, BaseEstimator):
                 criterion=CorrectedCrossEntropy, criterion__corruption=corruption, classes=list(range(k)))
             self.estimator_.fit(np.concatenate([X, X_clean]), np.concatenate([y_enc, yc_enc + k]))
         return self
-
-    def predict_proba(self, X):
-        check_is_fitted(self)
-        return self.estimator_.predict_proba(X)
-
-    def predict(self, X):
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
 
 def make_baselines(module, *, module_params=None, sample_shape=None, lr=1e-3,

@@ -102,7 +102,8 @@ def test_imbalance_noise_quick():
     assert set(payload["head_to_head"]) == set(payload["yeast4"])
     # what the bar chart draws: the sets only
     assert list(load("imbalance_noise").set_stats(payload)) == ["yeast4", "abalone19", "fashion-mnist-lt"]
-    assert sum(r["better"] + r["worse"] for r in payload["head_to_head"].values()) <= 3 * 10
+    n_others = len(payload["yeast4"]) - 1  # every method but the default, in each of 3 cells
+    assert sum(r["better"] + r["worse"] for r in payload["head_to_head"].values()) <= 3 * n_others
     assert sorted(payload["cells"]) == ["abalone19/0", "fashion-mnist-lt/0", "yeast4/0"]
     for name in ("yeast4", "abalone19", "fashion-mnist-lt"):
         stats = payload[name]
