@@ -1,6 +1,4 @@
 """The baseline factory: every method with one interface."""
-from pathlib import Path
-
 import numpy as np
 
 from sk_reweight.baselines import BASELINE_NAMES, make_baselines
