@@ -7,7 +7,7 @@ from .engines import ForwardModeEngine, MetaGradientEngine
 from .exceptions import TrainingDivergedError
 from .weighting import PAPER_EXACT
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "ReweightedNeuralNetClassifier",
