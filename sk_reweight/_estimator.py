@@ -431,9 +431,9 @@ class ReweightedNeuralNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
         with seeded_torch(self.random_state, resume, epochs_done) as torch_state:
             if reinitialize:
                 self.initialize()
-            else:  # options may have changed since: rebuild, keep the learned state
+            else:  # options may have changed since: rebuild, keep what still applies
                 weighting, self.weighting_ = self.weighting_, self._make_weighting()
-                self.weighting_.load_state_dict(weighting.state_dict())
+                self.weighting_.continue_from(weighting)
             check_optimizer_needs_no_closure(self.optimizer_)
             self.weighting_.start(len(data.X), self.device)
             state = make_fit_state(data, self.batch_size, self.clean_batch_size,

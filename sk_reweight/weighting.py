@@ -437,6 +437,11 @@ class Weighting:
         state.update({f"stage_{i}": stage.state_dict() for i, stage in enumerate(self.stages)})
         return state
 
+    def continue_from(self, previous):
+        """Take over ``previous``'s learned state if it has the same parts; else start afresh."""
+        if previous._parts() == self._parts():
+            self.load_state_dict(previous.state_dict())
+
     def load_state_dict(self, state_dict):
         saved = state_dict.get("parts", self._parts())
         if saved != self._parts():
