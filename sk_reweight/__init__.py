@@ -1,5 +1,5 @@
 """Learning to reweight examples (Ren et al., 2018) as a scikit-learn estimator."""
-from . import callbacks, diagnostics, engines, modules, weighting
+from . import callbacks, comparison, diagnostics, engines, model_selection, modules, weighting
 from ._estimator import ReweightedNeuralNetClassifier
 from ._random import RandomStream
 from ._weight_history import WeightHistory
@@ -18,8 +18,10 @@ __all__ = [
     "RandomStream",
     "PAPER_EXACT",
     "callbacks",
+    "comparison",
     "diagnostics",
     "engines",
+    "model_selection",
     "modules",
     "weighting",
 ]

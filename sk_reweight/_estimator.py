@@ -23,7 +23,7 @@ from ._weight_history import WeightHistory
 from .callbacks import FineTuneOnClean, TrainingStage, WeightRecorder
 from .engines import select_engine
 from .exceptions import TrainingDivergedError
-from .modules import MLP
+from .modules import mlp_sized_for
 from .weighting import make_weighting
 
 
@@ -338,23 +338,7 @@ class ReweightedNeuralNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
     def initialize_module(self):
         if self.module is not None:
             return super().initialize_module()
-        if not hasattr(self, "classes_inferred_"):
-            raise ValueError(
-                "module=None builds an MLP sized from the data, so it is created by "
-                "fit(); pass module=... to initialize() before fitting."
-            )
-        kwargs = self.get_params_for("module")
-        taken = sorted({"n_features", "n_classes"} & set(kwargs))
-        if taken:
-            raise ValueError(
-                f"module__{taken[0]} cannot be set with module=None: the default MLP takes "
-                "n_features and n_classes from the data. Pass module=MLP to set them yourself."
-            )
-        self.module_ = MLP(
-            n_features=int(np.prod(self.sample_shape_)),
-            n_classes=len(self.classes_),
-            **kwargs,
-        )
+        self.module_ = mlp_sized_for(self)
         return self
 
     def initialize_criterion(self):
@@ -377,7 +361,8 @@ class ReweightedNeuralNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
     # ------------------------------------------------------------------
     # fitting
 
-    def fit(self, X, y, *, X_clean=None, y_clean=None, sample_weight=None, **fit_params):
+    def fit(self, X, y, *, X_clean=None, y_clean=None, clean_mask=None, sample_weight=None,
+            **fit_params):
         """Train on ``(X, y)`` with weights steered by the clean set.
 
         Re-initialises the network unless ``warm_start=True``.
@@ -392,6 +377,13 @@ class ReweightedNeuralNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
             Small trusted set with the same features as ``X``. Required.
         y_clean : array-like of shape (n_clean,)
             Its labels; each must occur in ``y``.
+        clean_mask : array-like of bool, shape (n_samples,), default=None
+            The other way to give the clean set: ``True`` marks trusted rows
+            of ``X`` (the clean set), the rest are trained on. Because the
+            trusted rows are rows of ``X``, every Pipeline step transforms
+            them and cross-validation slices the mask with ``X``. The same
+            rows given either way give the same fit; ``sample_weights_``
+            then has a column per row of ``X`` (``NaN`` for trusted rows).
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative multipliers of the learned weights (see Notes).
 
@@ -400,9 +392,10 @@ class ReweightedNeuralNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
         self
         """
         reinitialize = not self.warm_start or not self.initialized_
-        return self._fit(X, y, X_clean, y_clean, sample_weight, fit_params, reinitialize, "fit")
+        clean = dict(X_clean=X_clean, y_clean=y_clean, clean_mask=clean_mask)
+        return self._fit(X, y, clean, sample_weight, fit_params, reinitialize, "fit")
 
-    def partial_fit(self, X, y, classes=None, *, X_clean=None, y_clean=None,
+    def partial_fit(self, X, y, classes=None, *, X_clean=None, y_clean=None, clean_mask=None,
                     sample_weight=None, **fit_params):
         """Continue training for ``max_epochs`` epochs without re-initialising.
 
@@ -415,16 +408,17 @@ class ReweightedNeuralNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
         self
         """
         reinitialize = not self.initialized_
-        return self._fit(X, y, X_clean, y_clean, sample_weight, fit_params, reinitialize, "partial_fit")
+        clean = dict(X_clean=X_clean, y_clean=y_clean, clean_mask=clean_mask)
+        return self._fit(X, y, clean, sample_weight, fit_params, reinitialize, "partial_fit")
 
-    def _fit(self, X, y, X_clean, y_clean, sample_weight, fit_params, reinitialize, method):
+    def _fit(self, X, y, clean, sample_weight, fit_params, reinitialize, method):
         if fit_params:
             raise TypeError(
                 f"{method}() got unexpected keyword arguments {sorted(fit_params)}; it takes "
-                "X, y, X_clean, y_clean and sample_weight."
+                "X, y, X_clean, y_clean, clean_mask and sample_weight."
             )
         # a net initialised by hand (e.g. to load parameters) has not seen data yet
-        data = validate_fit_data(self, X, y, X_clean, y_clean, sample_weight,
+        data = validate_fit_data(self, X, y, sample_weight=sample_weight, **clean,
                                  reset=reinitialize or not hasattr(self, "sample_shape_"))
         epochs_done = 0 if reinitialize else len(self.weight_history_)
         resume = None if reinitialize else self.rng_.torch_state
@@ -435,7 +429,7 @@ class ReweightedNeuralNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
                 weighting, self.weighting_ = self.weighting_, self._make_weighting()
                 self.weighting_.continue_from(weighting)
             check_optimizer_needs_no_closure(self.optimizer_)
-            self.weighting_.start(len(data.X), self.device)
+            self.weighting_.start(data.n_rows, self.device)
             state = make_fit_state(data, self.batch_size, self.clean_batch_size,
                                    self.clean_sampling, self.device)
             state.clean_batches.load_state_dict(self.rng_.clean_batches)
@@ -500,6 +494,8 @@ class ReweightedNeuralNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
         if batch_size == -1:
             batch_size = len(dataset)
         positions = getattr(dataset, "indices", None)  # a Subset from train_split
+        if self.fit_state_.rows is not None:  # positions in the X given to fit (clean_mask)
+            positions = self.fit_state_.rows[slice(None) if positions is None else positions]
         sampler = RecordingBatchSampler(
             len(dataset),
             batch_size,

@@ -14,7 +14,9 @@ class FitState:
     ``epochs``: the reweighted epochs of this call; ``epochs_begun``: the
     epochs started so far, all stages included; ``stage``: the
     :class:`~sk_reweight.callbacks.TrainingStage` running now (``None``:
-    reweighted training).
+    reweighted training). ``n_train`` counts the rows of the ``X`` given,
+    trusted rows marked by ``clean_mask`` included; ``rows`` maps training
+    rows to their positions there (``None``: the same).
     """
 
     n_train: int
@@ -27,6 +29,7 @@ class FitState:
     epochs_begun: int = 0
     stage: object = None
     stages: list = field(default_factory=list)
+    rows: object = None
 
     def clean_batch(self):
         idx = self.clean_batches.next_indices().to(self.X_clean.device)
@@ -56,10 +59,13 @@ def make_fit_state(data, batch_size, clean_batch_size, clean_sampling, device):
     else:
         clean_batches = CleanBatchCycler(len(data.X_clean), size)
     sample_weight = None
-    if data.sample_weight is not None:
-        sample_weight = torch.tensor(data.sample_weight, device=device)
+    if data.sample_weight is not None:  # indexed by position in the X given
+        sample_weight = torch.zeros(data.n_rows, device=device)
+        sample_weight[data.rows if data.rows is not None else slice(None)] = torch.tensor(
+            data.sample_weight, device=device)
     return FitState(
-        n_train=len(data.X),
+        n_train=data.n_rows,
+        rows=data.rows,
         X_clean=torch.as_tensor(data.X_clean, device=device),
         y_clean=torch.as_tensor(data.y_clean, device=device),
         clean_batches=clean_batches,

@@ -16,6 +16,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._clean_mask import BOTH_GIVEN, split_clean_rows
 from .engines import frozen_state
 
 MISSING_CLEAN_SET = (
@@ -25,6 +26,16 @@ MISSING_CLEAN_SET = (
     "with metadata routing enabled call {name}().set_fit_request(X_clean=True, "
     "y_clean=True) and Pipeline(..., transform_input=['X_clean']) so preprocessing "
     "is applied to the clean set as well."
+)
+
+# X passed the same check, so the clean set did not go through X's preprocessing
+CLEAN_SET_SKIPPED_PREPROCESSING = (
+    "X is numeric, so the clean set most likely skipped the preprocessing applied to X. "
+    "In a Pipeline either put the trusted rows into X and pass clean_mask (a boolean "
+    "array marking them) instead of X_clean/y_clean: every step then transforms them; "
+    "or enable metadata routing (sklearn.set_config(enable_metadata_routing=True)), "
+    "call set_fit_request(X_clean=True, y_clean=True) on the network and build the "
+    "Pipeline with transform_input=['X_clean']."
 )
 
 # float32 is what torch modules are built with
@@ -38,16 +49,30 @@ class FitData:
     X_clean: np.ndarray
     y_clean: np.ndarray
     sample_weight: np.ndarray
+    rows: np.ndarray = None  # positions of the training rows in the X given (clean_mask)
+    n_rows: int = None  # rows of the X given
+
+    def __post_init__(self):
+        if self.n_rows is None:
+            self.n_rows = len(self.X)
 
 
-def validate_fit_data(estimator, X, y, X_clean, y_clean, sample_weight, reset):
+def validate_fit_data(estimator, X, y, X_clean, y_clean, sample_weight, reset, clean_mask=None):
     """Validate and encode the training and clean sets.
 
     On ``reset`` sets ``n_features_in_`` (and ``feature_names_in_``), the
     classes and the per-example input shape on ``estimator``; otherwise
     checks the data against them. Labels come back encoded as ``int64``
-    indices into ``estimator.classes_``.
+    indices into ``estimator.classes_``. With ``clean_mask`` the trusted rows
+    of ``X`` become the clean set and the others the training set (the
+    checks are those of the same rows given as ``X_clean``).
     """
+    rows = n_rows = None
+    if clean_mask is not None:
+        if X_clean is not None or y_clean is not None:
+            raise ValueError(BOTH_GIVEN)
+        n_rows = len(clean_mask)
+        X, y, X_clean, y_clean, sample_weight, rows = split_clean_rows(X, y, clean_mask, sample_weight)
     X, y = _numeric(validate_data, estimator, X, y, reset=reset, **ARRAY_CHECKS)
     check_classification_targets(y)
     if reset:
@@ -62,7 +87,8 @@ def validate_fit_data(estimator, X, y, X_clean, y_clean, sample_weight, reset):
         raise ValueError(f"{missing} not given. " + MISSING_CLEAN_SET.format(name=type(estimator).__name__))
 
     check_clean_feature_names(estimator, X_clean)
-    X_clean = _numeric(check_array, X_clean, input_name="X_clean", ensure_min_samples=0, **ARRAY_CHECKS)
+    X_clean = _numeric(check_array, X_clean, input_name="X_clean", ensure_min_samples=0,
+                       hint=CLEAN_SET_SKIPPED_PREPROCESSING, **ARRAY_CHECKS)
     # pandas' copy-on-write hands out read-only arrays, which torch warns about
     X_clean = np.require(X_clean, requirements="W")
     if len(X_clean) == 0:
@@ -96,7 +122,7 @@ def validate_fit_data(estimator, X, y, X_clean, y_clean, sample_weight, reset):
             UserWarning,
             stacklevel=3,
         )
-    if len(X_clean) == len(X):
+    if len(X_clean) == len(X) and rows is None:
         warnings.warn(
             "X_clean has as many rows as X. scikit-learn meta-estimators (GridSearchCV, "
             "cross_validate) slice every fit parameter of that length together with X, "
@@ -111,7 +137,7 @@ def validate_fit_data(estimator, X, y, X_clean, y_clean, sample_weight, reset):
         sample_weight = _check_sample_weight(
             sample_weight, X, dtype=np.float32, ensure_non_negative=True
         )
-    return FitData(X, y_enc, X_clean, yc_enc, sample_weight)
+    return FitData(X, y_enc, X_clean, yc_enc, sample_weight, rows, n_rows)
 
 
 def check_clean_feature_names(estimator, X_clean):
@@ -173,7 +199,7 @@ def warn_if_clean_set_scaled_differently(X, X_clean):
         )
 
 
-def _numeric(check, *args, **kwargs):
+def _numeric(check, *args, hint=None, **kwargs):
     """Run a sklearn array check, explaining non-numeric features."""
     try:
         return check(*args, **kwargs)
@@ -182,8 +208,9 @@ def _numeric(check, *args, **kwargs):
             raise
         name = kwargs.get("input_name", "X")
         raise ValueError(
-            f"{name} must be numeric ({exc}). Encode string or categorical features first, "
-            "e.g. with OneHotEncoder or OrdinalEncoder in a Pipeline before the network."
+            f"{name} must be numeric ({exc}). "
+            + (hint or "Encode string or categorical features first, e.g. with OneHotEncoder "
+                       "or OrdinalEncoder in a Pipeline before the network.")
         ) from exc
 
 

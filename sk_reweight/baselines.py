@@ -32,6 +32,12 @@ each gets the same trusted clean set in the way that suits it:
 ==================  ======================================================
 
 The losses are in :mod:`sk_reweight.losses`, each with its reference.
+
+Every method also takes the clean set as trusted rows of ``X``
+(``fit(X, y, clean_mask=mask)``). With ``preprocessing`` each method is a
+Pipeline that starts with (a clone of) it, so raw tables work: fit it with
+``pipe.fit(X, y, method__clean_mask=mask)``, or let
+:func:`sk_reweight.comparison.compare` do it.
 """
 import numpy as np
 import torch
@@ -39,16 +45,20 @@ from imblearn.over_sampling import SMOTE, RandomOverSampler
 from imblearn.pipeline import Pipeline
 from imblearn.under_sampling import RandomUnderSampler
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
+from sklearn.pipeline import Pipeline as SkPipeline
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNetClassifier
 
+from ._clean_mask import BOTH_GIVEN, split_clean_rows
 from ._estimator import ReweightedNeuralNetClassifier
+from ._stacking import as_float32, stack_rows
+from .modules import mlp_sized_for
 from .losses import CorrectedCrossEntropy, FocalLoss, HardBootstrappingLoss, SoftBootstrappingLoss
 from .weighting import PAPER_EXACT, RandomWeighting
 
-__all__ = ["CleanSetBaseline", "GoldLossCorrection", "make_baselines", "BASELINE_NAMES"]
+__all__ = ["BaselineNet", "CleanSetBaseline", "GoldLossCorrection", "make_baselines", "BASELINE_NAMES"]
 
 BASELINE_NAMES = ("plain", "class_weight", "random_over", "random_under", "smote", "clean_only",
                   "concat", "finetune", "cleanlab", "glc", "bootstrap_soft", "bootstrap_hard", "focal",
@@ -66,6 +76,56 @@ class Reshape(TransformerMixin, BaseEstimator):
 
     def transform(self, X):
         return np.asarray(X).reshape(len(X), *self.shape)
+
+
+class BaselineNet(NeuralNetClassifier):
+    """skorch's ``NeuralNetClassifier`` as the baselines use it.
+
+    ``module=None`` builds the estimator's default MLP sized from the data
+    at ``fit`` (``module__*`` parameters other than ``n_features`` and
+    ``n_classes`` go to it), inputs of any float type or a sparse matrix are
+    fed as float32, and the criterion defaults to ``CrossEntropyLoss``
+    (modules return logits).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_reweight.baselines import BaselineNet
+    >>> X = np.random.RandomState(0).randn(40, 3)  # float64 is fine
+    >>> y = (X[:, 0] > 0).astype(np.int64)  # class indices, as skorch takes them
+    >>> net = BaselineNet(max_epochs=2, train_split=None, verbose=0).fit(X, y)
+    >>> net.module_.layers[0].in_features, net.predict(X[:2]).shape
+    (3, (2,))
+    """
+
+    def __init__(self, module=None, *args, criterion=torch.nn.CrossEntropyLoss, **kwargs):
+        super().__init__(module, *args, criterion=criterion, **kwargs)
+
+    def fit(self, X, y=None, **fit_params):
+        X = as_float32(X)
+        if self.module is None:  # initialize() in fit builds the module: it needs the shapes now
+            self.sample_shape_ = X.shape[1:]
+            self.classes_inferred_ = np.unique(np.asarray(y))
+        return super().fit(X, y, **fit_params)
+
+    def initialize_module(self):
+        if self.module is not None:
+            return super().initialize_module()
+        self.module_ = mlp_sized_for(self)
+        return self
+
+    def get_dataset(self, X, y=None):
+        return super().get_dataset(as_float32(X), y)
+
+
+def _clean_set(X, y, X_clean, y_clean, clean_mask):
+    """``X, y, X_clean, y_clean`` from either way of giving the clean set."""
+    if clean_mask is None:
+        return X, y, X_clean, y_clean
+    if X_clean is not None or y_clean is not None:
+        raise ValueError(BOTH_GIVEN)
+    X, y, X_clean, y_clean, _, _ = split_clean_rows(X, y, clean_mask)
+    return X, y, X_clean, y_clean
 
 
 class _WrappedNet(ClassifierMixin, BaseEstimator):
@@ -126,9 +186,11 @@ class CleanSetBaseline(_WrappedNet):
         self.finetune_epochs = finetune_epochs
         self.random_state = random_state
 
-    def fit(self, X, y, *, X_clean=None, y_clean=None):
+    def fit(self, X, y, *, X_clean=None, y_clean=None, clean_mask=None):
+        """Fit on ``(X, y)`` and the clean set (``X_clean, y_clean`` or ``clean_mask``)."""
+        X, y, X_clean, y_clean = _clean_set(X, y, X_clean, y_clean, clean_mask)
         if self.clean_set != "ignore" and (X_clean is None or y_clean is None):
-            raise ValueError(f"clean_set={self.clean_set!r} needs X_clean and y_clean.")
+            raise ValueError(f"clean_set={self.clean_set!r} needs X_clean and y_clean (or clean_mask).")
         encoder = LabelEncoder().fit(np.concatenate([np.asarray(y), np.asarray(y_clean)])
                                      if y_clean is not None else y)
         self.classes_ = encoder.classes_
@@ -137,7 +199,7 @@ class CleanSetBaseline(_WrappedNet):
             "concat": (None, None),
         }[self.clean_set]
         if self.clean_set == "concat":
-            X_fit, y_fit = np.concatenate([X, X_clean]), np.concatenate([y, y_clean])
+            X_fit, y_fit = stack_rows(X, X_clean), np.concatenate([np.asarray(y), np.asarray(y_clean)])
         y_fit = encoder.transform(y_fit)
         estimator = clone(self.estimator)
         if self.class_weight == "balanced":
@@ -203,7 +265,11 @@ class GoldLossCorrection(_WrappedNet):
         self.estimator = estimator
         self.random_state = random_state
 
-    def fit(self, X, y, *, X_clean, y_clean):
+    def fit(self, X, y, *, X_clean=None, y_clean=None, clean_mask=None):
+        """Both trainings on ``(X, y)`` and the clean set (``X_clean, y_clean`` or ``clean_mask``)."""
+        X, y, X_clean, y_clean = _clean_set(X, y, X_clean, y_clean, clean_mask)
+        if X_clean is None or y_clean is None:
+            raise ValueError("GoldLossCorrection needs the trusted set: X_clean and y_clean, or clean_mask.")
         encoder = LabelEncoder().fit(np.concatenate([np.asarray(y), np.asarray(y_clean)]))
         self.classes_ = encoder.classes_
         k = len(self.classes_)
@@ -221,20 +287,24 @@ class GoldLossCorrection(_WrappedNet):
             # trusted examples carry labels k..2k-1: plain cross-entropy for them
             self.estimator_ = clone(self.estimator).set_params(
                 criterion=CorrectedCrossEntropy, criterion__corruption=corruption, classes=list(range(k)))
-            self.estimator_.fit(np.concatenate([X, X_clean]), np.concatenate([y_enc, yc_enc + k]))
+            self.estimator_.fit(stack_rows(X, X_clean), np.concatenate([y_enc, yc_enc + k]))
         return self
 
 
-def make_baselines(module, *, module_params=None, sample_shape=None, lr=1e-3,
+def make_baselines(module=None, *, module_params=None, sample_shape=None, lr=1e-3,
                    optimizer=torch.optim.SGD, optimizer_params=None, max_epochs=10,
                    batch_size=100, finetune_epochs=None, clean_batch_size=None,
-                   reweight_params=None, random_state=0, device="cpu", include=None):
+                   reweight_params=None, random_state=0, device="cpu", include=None,
+                   preprocessing=None):
     """Every method, sharing one network and one training recipe.
 
     Parameters
     ----------
-    module : torch.nn.Module class
-        Built fresh for every fit, with ``module_params``.
+    module : torch.nn.Module class or None, default=None
+        Built fresh for every fit, with ``module_params``. ``None``: the
+        estimator's default :class:`~sk_reweight.modules.MLP`, sized from
+        the (preprocessed) data at fit (``module_params`` may then set
+        ``hidden_units`` and ``dropout``).
     module_params : dict, default=None
         Constructor arguments of ``module`` (e.g. ``{"n_classes": 2}``).
     sample_shape : tuple, default=None
@@ -251,6 +321,13 @@ def make_baselines(module, *, module_params=None, sample_shape=None, lr=1e-3,
     device : str, default='cpu'
     include : iterable of str, default=None
         Names to build (default: all; ``cleanlab`` only if importable).
+    preprocessing : transformer, default=None
+        E.g. a ``ColumnTransformer`` for a DataFrame with categorical
+        columns. Each method then is ``Pipeline([("preprocessing",
+        clone(preprocessing)), ("method", method)])``, fitted with the
+        trusted rows inside ``X``: ``pipe.fit(X, y,
+        method__clean_mask=mask)`` (as :func:`~sk_reweight.comparison.compare`
+        does), so every method sees the same transformed features.
 
     Returns
     -------
@@ -274,7 +351,7 @@ def make_baselines(module, *, module_params=None, sample_shape=None, lr=1e-3,
     )
 
     def net(criterion=torch.nn.CrossEntropyLoss):
-        return NeuralNetClassifier(criterion=criterion, iterator_train__shuffle=True, **recipe)
+        return BaselineNet(criterion=criterion, iterator_train__shuffle=True, **recipe)
 
     def reweighting(**params):
         return ReweightedNeuralNetClassifier(clean_batch_size=clean_batch_size, random_state=random_state,
@@ -315,7 +392,11 @@ def make_baselines(module, *, module_params=None, sample_shape=None, lr=1e-3,
         raise ValueError(f"Unknown baselines {sorted(unknown)}; choose from {list(BASELINE_NAMES)}.")
     if include is not None and "cleanlab" in names and builders["cleanlab"] is None:
         raise ImportError("The 'cleanlab' baseline needs cleanlab: pip install 'sk-reweight[benchmarks]'.")
-    return {name: builders[name]() for name in names if builders[name] is not None}
+    methods = {name: builders[name]() for name in names if builders[name] is not None}
+    if preprocessing is not None:
+        methods = {name: SkPipeline([("preprocessing", clone(preprocessing)), ("method", method)])
+                   for name, method in methods.items()}
+    return methods
 
 
 def _cleanlab_builder(net, baseline, random_state):

@@ -57,6 +57,30 @@ class MLP(nn.Module):
         return self.layers(X.flatten(1))
 
 
+def mlp_sized_for(net):
+    """The default network of ``module=None``: an :class:`MLP` sized from the data ``net`` saw.
+
+    ``net`` is a classifier being fitted (it knows ``sample_shape_`` and
+    ``classes_``); its ``module__*`` parameters go to the MLP.
+    """
+    if not hasattr(net, "classes_inferred_"):
+        raise ValueError(
+            "module=None builds an MLP sized from the data, so it is created by "
+            "fit(); pass module=... to initialize() before fitting."
+        )
+    kwargs = net.get_params_for("module")
+    taken = sorted({"n_features", "n_classes"} & set(kwargs))
+    if taken:
+        raise ValueError(
+            f"module__{taken[0]} cannot be set with module=None: the default MLP takes "
+            "n_features and n_classes from the data. Pass module=MLP to set them yourself."
+        )
+    n_features = 1
+    for size in net.sample_shape_:
+        n_features *= int(size)
+    return MLP(n_features=n_features, n_classes=len(net.classes_), **kwargs)
+
+
 class LeNet(nn.Module):
     """LeNet-5 style convolutional network for small images ``(n, C, H, W)``.
 

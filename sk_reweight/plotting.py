@@ -5,7 +5,7 @@ axes, so plots compose into figures of your own.
 """
 import numpy as np
 
-__all__ = ["plot_weight_history", "plot_weight_distribution", "plot_training_curves"]
+__all__ = ["plot_weight_history", "plot_weight_distribution", "plot_training_curves", "plot_comparison"]
 
 
 def _pyplot():
@@ -169,6 +169,48 @@ def plot_training_curves(net, *, axes=None):
     acc_ax.set_title("Accuracy and zero weights")
     acc_ax.legend(fontsize="small")
     return loss_ax, acc_ax
+
+
+def plot_comparison(results, *, metric="balanced_accuracy", reference="reweight", ax=None):
+    """Each method's scores over the cells of a comparison, best mean on top.
+
+    Parameters
+    ----------
+    results : DataFrame
+        ``sk_reweight.comparison.compare(...).results`` (or several
+        concatenated): columns ``method`` and ``metric``.
+    metric : str, default='balanced_accuracy'
+    reference : str or None, default='reweight'
+        Drawn in a second colour, with its mean as a vertical line.
+    ax : matplotlib Axes, default=None
+
+    Returns
+    -------
+    matplotlib Axes
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from sk_reweight.plotting import plot_comparison
+    >>> results = pd.DataFrame({"method": ["plain", "reweight"] * 2, "seed": [0, 0, 1, 1],
+    ...                         "balanced_accuracy": [0.7, 0.8, 0.72, 0.79]})
+    >>> plot_comparison(results).get_xlabel()
+    'balanced_accuracy'
+    """
+    means = results.groupby("method", sort=False)[metric].mean().sort_values()
+    ax = _axes(ax, figsize=(6.4, 0.9 + 0.32 * len(means)))
+    jitter = np.random.RandomState(0)
+    for rank, (method, mean) in enumerate(means.items()):
+        scores = results.loc[results["method"] == method, metric].to_numpy(dtype=float)
+        colour = "C1" if method == reference else "C0"
+        ax.scatter(scores, rank + jitter.uniform(-0.12, 0.12, len(scores)), s=14, alpha=0.6, color=colour)
+        ax.plot([mean, mean], [rank - 0.3, rank + 0.3], color=colour, linewidth=2.5)
+        if method == reference:
+            ax.axvline(mean, color=colour, linewidth=0.8, linestyle="--")
+    ax.set_yticks(range(len(means)), list(means.index))
+    ax.set_xlabel(metric)
+    ax.set_title("Each dot one cell (data set, seed); bar: mean")
+    return ax
 
 
 def _plot_series(ax, history, epochs, key, label, **style):

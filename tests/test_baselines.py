@@ -1,5 +1,7 @@
 """The baseline factory: every method with one interface."""
 import numpy as np
+import pytest
+from sklearn.base import clone
 
 from sk_reweight.baselines import BASELINE_NAMES, make_baselines
 from sk_reweight.modules import MLP
@@ -82,3 +84,30 @@ def test_meta_weight_net_is_its_own_row():
     params = est["meta_weight_net"].get_params()
     assert params["weighting"] == "meta_net" and params["clean_weight"] == 0
     assert est["reweight"].get_params()["weighting"] == "alignment"
+
+
+def test_baseline_net_sizes_the_default_mlp_from_the_data_and_takes_any_table():
+    import scipy.sparse
+
+    from sk_reweight.baselines import BaselineNet
+
+    X = np.random.RandomState(0).randn(60, 5)  # float64
+    y = (X[:, 0] > 0).astype(np.int64)
+    net = BaselineNet(module__hidden_units=(8,), max_epochs=2, train_split=None, verbose=0).fit(X, y)
+    assert net.module_.layers[0].in_features == 5 and net.module_.layers[0].out_features == 8
+    assert net.predict_proba(scipy.sparse.csr_matrix(X)).shape == (60, 2)
+    with pytest.raises(ValueError, match="module__n_features cannot be set with module=None"):
+        BaselineNet(module__n_features=5, max_epochs=1, verbose=0).fit(X, y)
+
+
+@pytest.mark.parametrize("name", ["concat", "finetune", "glc", "reweight"])
+def test_baselines_take_the_clean_set_as_a_mask_with_the_same_result(name):
+    X = np.random.RandomState(0).randn(200, 4).astype(np.float32)
+    y = np.where(X[:, 0] > 0, "b", "a")
+    mask = np.arange(200) >= 170
+    method = make_baselines(lr=0.05, max_epochs=2, include=[name])[name]
+    by_mask = clone(method).fit(X, y, clean_mask=mask)
+    by_arrays = clone(method).fit(X[~mask], y[~mask], X_clean=X[mask], y_clean=y[mask])
+    np.testing.assert_array_equal(by_mask.predict_proba(X), by_arrays.predict_proba(X))
+    with pytest.raises(ValueError, match="one way"):
+        clone(method).fit(X, y, X_clean=X[mask], y_clean=y[mask], clean_mask=mask)

@@ -11,7 +11,8 @@ matplotlib.use("Agg")
 PUBLIC = ["sk_reweight", "sk_reweight.modules", "sk_reweight.datasets", "sk_reweight.corruption",
           "sk_reweight.baselines", "sk_reweight.plotting", "sk_reweight.weighting",
           "sk_reweight.engines", "sk_reweight.callbacks", "sk_reweight.diagnostics",
-          "sk_reweight.exceptions", "sk_reweight.losses"]
+          "sk_reweight.exceptions", "sk_reweight.losses", "sk_reweight.model_selection",
+          "sk_reweight.comparison"]
 MODULES = PUBLIC + ["sk_reweight._estimator", "sk_reweight._weight_history", "sk_reweight._random",
                     "sk_reweight.engines._base", "sk_reweight.engines._jvp",
                     "sk_reweight.engines._layerwise", "sk_reweight.engines._reference",

@@ -66,3 +66,15 @@ def test_verbose_2_shows_progress_bars_with_clean_loss_and_zero_share(fitted, ca
     assert "weight_zero_frac" in capsys.readouterr().out  # verbose >= 1: the per-epoch table
     names = [n for n, _ in ReweightedNeuralNetClassifier(verbose=1)._default_callbacks]
     assert "progress_bar" not in names
+
+
+def test_plot_comparison_orders_methods_by_mean():
+    import pandas as pd
+
+    from sk_reweight.plotting import plot_comparison
+
+    results = pd.DataFrame({"method": ["plain", "reweight", "smote"] * 2, "seed": [0, 0, 0, 1, 1, 1],
+                            "balanced_accuracy": [0.6, 0.9, 0.7, 0.62, 0.88, 0.72]})
+    ax = plot_comparison(results)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["plain", "smote", "reweight"]
+    assert len(ax.collections) == 3  # one scatter per method
