@@ -4,7 +4,7 @@ Every corruption returns which examples it changed, so that benchmarks can
 score how well the learned weights find them.
 """
 import numpy as np
-from sklearn.utils import check_random_state
+from sklearn.utils import _safe_indexing, check_random_state
 
 __all__ = [
     "flip_labels_uniform",
@@ -13,6 +13,7 @@ __all__ = [
     "long_tailed_counts",
     "make_imbalanced",
     "train_clean_split",
+    "draw_clean_mask",
 ]
 
 
@@ -191,17 +192,64 @@ def make_imbalanced(X, y, *, proportions=None, imbalance_factor=None, random_sta
     return X[kept], y[kept], kept
 
 
-def train_clean_split(X, y, clean_size, *, random_state=None):
-    """Draw a class-balanced trusted clean set *before* any corruption.
+def draw_clean_mask(y, clean_size, *, random_state=None):
+    """Mark a class-balanced trusted set among the rows of ``y``, *before* any corruption.
 
     Parameters
     ----------
+    y : array-like of shape (n,)
     clean_size : int
-        Total size, split as evenly as possible across the classes of ``y``.
+        Number of trusted rows, split as evenly as possible across the
+        classes of ``y``.
+    random_state : int, RandomState or None
 
     Returns
     -------
-    X_train, X_clean, y_train, y_clean : arrays
+    clean_mask : ndarray of bool, shape (n,)
+        ``True`` for the trusted rows: pass it as ``fit(X, y, clean_mask=...)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_reweight.corruption import draw_clean_mask
+    >>> mask = draw_clean_mask(np.repeat(["a", "b"], 10), 4, random_state=0)
+    >>> int(mask.sum()), int(mask[:10].sum())
+    (4, 2)
+    """
+    y = np.asarray(y)
+    mask = np.zeros(len(y), bool)
+    mask[_draw_clean_rows(y, clean_size, check_random_state(random_state))] = True
+    return mask
+
+
+def _draw_clean_rows(y, clean_size, rng):
+    """Trusted row indices, class by class."""
+    classes, counts = np.unique(y, return_counts=True)
+    per_class = np.full(len(classes), clean_size // len(classes))
+    per_class[rng.permutation(len(classes))[: clean_size % len(classes)]] += 1
+    if (per_class > counts).any():
+        raise ValueError(f"clean_size={clean_size} needs more examples of some class than y has.")
+    return np.concatenate([
+        rng.choice(np.flatnonzero(y == c), n, replace=False) for c, n in zip(classes, per_class)
+    ])
+
+
+def train_clean_split(X, y, clean_size, *, random_state=None):
+    """Draw a class-balanced trusted clean set *before* any corruption.
+
+    The rows :func:`draw_clean_mask` marks, split off.
+
+    Parameters
+    ----------
+    X : array-like or DataFrame of shape (n, ...)
+    y : array-like of shape (n,)
+    clean_size : int
+        Total size, split as evenly as possible across the classes of ``y``.
+    random_state : int, RandomState or None
+
+    Returns
+    -------
+    X_train, X_clean, y_train, y_clean : arrays (DataFrames stay DataFrames)
         Disjoint; the clean set has ``clean_size`` examples.
 
     Examples
@@ -214,17 +262,9 @@ def train_clean_split(X, y, clean_size, *, random_state=None):
     (16, array([2, 2]))
     """
     y = np.asarray(y)
-    rng = check_random_state(random_state)
-    classes, counts = np.unique(y, return_counts=True)
-    per_class = np.full(len(classes), clean_size // len(classes))
-    per_class[rng.permutation(len(classes))[: clean_size % len(classes)]] += 1
-    if (per_class > counts).any():
-        raise ValueError(f"clean_size={clean_size} needs more examples of some class than y has.")
-    clean = np.concatenate([
-        rng.choice(np.flatnonzero(y == c), n, replace=False) for c, n in zip(classes, per_class)
-    ])
+    clean = _draw_clean_rows(y, clean_size, check_random_state(random_state))
     train = np.setdiff1d(np.arange(len(y)), clean)
-    return X[train], X[clean], y[train], y[clean]
+    return _safe_indexing(X, train), _safe_indexing(X, clean), y[train], y[clean]
 
 
 def _check_rate(rate):

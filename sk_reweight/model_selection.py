@@ -4,17 +4,19 @@ With noisy labels a score on held-out noisy rows measures agreement with the
 noise; the trusted rows are the only labels to score on. :class:`CleanSetKFold`
 makes scikit-learn's searches and cross-validation do that.
 """
+import inspect
 import numbers
 
 import numpy as np
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.model_selection._split import BaseCrossValidator
+from sklearn.pipeline import Pipeline
 from sklearn.utils import metadata_routing
 from sklearn.utils.validation import _num_samples
 
 from ._clean_mask import check_clean_mask
 
-__all__ = ["CleanSetKFold"]
+__all__ = ["CleanSetKFold", "request_clean_mask"]
 
 NO_MASK = (
     "CleanSetKFold needs clean_mask (a boolean array marking the trusted rows of X) in "
@@ -121,3 +123,45 @@ class CleanSetKFold(BaseCrossValidator):
     def get_n_splits(self, X=None, y=None, groups=None, clean_mask=None):
         """The number of splits, ``n_splits``."""
         return self.n_splits
+
+
+def request_clean_mask(estimator):
+    """Ask for ``clean_mask`` in ``fit``, through Pipelines, under metadata routing.
+
+    Sets ``set_fit_request(clean_mask=True)`` on ``estimator``, or on the
+    last step of a (nested) Pipeline, so that with
+    ``sklearn.set_config(enable_metadata_routing=True)`` a search or
+    ``cross_validate`` passes the sliced mask on to it.
+
+    Parameters
+    ----------
+    estimator : estimator or Pipeline
+        Its final estimator must take ``clean_mask`` in ``fit``.
+
+    Returns
+    -------
+    estimator
+        The same object.
+
+    Examples
+    --------
+    >>> import sklearn
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from sk_reweight import ReweightedNeuralNetClassifier
+    >>> from sk_reweight.model_selection import request_clean_mask
+    >>> with sklearn.config_context(enable_metadata_routing=True):
+    ...     pipe = request_clean_mask(make_pipeline(StandardScaler(), ReweightedNeuralNetClassifier()))
+    ...     pipe.get_metadata_routing().consumes("fit", ["clean_mask"])
+    {'clean_mask'}
+    """
+    final = estimator
+    while isinstance(final, Pipeline):
+        final = final.steps[-1][1]
+    if "clean_mask" not in inspect.signature(final.fit).parameters:
+        raise TypeError(
+            f"{type(final).__name__}.fit takes no clean_mask; wrap it in "
+            "sk_reweight.baselines.CleanSetBaseline to give it the clean set."
+        )
+    final.set_fit_request(clean_mask=True)
+    return estimator

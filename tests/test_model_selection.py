@@ -110,3 +110,19 @@ def test_without_labels_the_trusted_rows_are_split_unstratified():
     X, _, mask = _problem()
     tests = [test for _, test in CleanSetKFold(5).split(X, clean_mask=mask)]
     assert sorted(len(t) for t in tests) == [8] * 5 and CleanSetKFold(5).get_n_splits() == 5
+
+
+def test_request_clean_mask_reaches_the_last_step_of_nested_pipelines():
+    from sklearn.linear_model import LogisticRegression
+
+    from sk_reweight.baselines import CleanSetBaseline
+    from sk_reweight.model_selection import request_clean_mask
+
+    X, y, mask = _problem()
+    with sklearn.config_context(enable_metadata_routing=True):
+        inner = make_pipeline(StandardScaler(), CleanSetBaseline(LogisticRegression()))
+        pipe = request_clean_mask(make_pipeline(StandardScaler(), inner))
+        result = cross_validate(pipe, X, y, cv=CleanSetKFold(4), params={"clean_mask": mask})
+        assert (result["test_score"] > 0.8).all()
+        with pytest.raises(TypeError, match="takes no clean_mask; wrap it in .*CleanSetBaseline"):
+            request_clean_mask(make_pipeline(StandardScaler(), LogisticRegression()))
