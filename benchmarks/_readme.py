@@ -12,3 +12,11 @@ def update_readme(block, content):
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
     README.write_text(f"{head}{start}\n{content}{end}{tail}")
+
+
+if __name__ == "__main__":
+    # python benchmarks/_readme.py NAME: show results/NAME.md (as a run with --update-readme would)
+    import sys
+
+    for name in sys.argv[1:]:
+        update_readme(name.replace("_", "-"), (README.parent / "benchmarks" / "results" / f"{name}.md").read_text())

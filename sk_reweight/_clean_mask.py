@@ -20,7 +20,10 @@ def check_clean_mask(clean_mask, n_samples):
     if mask.shape != (n_samples,):
         raise ValueError(
             f"clean_mask has shape {mask.shape} but X has {n_samples} rows; it needs one "
-            "entry per row of X (True: trusted row)."
+            "entry per row of X (True: trusted row). A step before this one that adds or "
+            "drops rows (a sampler such as SMOTE) misaligns the mask: resample inside the "
+            "method instead, e.g. sk_reweight.baselines.CleanSetBaseline(make_pipeline(SMOTE(), net)), "
+            "which resamples only the rows it trains on."
         )
     if mask.all() or not mask.any():
         which = "every" if mask.all() else "no"

@@ -12,7 +12,8 @@ each gets the same trusted clean set in the way that suits it:
 ``random_over``     training + clean set, imbalanced-learn RandomOverSampler
 ``random_under``    training + clean set, RandomUnderSampler
 ``smote``           training + clean set, SMOTE
-``clean_only``      clean set only
+``clean_only``      clean set only, for as many optimizer steps as the
+                    others take on the training set
 ``concat``          training + clean set, plain training
 ``finetune``        plain training, then fine-tuning on the clean set
 ``cleanlab``        training + clean set, cleanlab's CleanLearning around the
@@ -39,6 +40,8 @@ Pipeline that starts with (a clone of) it, so raw tables work: fit it with
 ``pipe.fit(X, y, method__clean_mask=mask)``, or let
 :func:`sk_reweight.comparison.compare` do it.
 """
+import math
+
 import numpy as np
 import torch
 from imblearn.over_sampling import SMOTE, RandomOverSampler
@@ -153,6 +156,12 @@ class CleanSetBaseline(_WrappedNet):
         passed as ``criterion__weight`` to the network (``net__`` in a Pipeline).
     finetune_epochs : int, default=10
         Epochs on the clean set for ``clean_set='finetune'``.
+    clean_only_steps : {'training_set', 'epochs'}, default='training_set'
+        For ``clean_set='only'`` with a network (``max_epochs`` and
+        ``batch_size`` parameters): ``'training_set'`` trains for as many
+        optimizer steps as ``max_epochs`` epochs over the training set take
+        (a clean set of one batch would otherwise get ``max_epochs`` steps);
+        ``'epochs'`` for ``max_epochs`` epochs of the clean set.
     random_state : int or None, default=None
         Seeds torch for the fit (torch's global state is restored after).
 
@@ -179,11 +188,12 @@ class CleanSetBaseline(_WrappedNet):
     """
 
     def __init__(self, estimator, clean_set="concat", class_weight=None, finetune_epochs=10,
-                 random_state=None):
+                 clean_only_steps="training_set", random_state=None):
         self.estimator = estimator
         self.clean_set = clean_set
         self.class_weight = class_weight
         self.finetune_epochs = finetune_epochs
+        self.clean_only_steps = clean_only_steps
         self.random_state = random_state
 
     def fit(self, X, y, *, X_clean=None, y_clean=None, clean_mask=None):
@@ -208,6 +218,8 @@ class CleanSetBaseline(_WrappedNet):
             weights[present] = compute_class_weight("balanced", classes=present, y=y_fit)
             key = "net__criterion__weight" if isinstance(estimator, Pipeline) else "criterion__weight"
             estimator.set_params(**{key: torch.as_tensor(weights)})
+        if self.clean_set == "only" and self.clean_only_steps == "training_set":
+            _match_steps(estimator, n_train=len(y), n_fit=len(y_fit))
         with torch.random.fork_rng(devices=[]):
             if self.random_state is not None:
                 torch.manual_seed(self.random_state)
@@ -217,6 +229,17 @@ class CleanSetBaseline(_WrappedNet):
                 estimator.partial_fit(X_clean, encoder.transform(y_clean))
         self.estimator_ = estimator
         return self
+
+
+def _match_steps(estimator, n_train, n_fit):
+    """Set a network's epochs on ``n_fit`` rows to the optimizer steps of its epochs on ``n_train``."""
+    prefix = "net__" if isinstance(estimator, Pipeline) else ""
+    params = estimator.get_params()
+    batch_size, epochs = params.get(prefix + "batch_size"), params.get(prefix + "max_epochs")
+    if batch_size is None or epochs is None or batch_size == -1:
+        return
+    steps = epochs * math.ceil(n_train / batch_size)
+    estimator.set_params(**{prefix + "max_epochs": math.ceil(steps / math.ceil(n_fit / batch_size))})
 
 
 class GoldLossCorrection(_WrappedNet):

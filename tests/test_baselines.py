@@ -111,3 +111,15 @@ def test_baselines_take_the_clean_set_as_a_mask_with_the_same_result(name):
     np.testing.assert_array_equal(by_mask.predict_proba(X), by_arrays.predict_proba(X))
     with pytest.raises(ValueError, match="one way"):
         clone(method).fit(X, y, X_clean=X[mask], y_clean=y[mask], clean_mask=mask)
+
+
+def test_clean_only_gets_the_optimizer_steps_of_the_training_set():
+    X = np.random.RandomState(0).randn(430, 3).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    method = make_baselines(MLP, module_params=dict(n_features=3, n_classes=2), max_epochs=3,
+                            batch_size=100, include=["clean_only"])["clean_only"]
+    fitted = clone(method).fit(X[30:], y[30:], X_clean=X[:30], y_clean=y[:30])
+    # 3 epochs of 400 rows in batches of 100 = 12 steps; the clean set is one batch
+    assert len(fitted.estimator_.history) == 12
+    own = clone(method).set_params(clean_only_steps="epochs").fit(X[30:], y[30:], X_clean=X[:30], y_clean=y[:30])
+    assert len(own.estimator_.history) == 3

@@ -119,3 +119,14 @@ def test_a_clean_set_that_skipped_the_preprocessing_is_explained(small_data):
     raw_clean = pd.DataFrame({"colour": ["red"] * len(y_clean)})
     with pytest.raises(ValueError, match="skipped the preprocessing.*clean_mask.*transform_input"):
         _net().fit(X_train, y_train, X_clean=raw_clean.to_numpy(), y_clean=y_clean)
+
+
+def test_a_sampler_before_the_network_is_explained(small_data):
+    from imblearn.over_sampling import RandomOverSampler
+    from imblearn.pipeline import make_pipeline as make_imb_pipeline
+
+    X, y, mask = _interleaved(small_data)
+    y = np.where(np.arange(len(y)) % 5 == 0, 1, 0)  # imbalanced, so the sampler adds rows
+    pipe = make_imb_pipeline(RandomOverSampler(random_state=0), _net())
+    with pytest.raises(ValueError, match="misaligns the mask.*CleanSetBaseline"):
+        pipe.fit(X, y, reweightedneuralnetclassifier__clean_mask=mask)
