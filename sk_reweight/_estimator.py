@@ -1,5 +1,4 @@
 """The learning-to-reweight estimator: skorch's fit loop wired to engines, weighting and callbacks."""
-import math
 import numbers
 from functools import partial
 
@@ -12,6 +11,7 @@ from skorch.utils import TeeGenerator, to_tensor
 
 from . import diagnostics
 from ._device import AutoDeviceMixin
+from ._divergence import check_outputs_are_finite, check_step_is_finite, explain
 from ._dataset import ArrayDataset, EncodedLabelDataset, collate_batch
 from ._fit_state import make_fit_state
 from ._params import check_optimizer_needs_no_closure, check_reweighting_params
@@ -170,6 +170,17 @@ class ReweightedNeuralNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
         types of your own with :func:`~sk_reweight.engines.register_layer_rule`)
         and it agrees with ``'jvp'`` on the first batch (else warns and uses
         ``'jvp'``); the choice is in ``meta_engine_``.
+    on_divergence : {'raise', 'skip'}, default='raise'
+        What a non-finite loss, meta-gradient or optimizer step (or, after
+        the last step, non-finite outputs on the clean set) does. Either way
+        the parameters and optimizer state go back to those from before the
+        last optimizer step, the last that gave a finite loss (they are
+        copied before every step), so a model never predicts NaN from
+        diverged training. ``'raise'``: stop with
+        :class:`~sk_reweight.TrainingDivergedError` naming the epoch and
+        batch. ``'skip'``: skip the step and train on (counted in the
+        history's ``diverged_steps``); a step that diverges before any
+        optimizer step was taken still raises.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling, clean batches and dropout,
         so that the same seed gives identical weights and predictions on
@@ -289,6 +300,7 @@ class ReweightedNeuralNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
         zero_weights="skip",
         finetune_epochs=0,
         meta_engine="auto",
+        on_divergence="raise",
         random_state=None,
         train_split=None,
         device="auto",
@@ -317,6 +329,7 @@ class ReweightedNeuralNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
         self.zero_weights = zero_weights
         self.finetune_epochs = finetune_epochs
         self.meta_engine = meta_engine
+        self.on_divergence = on_divergence
         self.random_state = random_state
 
     @property
@@ -438,6 +451,10 @@ class ReweightedNeuralNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
             self.meta_engine_ = self._select_engine(data)
             try:
                 super().partial_fit(data.X, data.y, _routing_method=method)
+                try:  # the last step has no next loss to check it
+                    check_outputs_are_finite(self.module_, state.X_clean, len(self.history))
+                except TrainingDivergedError as exc:
+                    self._diverged(exc)
             finally:
                 self.rng_.keep(torch_state(), state.clean_batches)
                 del self.fit_state_
@@ -569,14 +586,7 @@ class ReweightedNeuralNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
             self.module_, self._loss_fn, Xi, yi, X_clean, y_clean, weigh, clean_weight=self.clean_weight
         )
         loss = step.losses.mean()
-        # one host sync checks both: a non-finite alignment turns the sum NaN
-        if not math.isfinite((loss + 0 * step.alignment.sum()).item()):
-            raise TrainingDivergedError(
-                f"Training diverged in epoch {len(self.history)}, batch "
-                f"{len(self.history[-1, 'batches'])}: the training loss is {loss.item()} "
-                "(or the meta-gradient is not finite). The parameters are those from before "
-                "this step. Lower the learning rate or check the inputs' scale."
-            )
+        check_step_is_finite(loss, step.alignment, len(self.history), len(self.history[-1, "batches"]))
         # one copy to the host serves the weight record and the batch summaries
         scaled, alignment = torch.stack([step.weights * len(Xi), step.alignment.to(step.weights.dtype)]).cpu().numpy()
         skipped = not scaled.any() and not self.clean_weight
@@ -584,18 +594,34 @@ class ReweightedNeuralNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
                 "alignment": alignment, "positions": positions, "clean_loss": step.clean_loss}
 
     def train_step(self, batch, **fit_params):
-        """One training step; the optimizer is not stepped when all weights are 0."""
+        """One training step; the optimizer is not stepped when all weights are 0.
+
+        A non-finite loss puts the parameters and optimizer state back to the
+        last that gave a finite loss, then raises or (``on_divergence='skip'``)
+        skips the step.
+        """
         self._zero_grad_optimizer()
-        step = self.train_step_single(batch, **fit_params)
-        self.notify(
-            "on_grad_computed",
-            named_parameters=TeeGenerator(self.get_all_learnable_params()),
-            batch=batch,
-            training=True,
-        )
+        try:
+            step = self.train_step_single(batch, **fit_params)
+        except TrainingDivergedError as exc:
+            return self._diverged(exc, batch)
+        self.notify("on_grad_computed", named_parameters=TeeGenerator(self.get_all_learnable_params()),
+                    batch=batch, training=True)
         if not step["skipped"]:
-            self._step_optimizer(None)
+            self.fit_state_.last_finite.save(self.module_, self.optimizer_)
+            try:
+                self._step_optimizer(None)
+            except RuntimeError as exc:  # e.g. Adam's step size overflowing float
+                return self._diverged(TrainingDivergedError(f"The optimizer step failed: {exc}."), batch)
         return step
+
+    def _diverged(self, exc, batch=None):
+        restored = self.fit_state_.last_finite.restore(self.module_, self.optimizer_)
+        if self.on_divergence == "raise" or not restored:
+            raise explain(exc, restored) from exc
+        self._zero_grad_optimizer()
+        y_pred = None if batch is None else self.evaluation_step(batch, training=True)
+        return {"loss": torch.tensor(float("nan")), "y_pred": y_pred, "skipped": True, "diverged": True}
 
     # ------------------------------------------------------------------
     # results

@@ -2,6 +2,7 @@
 import inspect
 import numbers
 
+from ._divergence import DIVERGENCE_POLICIES
 from .engines import MetaGradientEngine
 from .weighting import WeightingPolicy
 
@@ -31,6 +32,10 @@ def check_reweighting_params(estimator):
     if estimator.zero_weights not in ZERO_WEIGHT_POLICIES:
         raise ValueError(
             f"zero_weights={estimator.zero_weights!r} is not one of {list(ZERO_WEIGHT_POLICIES)}."
+        )
+    if estimator.on_divergence not in DIVERGENCE_POLICIES:
+        raise ValueError(
+            f"on_divergence={estimator.on_divergence!r} is not one of {list(DIVERGENCE_POLICIES)}."
         )
     if estimator.clean_sampling not in CLEAN_SAMPLINGS:
         raise ValueError(

@@ -46,7 +46,9 @@ class WeightRecorder(Callback):
             net.weight_history_.new_epoch(net.fit_state_.n_train)
 
     def on_batch_end(self, net, training=False, weights=None, alignment=None, positions=None,
-                     skipped=False, clean_loss=None, **kwargs):
+                     skipped=False, clean_loss=None, diverged=False, **kwargs):
+        if training and diverged:  # on_divergence='skip': the step was skipped
+            net.history.record_batch("diverged", True)
         if not training or weights is None:
             return
         net.weight_history_.record(positions, weights, alignment)
@@ -65,6 +67,7 @@ class WeightRecorder(Callback):
         )
         batches = net.history[-1, "batches"]
         net.history.record("skipped_batches", int(sum(b.get("skipped", 0) for b in batches)))
+        net.history.record("diverged_steps", int(sum(b.get("diverged", 0) for b in batches)))
 
 
 class TrainingStage(Callback):

@@ -45,7 +45,7 @@ def test_early_stopping_keeps_whole_epochs(small_data):
     assert not np.isnan(net.sample_weights_).any()
 
 
-def test_divergence_keeps_state_from_before_the_failing_step(small_data):
+def test_divergence_keeps_the_last_state_with_a_finite_loss(small_data):
     X, y, Xc, yc = small_data
     snapshots = []
 
@@ -54,12 +54,15 @@ def test_divergence_keeps_state_from_before_the_failing_step(small_data):
             if training:
                 snapshots.append([p.detach().clone() for p in net.module_.parameters()])
 
+    # zero_weights='uniform': every batch steps, so the state saved last is from before the previous step
     net = ReweightedNeuralNetClassifier(max_epochs=5, lr=1e12, optimizer=torch.optim.SGD, batch_size=16,
-                                        random_state=0, callbacks=[Snapshot()])
+                                        zero_weights="uniform", random_state=0, callbacks=[Snapshot()])
     with pytest.raises(TrainingDivergedError, match=r"epoch (\d+), batch (\d+)") as info:
         net.fit(X * 1e3, y, X_clean=Xc * 1e3, y_clean=yc)
-    for before, now in zip(snapshots[-1], net.module_.parameters()):
+    assert len(snapshots) >= 2
+    for before, now in zip(snapshots[-2], net.module_.parameters()):
         assert torch.equal(before, now)
+    assert np.isfinite(net.predict_proba(X)).all()
     import re
     epoch = int(re.search(r"epoch (\d+)", str(info.value)).group(1))
     assert net.sample_weights_.shape[0] == epoch == len(net.history)
