@@ -14,6 +14,7 @@ from ._device import AutoDeviceMixin
 from ._divergence import check_outputs_are_finite, check_step_is_finite, explain
 from ._dataset import ArrayDataset, EncodedLabelDataset, collate_batch
 from ._fit_state import make_fit_state
+from ._persistence import PersistenceMixin
 from ._params import check_optimizer_needs_no_closure, check_reweighting_params
 from ._random import RandomStream, seeded_torch
 from ._sampling import RecordingBatchSampler
@@ -32,7 +33,7 @@ def _serves_batches(dataset):
     return isinstance(getattr(dataset, "dataset", dataset), (EncodedLabelDataset, ArrayDataset))
 
 
-class ReweightedNeuralNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
+class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNetClassifier):
     """Neural network classifier trained by learning to reweight examples.
 
     Implements Ren, Zeng, Yang and Urtasun, "Learning to Reweight Examples
@@ -263,7 +264,14 @@ class ReweightedNeuralNetClassifier(AutoDeviceMixin, NeuralNetClassifier):
     ``load_params`` and skorch's ``Checkpoint``: ``f_params``,
     ``f_optimizer``, ``f_history``, ``f_weight_history``, ``f_weighting``
     and ``f_rng``; a model restored from all six continues training
-    exactly as the saved one would.
+    exactly as the saved one would. Each file is written to a temporary file
+    and renamed over the old one (a failed save keeps the last good file);
+    ``f_params`` also holds the classes, the input shape and a checksum, so
+    ``load_params`` on a new estimator (``module=None`` included; no
+    ``initialize()`` needed) restores a model that predicts the same labels,
+    and refuses damaged files or another network's parameters, leaving the
+    model unchanged. Never unpickle a file you do not trust: a pickle runs
+    code; ``load_params`` reads tensors only (torch's weights-only loading).
 
     Inputs are converted to float32 arrays: 2-d tabular data or n-d arrays
     such as images ``(n, C, H, W)``; skorch ``Dataset`` objects and dicts

@@ -1,0 +1,189 @@
+"""``save_params``/``load_params`` that never leave half-written files or half-loaded models.
+
+- Every file given as a path is written to a temporary file in the same
+  folder, flushed to disk and renamed over the old one, so a failed or
+  killed save leaves the previous file whole.
+- ``f_params`` also holds what ``predict`` needs besides the network (the
+  classes and the input shape), so ``load_params`` restores a model that
+  predicts the user's labels, and builds the default MLP of ``module=None``;
+  and a SHA-256 checksum of the parameters, so damaged bits are refused.
+- ``load_params`` reads every file (with torch's weights-only loading) and
+  checks the parameters against the network before changing anything; a
+  file that fails to load leaves the whole model as it was.
+"""
+import contextlib
+import copy
+import hashlib
+import os
+import tempfile
+
+import numpy as np
+import torch
+from skorch.history import History
+from skorch.utils import get_map_location
+
+DATA_KEY = "sk_reweight.data"
+
+
+def data_description(net):
+    """What ``predict`` needs besides the network, as weights-only-loadable values."""
+    described = {"classes": np.asarray(net.classes_).tolist(), "sample_shape": list(net.sample_shape_)}
+    if hasattr(net, "n_features_in_"):
+        described["n_features_in"] = int(net.n_features_in_)
+    if hasattr(net, "feature_names_in_"):
+        described["feature_names_in"] = [str(name) for name in net.feature_names_in_]
+    return described
+
+
+def parameters_checksum(state_dict):
+    """SHA-256 of the tensors of ``state_dict`` in key order (flipped bits change it)."""
+    digest = hashlib.sha256()
+    for key in sorted(k for k in state_dict if torch.is_tensor(state_dict[k])):
+        digest.update(key.encode())
+        digest.update(state_dict[key].detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def restore_data_description(net, described):
+    if net.classes is None:
+        net.classes_inferred_ = np.asarray(described["classes"])
+    net.sample_shape_ = tuple(described["sample_shape"])
+    if "n_features_in" in described:
+        net.n_features_in_ = described["n_features_in"]
+    if "feature_names_in" in described:
+        net.feature_names_in_ = np.asarray(described["feature_names_in"], dtype=object)
+
+
+@contextlib.contextmanager
+def atomic_files(files):
+    """Yield ``files`` with every path replaced by a temporary one; on success rename them over."""
+    temporary = {}
+    try:
+        for key, target in files.items():
+            if isinstance(target, (str, os.PathLike)):
+                folder = os.path.dirname(os.path.abspath(target))
+                handle, temporary[key] = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(target)}.",
+                                                          suffix=".tmp")
+                os.close(handle)
+        yield {key: temporary.get(key, target) for key, target in files.items()}
+        for key, path in temporary.items():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+        for key, path in temporary.items():
+            os.replace(path, files[key])
+            temporary[key] = None
+    finally:
+        for path in temporary.values():
+            if path is not None and os.path.exists(path):
+                os.remove(path)
+
+
+def check_same_architecture(module, state_dict, source):
+    """A clear error, before anything changes, when ``state_dict`` does not fit ``module``."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    shapes = sorted(k for k in set(expected) & set(state_dict)
+                    if torch.is_tensor(state_dict[k]) and state_dict[k].shape != expected[k].shape)
+    if missing or unexpected or shapes:
+        details = "; ".join(f"{what}: {keys[:5]}" for what, keys in
+                            (("missing", missing), ("unexpected", unexpected), ("other shapes", shapes)) if keys)
+        raise ValueError(
+            f"{source} holds the parameters of another network ({details}). Build the "
+            "estimator with the module and module__* parameters it was saved with. The model "
+            "is unchanged."
+        )
+
+
+def read_params(f_params, device):
+    """``(state_dict, data description or None)`` from an ``f_params`` file, weights only."""
+    try:
+        state = torch.load(f_params, map_location=get_map_location(device), weights_only=True)
+    except Exception as exc:
+        raise ValueError(
+            f"Could not read the parameters from {f_params!r} ({type(exc).__name__}: {exc}). "
+            "The file is damaged, incomplete or not a saved state. The model is unchanged."
+        ) from exc
+    if not isinstance(state, dict):
+        raise ValueError(f"{f_params!r} holds a {type(state).__name__}, not saved parameters.")
+    state = dict(state)
+    described = state.pop(DATA_KEY, None)
+    if described is not None and described.get("sha256") not in (None, parameters_checksum(state)):
+        raise ValueError(
+            f"The parameters in {f_params!r} do not match the checksum saved with them: the "
+            "file was damaged after it was written. The model is unchanged."
+        )
+    return state, described
+
+
+class PersistenceMixin:
+    """For :class:`~sk_reweight.ReweightedNeuralNetClassifier`: atomic saves, complete restores."""
+
+    def save_params(self, f_params=None, f_optimizer=None, f_criterion=None, f_history=None,
+                    use_safetensors=False, **kwargs):
+        files = {k: v for k, v in dict(f_params=f_params, f_optimizer=f_optimizer, f_criterion=f_criterion,
+                                       f_history=f_history, **kwargs).items() if v is not None}
+        with atomic_files(files) as targets:
+            super().save_params(use_safetensors=use_safetensors, **targets)
+            # safetensors holds tensors only: the description then stays out
+            if "f_params" in targets and not use_safetensors and hasattr(self, "sample_shape_"):
+                state = self.module_.state_dict()
+                described = {**data_description(self), "sha256": parameters_checksum(state)}
+                torch.save({**state, DATA_KEY: described}, targets["f_params"])
+
+    def load_params(self, f_params=None, f_optimizer=None, f_criterion=None, f_history=None,
+                    checkpoint=None, use_safetensors=False, **kwargs):
+        if checkpoint is not None:  # its files, with the explicit arguments taking precedence
+            if f_history is None and checkpoint.f_history is not None:
+                # as skorch does: the file names may be formatted with the history's last epoch
+                self.history = History.from_file(checkpoint.f_history_)
+            files = {k: v for k, v in checkpoint.get_formatted_files(self).items() if v is not None}
+            files.update({k: v for k, v in dict(f_params=f_params, f_optimizer=f_optimizer,
+                                                 f_criterion=f_criterion, f_history=f_history, **kwargs).items()
+                          if v is not None})
+            files.pop("f_pickle", None)
+            return self.load_params(use_safetensors=use_safetensors, **files)
+        state = described = None
+        if f_params is not None and not use_safetensors:
+            state, described = read_params(f_params, self.device)
+            if not self.initialized_ and described is not None:
+                restore_data_description(self, described)
+                self.initialize()
+            if self.initialized_:
+                check_same_architecture(self.module_, state, repr(f_params))
+        if not self.initialized_:
+            raise ValueError(
+                "Cannot load parameters into an estimator that is not initialised and was not "
+                "saved by sk_reweight (no data description in f_params): call initialize() "
+                "first (module=None needs module=MLP with module__n_features and "
+                "module__n_classes then)."
+            )
+        before = self._loadable_state()
+        try:
+            if state is not None:
+                self.module_.load_state_dict(state)
+                if described is not None:
+                    restore_data_description(self, described)
+            super().load_params(f_params=f_params if state is None else None, f_optimizer=f_optimizer,
+                                f_criterion=f_criterion, f_history=f_history,
+                                use_safetensors=use_safetensors, **kwargs)
+        except Exception as exc:
+            self._restore_loadable_state(before)
+            if isinstance(exc, ValueError) and "The model is unchanged" in str(exc):
+                raise
+            raise ValueError(f"Loading failed ({type(exc).__name__}: {exc}). The model is unchanged.") from exc
+
+    def _loadable_state(self):
+        parts = {name: copy.deepcopy(getattr(self, name).state_dict())
+                 for name in ("module_", "optimizer_", "criterion_", "weighting_", "rng_", "weight_history_")
+                 if hasattr(getattr(self, name, None), "state_dict")}
+        data = {k: copy.deepcopy(self.__dict__[k]) for k in
+                ("classes_inferred_", "sample_shape_", "n_features_in_", "feature_names_in_") if k in self.__dict__}
+        return parts, copy.deepcopy(self.history), data
+
+    def _restore_loadable_state(self, saved):
+        parts, history, data = saved
+        for name, state_dict in parts.items():
+            getattr(self, name).load_state_dict(state_dict)
+        self.history = history
+        self.__dict__.update(data)
