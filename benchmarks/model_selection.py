@@ -6,7 +6,8 @@ search rewards agreement with the noise; scored on held-out *trusted* rows
 (``sk_reweight.model_selection.CleanSetKFold``) it measures what the user
 wants. Both searches run ``GridSearchCV`` over the same candidates on the
 same data (the mixed tables of ``mixed_tables.py``: ``--trusted`` trusted
-rows per class, ``--noise`` of the other labels flipped, the same
+rows per class, ``--noise`` of the other labels flipped (``--noise-kind
+missed``: that share of the minority labelled as the majority), the same
 preprocessing), with balanced accuracy as the score; each refits its choice
 on all rows and is scored on the untouched test split. The candidates: the
 networks of ``make_baselines`` (``plain``, ``class_weight``, ``smote``,
@@ -32,7 +33,7 @@ from sk_reweight.datasets import MIXED_TABLES
 from sk_reweight.model_selection import CleanSetKFold, request_clean_mask
 
 from _harness import add_common_arguments, map_cells, publish
-from mixed_tables import make_cell, preprocessing
+from mixed_tables import add_noise_arguments, make_cell, noise_note, preprocessing, results_name
 
 METHODS = ("plain", "class_weight", "smote", "reweight")
 LEARNING_RATES = (1e-3, 1e-2)
@@ -103,7 +104,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--trusted", type=int, default=25, help="trusted rows per class")
-    parser.add_argument("--noise", type=float, default=0.1, help="share of untrusted labels flipped")
+    add_noise_arguments(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.epochs, args.trusted, args.folds = 1, 2, 6, 2
@@ -113,9 +114,9 @@ def main(argv=None):
     table, summary = report(cells)
     threads = f"1 per worker ({args.n_jobs} workers)" if args.n_jobs > 1 else str(args.threads)
     note = (f"\n{args.folds}-fold searches over {len(args.methods) * len(LEARNING_RATES)} candidates, "
-            f"{args.trusted} trusted rows per class, {args.noise:.0%} of the other labels flipped, "
+            f"{args.trusted} trusted rows per class, {noise_note(args)}, "
             f"{args.epochs} epochs; torch threads: {threads}.\n")
-    publish("model_selection", table + note, {"config": vars(args), "cells": cells, "summary": summary}, args)
+    publish(results_name("model_selection", args), table + note, {"config": vars(args), "cells": cells, "summary": summary}, args)
     return cells, summary
 
 

@@ -8,6 +8,7 @@ optimizer's state tensors), so a diverged model is put back to it.
 """
 import math
 
+import numpy as np
 import torch
 
 from .exceptions import TrainingDivergedError
@@ -75,20 +76,39 @@ def check_step_is_finite(loss, alignment, epoch, batch):
         )
 
 
-def check_outputs_are_finite(module, X, epoch):
-    """After the last step: the network's outputs on ``X`` (the clean set) must be finite."""
+def final_outputs_error(net, X_train, epoch, n_rows=10_000):
+    """After the last step, which no later loss checks: a :class:`TrainingDivergedError`
+    when the network's outputs on the clean set or the training data (at most
+    ``n_rows`` rows, evenly spread) are not finite, else ``None``."""
+    if len(X_train) > n_rows:
+        X_train = X_train[np.linspace(0, len(X_train) - 1, n_rows).astype(int)]
+    checks = [net.fit_state_.X_clean] + [torch.as_tensor(X_train[i:i + 1024]) for i in range(0, len(X_train), 1024)]
+    module = net.module_
     training = module.training
     module.eval()
     try:
         with torch.no_grad():
-            finite = bool(torch.isfinite(module(X)).all())
+            finite = all(bool(torch.isfinite(module(X.to(net.device))).all()) for X in checks if len(X))
     finally:
         module.train(training)
-    if not finite:
-        raise TrainingDivergedError(
-            f"Training diverged in the last step (epoch {epoch}): the network's outputs "
-            "on the clean set are not finite."
+    if finite:
+        return None
+    return TrainingDivergedError(
+        f"Training diverged in the last step (epoch {epoch}): the network's outputs on "
+        "the training or clean data are not finite."
+    )
+
+
+def check_finite_predictions(proba):
+    """A clear error rather than NaN probabilities (outputs overflowed on these inputs)."""
+    bad = ~np.isfinite(proba).all(axis=1)
+    if bad.any():
+        raise ValueError(
+            f"The network's outputs are not finite for {int(bad.sum())} of {len(proba)} rows "
+            f"(first: row {int(np.flatnonzero(bad)[0])}): the inputs lie far outside the "
+            "training data's range, or the model diverged. Scale the inputs as in training."
         )
+    return proba
 
 
 def explain(exc, restored):

@@ -11,7 +11,7 @@ from skorch.utils import TeeGenerator, to_tensor
 
 from . import diagnostics
 from ._device import AutoDeviceMixin
-from ._divergence import check_outputs_are_finite, check_step_is_finite, explain
+from ._divergence import check_finite_predictions, check_step_is_finite, explain, final_outputs_error
 from ._dataset import ArrayDataset, EncodedLabelDataset, collate_batch
 from ._fit_state import make_fit_state
 from ._persistence import PersistenceMixin
@@ -368,9 +368,9 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         return self
 
     def initialize(self):
+        self.weighting_ = self._make_weighting()  # checks every parameter before skorch uses them
         super().initialize()
         self.weight_history_ = WeightHistory()
-        self.weighting_ = self._make_weighting()
         self.rng_ = RandomStream()
         return self
 
@@ -459,9 +459,7 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
             self.meta_engine_ = self._select_engine(data)
             try:
                 super().partial_fit(data.X, data.y, _routing_method=method)
-                try:  # the last step has no next loss to check it
-                    check_outputs_are_finite(self.module_, state.X_clean, len(self.history))
-                except TrainingDivergedError as exc:
+                if (exc := final_outputs_error(self, data.X, len(self.history))) is not None:
                     self._diverged(exc)
             finally:
                 self.rng_.keep(torch_state(), state.clean_batches)
@@ -690,9 +688,9 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         ndarray of shape (n_samples, n_classes)
         """
         self.check_is_fitted()
-        if not isinstance(X, torch.utils.data.Dataset):  # skorch's scoring passes Datasets
-            X = validate_predict_data(self, X)
-        return super().predict_proba(X)
+        if isinstance(X, torch.utils.data.Dataset):  # skorch's scoring, during fit
+            return super().predict_proba(X)
+        return check_finite_predictions(super().predict_proba(validate_predict_data(self, X)))
 
     def predict(self, X):
         """Predicted class labels (values of ``classes_``).

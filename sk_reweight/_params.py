@@ -2,6 +2,8 @@
 import inspect
 import numbers
 
+import torch
+
 from ._divergence import DIVERGENCE_POLICIES
 from .engines import MetaGradientEngine
 from .weighting import WeightingPolicy
@@ -15,8 +17,46 @@ def _is_real(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def check_training_params(estimator):
+    """Clear errors for the skorch parameters every fit depends on (skorch checks them late or not at all)."""
+    batch_size = estimator.batch_size
+    if not _is_int(batch_size) or not (batch_size >= 1 or batch_size == -1):
+        raise ValueError(
+            f"batch_size={batch_size!r} must be an int >= 1, or -1 for the whole training set in one batch."
+        )
+    epochs = estimator.max_epochs
+    if not _is_int(epochs) or epochs < 0:
+        raise ValueError(f"max_epochs={epochs!r} must be an int >= 0: passes over the training set.")
+    lr = estimator.lr
+    if not _is_real(lr) or not 0 < lr < float("inf"):
+        raise ValueError(f"lr={lr!r} must be a positive finite number (the optimizer's learning rate).")
+    check_device(estimator.__dict__.get("device", estimator.device))
+
+
+def check_device(device):
+    if isinstance(device, str) and device == "auto":
+        return
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a torch device; use 'auto', 'cpu', 'cuda', 'cuda:1', 'mps' "
+            "or a torch.device."
+        ) from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} but CUDA is not available on this machine; use device='auto' "
+            "(CUDA when present, else the CPU) or device='cpu'."
+        )
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def check_reweighting_params(estimator):
-    """Clear errors for the parameters ``ReweightedNeuralNetClassifier`` adds to skorch's."""
+    """Clear errors for the parameters ``ReweightedNeuralNetClassifier`` adds to skorch's (and skorch's own)."""
+    check_training_params(estimator)
     smoothing = estimator.weight_smoothing
     if not _is_real(smoothing) or not 0 <= smoothing < 1:
         raise ValueError(
@@ -57,7 +97,7 @@ def check_reweighting_params(estimator):
     if not _is_real(lr) or not 0 < lr < float("inf"):
         raise ValueError(f"meta_net_lr={lr!r} must be a positive finite number.")
     epochs = estimator.finetune_epochs
-    if not isinstance(epochs, numbers.Integral) or isinstance(epochs, bool) or epochs < 0:
+    if not _is_int(epochs) or epochs < 0:
         raise ValueError(
             f"finetune_epochs={epochs!r} must be an int >= 0: passes over the clean set "
             "after the reweighted epochs; 0 turns fine-tuning off."

@@ -1,5 +1,6 @@
 """Checks on the data given to ``fit``: clear errors that say how to fix them."""
 import inspect
+import numbers
 import warnings
 from dataclasses import dataclass
 
@@ -73,7 +74,13 @@ def validate_fit_data(estimator, X, y, X_clean, y_clean, sample_weight, reset, c
             raise ValueError(BOTH_GIVEN)
         n_rows = len(clean_mask)
         X, y, X_clean, y_clean, sample_weight, rows = split_clean_rows(X, y, clean_mask, sample_weight)
+    check_label_types(y, "y")
     X, y = _numeric(validate_data, estimator, X, y, reset=reset, **ARRAY_CHECKS)
+    if 0 in X.shape[1:]:
+        raise ValueError(
+            f"X has examples of shape {X.shape[1:]}, with a dimension of size 0: there are "
+            "no features to learn from (e.g. images with 0 channels)."
+        )
     check_classification_targets(y)
     if reset:
         estimator.classes_inferred_ = _fit_classes(estimator, y)
@@ -96,6 +103,7 @@ def validate_fit_data(estimator, X, y, X_clean, y_clean, sample_weight, reset, c
             "The clean set is empty (X_clean has 0 rows); pass at least one trusted "
             "example, ideally several of every class."
         )
+    check_label_types(y_clean, "y_clean")
     y_clean = column_or_1d(y_clean, warn=True)
     check_consistent_length(X_clean, y_clean)
     if y_clean.dtype.kind == "f" and not np.isfinite(y_clean).all():
@@ -138,6 +146,20 @@ def validate_fit_data(estimator, X, y, X_clean, y_clean, sample_weight, reset, c
             sample_weight, X, dtype=np.float32, ensure_non_negative=True
         )
     return FitData(X, y_enc, X_clean, yc_enc, sample_weight, rows, n_rows)
+
+
+def check_label_types(labels, name):
+    """Labels of one kind: numbers or strings, not both (sorting them fails, or merges 1 and '1')."""
+    values = np.asarray(labels, dtype=object).ravel() if np.asarray(labels).dtype == object else None
+    if values is None or values.size == 0:
+        return
+    kinds = {"string" if isinstance(v, str) else "number" if isinstance(v, numbers.Number) else
+             type(v).__name__ for v in values}
+    if len(kinds) > 1:
+        raise ValueError(
+            f"{name} mixes label types ({', '.join(sorted(kinds))}); give every label the same "
+            f"type, e.g. {name}.astype(str)."
+        )
 
 
 def check_clean_feature_names(estimator, X_clean):

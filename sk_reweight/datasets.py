@@ -27,6 +27,8 @@ _FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
+# deflate cannot compress more than about 1032:1, so a .gz file of n bytes holds less than this
+_GZIP_MAX_RATIO = 1100
 _SOURCES = {
     "mnist": ("SK_REWEIGHT_MNIST", "mnist", "mnist_784"),
     "fashion-mnist": ("SK_REWEIGHT_FASHION_MNIST", "fashion-mnist", "Fashion-MNIST"),
@@ -58,15 +60,33 @@ def read_idx(path):
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as f:
-        raw = f.read()
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise ValueError(f"{path} is not an IDX file (bad magic number {raw[:4].hex()}).")
-    dtype, ndim = np.dtype(_IDX_DTYPES[raw[2]]), raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    data = np.frombuffer(raw, dtype=dtype, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(shape)):
-        raise ValueError(f"{path} declares shape {shape} but holds {data.size} values (truncated?).")
-    return data.reshape(shape).astype(dtype.newbyteorder("="))
+        try:
+            magic = f.read(4)
+            if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES:
+                raise ValueError(f"{path} is not an IDX file (bad magic number {magic.hex()}).")
+            dtype, ndim = np.dtype(_IDX_DTYPES[magic[2]]), magic[3]
+            dims = f.read(4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise ValueError(f"{path} ends inside its IDX header (truncated?).")
+            shape = tuple(int.from_bytes(dims[4 * i:4 * i + 4], "big") for i in range(ndim))
+            size = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            # the header's size is checked before anything that large is read or allocated
+            limit = os.path.getsize(path) * (_GZIP_MAX_RATIO if path.suffix == ".gz" else 1)
+            if size > limit:
+                raise ValueError(
+                    f"{path} declares shape {shape} ({size:,} bytes of data), more than the file "
+                    "can hold: it is damaged or not an IDX file."
+                )
+            raw = f.read(size)
+            trailing = f.read(1)
+        except (OSError, EOFError) as exc:  # e.g. a damaged gzip stream
+            raise ValueError(f"{path} could not be read as an IDX file ({exc}).") from exc
+    if len(raw) != size or trailing:
+        raise ValueError(
+            f"{path} declares shape {shape} ({size:,} bytes) but holds "
+            f"{'fewer' if len(raw) != size else 'more'} bytes of data (truncated or damaged?)."
+        )
+    return np.frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 def _find_directory(name, path):
@@ -87,6 +107,11 @@ def _load(name, path, split, download_if_missing):
     directory = _find_directory(name, path)
     if directory is not None:
         images, labels = (read_idx(directory / f) for f in _FILES[split])
+        if len(images) != len(labels):
+            raise ValueError(
+                f"{directory / _FILES[split][0]} holds {len(images)} images but "
+                f"{directory / _FILES[split][1]} {len(labels)} labels; the files do not belong together."
+            )
     else:
         env, subdir, openml_name = _SOURCES[name]
         where = f"in {path}" if path is not None else f"via ${env} or $SK_REWEIGHT_DATA/{subdir}"

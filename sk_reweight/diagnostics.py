@@ -1,8 +1,10 @@
 """Label diagnostics from a fitted model's weight history."""
+import numbers
 import warnings
 
 import numpy as np
 from sklearn.utils import Bunch
+from sklearn.utils.validation import _num_samples
 
 from ._validation import encode_labels
 
@@ -54,13 +56,16 @@ def suspicious_examples(net, X, y, *, last_epochs=None):
     net.check_is_fitted()
     weights, alignments = net.sample_weights_, net.sample_alignments_
     if last_epochs is not None:
+        if not isinstance(last_epochs, numbers.Integral) or isinstance(last_epochs, bool) or last_epochs < 1:
+            raise ValueError(f"last_epochs={last_epochs!r} must be an int >= 1 (or None for every epoch).")
         weights, alignments = weights[-last_epochs:], alignments[-last_epochs:]
     y = np.asarray(y)
-    if len(y) != weights.shape[1]:
-        raise ValueError(
-            f"y has {len(y)} rows but the model was trained on {weights.shape[1]}; pass "
-            "the training data given to fit."
-        )
+    for name, rows in (("X", _num_samples(X)), ("y", len(y))):
+        if rows != weights.shape[1]:
+            raise ValueError(
+                f"{name} has {rows} rows but the model was trained on {weights.shape[1]}; pass "
+                "the training data given to fit (all of X when the clean set was a clean_mask)."
+            )
     with warnings.catch_warnings():  # rows held out by train_split stay NaN, ranked last
         warnings.simplefilter("ignore", RuntimeWarning)
         mean_weight = np.nanmean(weights, axis=0)

@@ -40,9 +40,10 @@ class MLP(nn.Module):
         super().__init__()
         if isinstance(hidden_units, int):
             hidden_units = (hidden_units,)
-        if not isinstance(hidden_units, Sequence):
+        if (not isinstance(hidden_units, Sequence) or isinstance(hidden_units, str)
+                or not all(isinstance(u, int) and not isinstance(u, bool) and u >= 1 for u in hidden_units)):
             raise TypeError(
-                f"hidden_units must be an int or a sequence of ints, got {hidden_units!r}."
+                f"hidden_units must be an int or a sequence of ints >= 1, got {hidden_units!r}."
             )
         layers, width = [], n_features
         for units in hidden_units:

@@ -75,3 +75,40 @@ def test_unknown_mixed_table_is_explained():
 
     with pytest.raises(ValueError, match="choose from"):
         load_mixed_table("iris")
+
+
+def _idx(path, header, body=b"", gz=True):
+    opener = gzip.open if gz else open
+    with opener(path, "wb") as f:
+        f.write(bytes(header) + body)
+    return path
+
+
+def test_read_idx_checks_the_declared_size_before_reading(tmp_path):
+    import time
+
+    # declares 256 x 2**20 uint8 values in a file of a few bytes: refused at once, nothing allocated
+    huge = _idx(tmp_path / "bomb-idx2-ubyte.gz", [0, 0, 8, 2, 0, 0, 1, 0, 0, 16, 0, 0], bytes(1000))
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="more than the file can hold"):
+        read_idx(huge)
+    assert time.perf_counter() - start < 1.0
+    with pytest.raises(ValueError, match="fewer bytes of data"):
+        read_idx(_idx(tmp_path / "short-idx1-ubyte", [0, 0, 8, 1, 0, 0, 0, 5], bytes(3), gz=False))
+    with pytest.raises(ValueError, match="more bytes of data"):
+        read_idx(_idx(tmp_path / "long-idx1-ubyte.gz", [0, 0, 8, 1, 0, 0, 0, 2], bytes(3)))
+    with pytest.raises(ValueError, match="ends inside its IDX header"):
+        read_idx(_idx(tmp_path / "header-idx3-ubyte.gz", [0, 0, 8, 3, 0, 0, 0, 2]))
+    (tmp_path / "broken-idx1-ubyte.gz").write_bytes(b"\x1f\x8b\x08\x00garbage")
+    with pytest.raises(ValueError, match="could not be read as an IDX file"):
+        read_idx(tmp_path / "broken-idx1-ubyte.gz")
+
+
+def test_images_and_labels_that_do_not_belong_together_are_refused(tmp_path):
+    from sk_reweight.datasets import _FILES
+
+    for split, (images, labels) in _FILES.items():
+        _idx(tmp_path / images, [0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 1], bytes(2))
+        _idx(tmp_path / labels, [0, 0, 8, 1, 0, 0, 0, 3], bytes(3))
+    with pytest.raises(ValueError, match="holds 2 images but .* 3 labels"):
+        load_mnist(tmp_path, split="train")

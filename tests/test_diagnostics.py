@@ -42,3 +42,14 @@ def test_wrong_rows_are_refused(noisy_fit):
     net, X, y, _ = noisy_fit
     with pytest.raises(ValueError, match="pass the training data given to fit"):
         suspicious_examples(net, X[:10], y[:10])
+
+
+def test_rows_of_X_and_y_and_last_epochs_are_each_checked(noisy_fit):
+    net, X, y, _ = noisy_fit
+    with pytest.raises(ValueError, match="X has 10 rows but the model was trained on"):
+        suspicious_examples(net, X[:10], y)
+    with pytest.raises(ValueError, match="y has 10 rows"):
+        suspicious_examples(net, X, y[:10])
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match=f"last_epochs={bad!r} must be an int >= 1"):
+            suspicious_examples(net, X, y, last_epochs=bad)

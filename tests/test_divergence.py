@@ -123,3 +123,13 @@ def test_last_finite_state_restores_parameters_and_optimizer_state(optimizer):
     assert all(torch.equal(a, b) for a, b in zip(saved_params, module.parameters()))
     now = {k: v for s in opt.state.values() for k, v in s.items() if torch.is_tensor(v)}
     assert all(torch.equal(saved_opt[k], now[k]) for k in saved_opt)
+
+
+def test_predictions_that_overflow_are_an_error_not_nan(data):
+    X, y, Xc, yc = data
+    net = ReweightedNeuralNetClassifier(max_epochs=2, random_state=0).fit(X, y, X_clean=Xc, y_clean=yc)
+    huge = np.full((3, 4), 3e38, dtype=np.float32)
+    with pytest.raises(ValueError, match="outputs are not finite for 3 of 3 rows.*far outside the training"):
+        net.predict_proba(huge)
+    with pytest.raises(ValueError, match="not finite"):
+        net.predict(huge)

@@ -301,3 +301,22 @@ def test_balanced_clean_set_from_imbalanced_data_does_not_warn():
         warn_if_clean_set_scaled_differently(X.astype(np.float32), X[clean].astype(np.float32))
     with pytest.warns(UserWarning, match="preprocessed differently"):
         warn_if_clean_set_scaled_differently(X.astype(np.float32), 100 * X[clean].astype(np.float32) + 50)
+
+
+def test_mixed_label_types_and_zero_size_examples_are_explained():
+    import numpy as np
+
+    from sk_reweight import ReweightedNeuralNetClassifier
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(60, 3).astype(np.float32)
+    mixed = np.array([1, "a"] * 30, dtype=object)
+    net = ReweightedNeuralNetClassifier(max_epochs=1)
+    with pytest.raises(ValueError, match=r"y mixes label types \(number, string\).*astype\(str\)"):
+        net.fit(X[10:], mixed[10:], X_clean=X[:10], y_clean=mixed[:10])
+    y = np.array(["a", "b"] * 30)
+    with pytest.raises(ValueError, match="y_clean mixes label types"):
+        net.fit(X[10:], y[10:], X_clean=X[:10], y_clean=mixed[:10])
+    Z = np.zeros((60, 3, 0), np.float32)
+    with pytest.raises(ValueError, match=r"shape \(3, 0\), with a dimension of size 0"):
+        net.fit(Z[10:], y[10:], X_clean=Z[:10], y_clean=y[:10])
