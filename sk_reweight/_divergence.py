@@ -66,13 +66,11 @@ def _same_layout(saved, current):
 
 
 def check_step_is_finite(loss, alignment, epoch, batch):
-    """Raise :class:`TrainingDivergedError` when the loss or an alignment is not finite (one host sync)."""
-    # a non-finite alignment turns the sum non-finite
-    value = (loss + 0 * alignment.sum()).item()
-    if not math.isfinite(value):
+    """Raise :class:`TrainingDivergedError` when the loss or an alignment (on the host) is not finite."""
+    if not (math.isfinite(float(loss)) and np.isfinite(alignment).all()):
         raise TrainingDivergedError(
             f"Training diverged in epoch {epoch}, batch {batch}: the training loss is "
-            f"{loss.item()} (or the meta-gradient is not finite)."
+            f"{float(loss)} (or the meta-gradient is not finite)."
         )
 
 

@@ -591,13 +591,15 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         step = self.meta_engine_.reweighted_backward(
             self.module_, self._loss_fn, Xi, yi, X_clean, y_clean, weigh, clean_weight=self.clean_weight
         )
-        loss = step.losses.mean()
-        check_step_is_finite(loss, step.alignment, len(self.history), len(self.history[-1, "batches"]))
-        # one copy to the host serves the weight record and the batch summaries
-        scaled, alignment = torch.stack([step.weights * len(Xi), step.alignment.to(step.weights.dtype)]).cpu().numpy()
+        n, dtype = len(Xi), step.weights.dtype
+        losses = torch.stack([step.losses.mean(), torch.as_tensor(step.clean_loss, device=step.losses.device)])
+        # the step's one copy to the host: weights, alignments and both losses
+        host = torch.cat([step.weights * n, step.alignment.to(dtype), losses.detach().to(dtype)]).cpu()
+        scaled, alignment, (loss, clean_loss) = host[:n].numpy(), host[n:2 * n].numpy(), host[2 * n:]
+        check_step_is_finite(loss, alignment, len(self.history), len(self.history[-1, "batches"]))
         skipped = not scaled.any() and not self.clean_weight
         return {"loss": loss, "y_pred": step.y_pred, "skipped": skipped, "weights": scaled,
-                "alignment": alignment, "positions": positions, "clean_loss": step.clean_loss}
+                "alignment": alignment, "positions": positions, "clean_loss": clean_loss}
 
     def train_step(self, batch, **fit_params):
         """One training step; the optimizer is not stepped when all weights are 0.
