@@ -109,13 +109,49 @@ def check_finite_predictions(proba):
     return proba
 
 
+class DivergenceGuard:
+    """The states a diverged fit goes back to: before the last optimizer step, or the fit's start."""
+
+    def __init__(self):
+        self.last_step = LastFiniteState()
+        self.fit_start = LastFiniteState()
+
+    def start(self, net):
+        self.fit_start.save(net.module_, net.optimizer_)
+
+    def before_step(self, net):
+        self.last_step.save(net.module_, net.optimizer_)
+
+    def restore(self, net, X_train=None):
+        """Put back the state from before the last optimizer step (the last with a finite loss).
+
+        After the last step (``X_train`` given) the state must also give finite
+        outputs on the data, else the fit's starting state is put back.
+        Returns ``'last step'``, ``'fit start'`` or ``None`` (no such state).
+        """
+        if self.last_step.restore(net.module_, net.optimizer_) and (
+                X_train is None or final_outputs_error(net, X_train, 0) is None):
+            return "last step"
+        if X_train is not None and self.fit_start.restore(net.module_, net.optimizer_) and \
+                final_outputs_error(net, X_train, 0) is None:
+            return "fit start"
+        return None
+
+
+KEPT = {
+    "last step": "The model keeps the parameters and optimizer state from before the last "
+                 "optimizer step, the last that gave a finite loss.",
+    "fit start": "Even the state before the last optimizer step gives non-finite outputs on the "
+                 "training data, so the model keeps the parameters and optimizer state it had "
+                 "when this fit started.",
+    None: "No earlier state helps: the initial parameters already give a non-finite loss "
+          "or non-finite outputs.",
+}
+
+
 def explain(exc, restored):
     """The error's message plus what the model holds now and what to do."""
-    kept = ("The model keeps the parameters and optimizer state from before the last "
-            "optimizer step, the last that gave a finite loss." if restored else
-            "No optimizer step had been taken: the initial parameters already give a "
-            "non-finite loss.")
     return TrainingDivergedError(
-        f"{exc} {kept} Lower the learning rate, check the inputs' scale, or pass "
+        f"{exc} {KEPT[restored]} Lower the learning rate, check the inputs' scale, or pass "
         "on_divergence='skip' to skip such steps and train on."
     )

@@ -173,11 +173,13 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         ``'jvp'``); the choice is in ``meta_engine_``.
     on_divergence : {'raise', 'skip'}, default='raise'
         What a non-finite loss, meta-gradient or optimizer step (or, after
-        the last step, non-finite outputs on the clean set) does. Either way
-        the parameters and optimizer state go back to those from before the
-        last optimizer step, the last that gave a finite loss (they are
-        copied before every step), so a model never predicts NaN from
-        diverged training. ``'raise'``: stop with
+        the last step, non-finite outputs on the clean set or the training
+        data) does. Either way the parameters and optimizer state go back to
+        those from before the last optimizer step, the last that gave a
+        finite loss (they are copied before every step); after the last step
+        that state must also give finite outputs on the training data, else
+        the state the fit started from is put back. ``predict_proba`` raises
+        rather than return NaN. ``'raise'``: stop with
         :class:`~sk_reweight.TrainingDivergedError` naming the epoch and
         batch. ``'skip'``: skip the step and train on (counted in the
         history's ``diverged_steps``); a step that diverges before any
@@ -457,10 +459,11 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
             self.fit_state_ = state
             check_module_fits_data(self, data.X[:2])
             self.meta_engine_ = self._select_engine(data)
+            state.guard.start(self)
             try:
                 super().partial_fit(data.X, data.y, _routing_method=method)
                 if (exc := final_outputs_error(self, data.X, len(self.history))) is not None:
-                    self._diverged(exc)
+                    self._diverged(exc, X_train=data.X)
             finally:
                 self.rng_.keep(torch_state(), state.clean_batches)
                 del self.fit_state_
@@ -616,18 +619,17 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         self.notify("on_grad_computed", named_parameters=TeeGenerator(self.get_all_learnable_params()),
                     batch=batch, training=True)
         if not step["skipped"]:
-            self.fit_state_.last_finite.save(self.module_, self.optimizer_)
+            self.fit_state_.guard.before_step(self)
             try:
                 self._step_optimizer(None)
             except RuntimeError as exc:  # e.g. Adam's step size overflowing float
                 return self._diverged(TrainingDivergedError(f"The optimizer step failed: {exc}."), batch)
         return step
 
-    def _diverged(self, exc, batch=None):
-        restored = self.fit_state_.last_finite.restore(self.module_, self.optimizer_)
-        if self.on_divergence == "raise" or not restored:
+    def _diverged(self, exc, batch=None, X_train=None):
+        restored = self.fit_state_.guard.restore(self, X_train)
+        if self.on_divergence == "raise" or restored != "last step":
             raise explain(exc, restored) from exc
-        self._zero_grad_optimizer()
         y_pred = None if batch is None else self.evaluation_step(batch, training=True)
         return {"loss": torch.tensor(float("nan")), "y_pred": y_pred, "skipped": True, "diverged": True}
 

@@ -3,7 +3,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ._divergence import LastFiniteState
+from ._divergence import DivergenceGuard
 from ._params import resolve_clean_batch_size
 from ._sampling import CleanBatchCycler, RecordingBatchSampler, StratifiedCleanBatchCycler
 
@@ -31,7 +31,7 @@ class FitState:
     stage: object = None
     stages: list = field(default_factory=list)
     rows: object = None
-    last_finite: LastFiniteState = field(default_factory=LastFiniteState)
+    guard: DivergenceGuard = field(default_factory=DivergenceGuard)
 
     def clean_batch(self):
         idx = self.clean_batches.next_indices().to(self.X_clean.device)

@@ -133,3 +133,19 @@ def test_predictions_that_overflow_are_an_error_not_nan(data):
         net.predict_proba(huge)
     with pytest.raises(ValueError, match="not finite"):
         net.predict(huge)
+
+
+def test_after_the_last_step_the_kept_state_predicts_every_training_row():
+    # found by the fuzz: batches of one row with finite losses while the outputs on
+    # other rows overflow; the state before the last step can be as bad
+    rng = np.random.RandomState(0)
+    X = (rng.randn(6, 1) * 1000).astype(np.float32)
+    y, X_clean, y_clean = np.array([5, -2, 11, 5, -2, 11]), X[:1] * 0.5, np.array([5])
+    net = ReweightedNeuralNetClassifier(lr=1e20, batch_size=1, on_divergence="skip", max_epochs=1,
+                                        random_state=0, module__hidden_units=(4,))
+    with pytest.warns(UserWarning):
+        try:
+            net.fit(X, y, X_clean=X_clean, y_clean=y_clean)
+        except TrainingDivergedError as exc:
+            assert "when this fit started" in str(exc) or "last optimizer step" in str(exc)
+    assert np.isfinite(net.predict_proba(X)).all()
