@@ -6,7 +6,8 @@
 - ``f_params`` also holds what ``predict`` needs besides the network (the
   classes and the input shape), so ``load_params`` restores a model that
   predicts the user's labels, and builds the default MLP of ``module=None``;
-  and a SHA-256 checksum of the parameters, so damaged bits are refused.
+  and a SHA-256 checksum of the parameters and of every file saved with it
+  (written last, after them), so damaged bits and mixed sets are refused.
 - ``load_params`` reads every file (with torch's weights-only loading) and
   checks the parameters against the network before changing anything; a
   file that fails to load leaves the whole model as it was.
@@ -42,6 +43,25 @@ def parameters_checksum(state_dict):
         digest.update(key.encode())
         digest.update(state_dict[key].detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def file_checksum(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_saved_together(saved_with, files, f_params):
+    """Files saved in one ``save_params`` call with ``f_params`` must be the ones given now."""
+    for key, path in files.items():
+        if key in saved_with and isinstance(path, (str, os.PathLike)) and file_checksum(path) != saved_with[key]:
+            raise ValueError(
+                f"{key}={str(path)!r} is not the file saved with {f_params!r} (its checksum differs): "
+                "a mixed set of files, or a damaged one. Load files saved together. The model is "
+                "unchanged."
+            )
 
 
 def restore_data_description(net, described):
@@ -121,14 +141,17 @@ class PersistenceMixin:
 
     def save_params(self, f_params=None, f_optimizer=None, f_criterion=None, f_history=None,
                     use_safetensors=False, **kwargs):
-        files = {k: v for k, v in dict(f_params=f_params, f_optimizer=f_optimizer, f_criterion=f_criterion,
-                                       f_history=f_history, **kwargs).items() if v is not None}
+        files = {k: v for k, v in dict(f_optimizer=f_optimizer, f_criterion=f_criterion, f_history=f_history,
+                                       **kwargs, f_params=f_params).items() if v is not None}
+        # f_params comes last: it records the checksums of the files saved with it
         with atomic_files(files) as targets:
             super().save_params(use_safetensors=use_safetensors, **targets)
             # safetensors holds tensors only: the description then stays out
             if "f_params" in targets and not use_safetensors and hasattr(self, "sample_shape_"):
                 state = self.module_.state_dict()
-                described = {**data_description(self), "sha256": parameters_checksum(state)}
+                described = {**data_description(self), "sha256": parameters_checksum(state),
+                             "saved_with": {k: file_checksum(v) for k, v in targets.items()
+                                            if k != "f_params" and isinstance(v, (str, os.PathLike))}}
                 torch.save({**state, DATA_KEY: described}, targets["f_params"])
 
     def load_params(self, f_params=None, f_optimizer=None, f_criterion=None, f_history=None,
@@ -158,6 +181,9 @@ class PersistenceMixin:
                 "first (module=None needs module=MLP with module__n_features and "
                 "module__n_classes then)."
             )
+        if described is not None:
+            check_saved_together(described.get("saved_with", {}), dict(
+                f_optimizer=f_optimizer, f_criterion=f_criterion, f_history=f_history, **kwargs), f_params)
         before = self._loadable_state()
         try:
             if state is not None:

@@ -157,3 +157,21 @@ def test_loading_into_an_unfitted_estimator_without_a_description_is_explained(t
     torch.save(MLP(3, 2).state_dict(), tmp_path / "plain.pt")
     with pytest.raises(ValueError, match="call initialize\\(\\) first"):
         ReweightedNeuralNetClassifier().load_params(f_params=tmp_path / "plain.pt")
+
+
+def test_files_saved_together_are_checked_against_each_other(tmp_path):
+    first, second = _fitted(), _fitted(random_state=1)
+    first.save_params(f_params=tmp_path / "p.pt", f_optimizer=tmp_path / "o.pt", f_weighting=tmp_path / "w.pt")
+    second.save_params(f_optimizer=tmp_path / "o2.pt")
+    target = _fitted(random_state=2)
+    before = [p.detach().clone() for p in target.module_.parameters()]
+    with pytest.raises(ValueError, match="f_optimizer=.*o2.pt' is not the file saved with .*mixed set.*unchanged"):
+        target.load_params(f_params=tmp_path / "p.pt", f_optimizer=tmp_path / "o2.pt")
+    blob = bytearray((tmp_path / "w.pt").read_bytes())
+    blob[len(blob) // 2] ^= 1
+    (tmp_path / "w.pt").write_bytes(bytes(blob))
+    with pytest.raises(ValueError, match="f_weighting=.*checksum differs"):
+        target.load_params(f_params=tmp_path / "p.pt", f_weighting=tmp_path / "w.pt")
+    assert all(torch.equal(a, b) for a, b in zip(before, target.module_.parameters()))
+    target.load_params(f_params=tmp_path / "p.pt", f_optimizer=tmp_path / "o.pt")  # the right set loads
+    np.testing.assert_array_equal(target.predict_proba(_data()[0]), first.predict_proba(_data()[0]))
