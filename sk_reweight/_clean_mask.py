@@ -50,3 +50,15 @@ def split_clean_rows(X, y, clean_mask, sample_weight=None):
     weight = None if sample_weight is None else np.asarray(sample_weight)[train]
     return (_safe_indexing(X, train), _safe_indexing(y, train), _safe_indexing(X, clean),
             _safe_indexing(y, clean), weight, train)
+
+
+def resolve_clean_set(X, y, X_clean, y_clean, clean_mask, sample_weight=None):
+    """The clean set given either way: ``X, y, X_clean, y_clean, sample_weight, train_rows``.
+
+    Without ``clean_mask`` everything comes back as given (``train_rows`` is ``None``).
+    """
+    if clean_mask is None:
+        return X, y, X_clean, y_clean, sample_weight, None
+    if X_clean is not None or y_clean is not None:
+        raise ValueError(BOTH_GIVEN)
+    return split_clean_rows(X, y, clean_mask, sample_weight)

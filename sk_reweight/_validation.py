@@ -17,7 +17,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._clean_mask import BOTH_GIVEN, split_clean_rows
+from ._clean_mask import resolve_clean_set
 from .engines import frozen_state
 
 MISSING_CLEAN_SET = (
@@ -68,12 +68,9 @@ def validate_fit_data(estimator, X, y, X_clean, y_clean, sample_weight, reset, c
     of ``X`` become the clean set and the others the training set (the
     checks are those of the same rows given as ``X_clean``).
     """
-    rows = n_rows = None
-    if clean_mask is not None:
-        if X_clean is not None or y_clean is not None:
-            raise ValueError(BOTH_GIVEN)
-        n_rows = len(clean_mask)
-        X, y, X_clean, y_clean, sample_weight, rows = split_clean_rows(X, y, clean_mask, sample_weight)
+    X, y, X_clean, y_clean, sample_weight, rows = resolve_clean_set(X, y, X_clean, y_clean, clean_mask,
+                                                                    sample_weight)
+    n_rows = None if rows is None else len(rows) + len(X_clean)  # the X given, trusted rows included
     check_label_types(y, "y")
     X, y = _numeric(validate_data, estimator, X, y, reset=reset, **ARRAY_CHECKS)
     if 0 in X.shape[1:]:

@@ -54,7 +54,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNetClassifier
 
-from ._clean_mask import BOTH_GIVEN, split_clean_rows
+from ._clean_mask import resolve_clean_set
 from ._estimator import ReweightedNeuralNetClassifier
 from ._stacking import as_float32, stack_rows
 from .modules import mlp_sized_for
@@ -119,16 +119,6 @@ class BaselineNet(NeuralNetClassifier):
 
     def get_dataset(self, X, y=None):
         return super().get_dataset(as_float32(X), y)
-
-
-def _clean_set(X, y, X_clean, y_clean, clean_mask):
-    """``X, y, X_clean, y_clean`` from either way of giving the clean set."""
-    if clean_mask is None:
-        return X, y, X_clean, y_clean
-    if X_clean is not None or y_clean is not None:
-        raise ValueError(BOTH_GIVEN)
-    X, y, X_clean, y_clean, _, _ = split_clean_rows(X, y, clean_mask)
-    return X, y, X_clean, y_clean
 
 
 class _WrappedNet(ClassifierMixin, BaseEstimator):
@@ -198,7 +188,7 @@ class CleanSetBaseline(_WrappedNet):
 
     def fit(self, X, y, *, X_clean=None, y_clean=None, clean_mask=None):
         """Fit on ``(X, y)`` and the clean set (``X_clean, y_clean`` or ``clean_mask``)."""
-        X, y, X_clean, y_clean = _clean_set(X, y, X_clean, y_clean, clean_mask)
+        X, y, X_clean, y_clean = resolve_clean_set(X, y, X_clean, y_clean, clean_mask)[:4]
         if self.clean_set != "ignore" and (X_clean is None or y_clean is None):
             raise ValueError(f"clean_set={self.clean_set!r} needs X_clean and y_clean (or clean_mask).")
         encoder = LabelEncoder().fit(np.concatenate([np.asarray(y), np.asarray(y_clean)])
@@ -290,7 +280,7 @@ class GoldLossCorrection(_WrappedNet):
 
     def fit(self, X, y, *, X_clean=None, y_clean=None, clean_mask=None):
         """Both trainings on ``(X, y)`` and the clean set (``X_clean, y_clean`` or ``clean_mask``)."""
-        X, y, X_clean, y_clean = _clean_set(X, y, X_clean, y_clean, clean_mask)
+        X, y, X_clean, y_clean = resolve_clean_set(X, y, X_clean, y_clean, clean_mask)[:4]
         if X_clean is None or y_clean is None:
             raise ValueError("GoldLossCorrection needs the trusted set: X_clean and y_clean, or clean_mask.")
         encoder = LabelEncoder().fit(np.concatenate([np.asarray(y), np.asarray(y_clean)]))

@@ -137,6 +137,7 @@ INPUT_CASES = [
     ("inputs too large to train", lambda k: dict(X=_as(k, X0[TRAIN] * 1e30), X_clean=_as(k, X0[CLEAN] * 1e30),
                                                  y_clean=Y0[CLEAN]), ["diverged"]),
     ("3-d mask", lambda k: dict(X_clean=None, y_clean=None, clean_mask=np.zeros((50, 1, 1), bool)), ["entry per row"]),
+    ("scalar mask", lambda k: dict(X_clean=None, y_clean=None, clean_mask=True), ["entry per row"]),
     ("mask of strings", lambda k: dict(X_clean=None, y_clean=None, clean_mask=np.array(["yes"] * 50)), ["boolean"]),
     ("clean labels of one class only", lambda k: dict(X_clean=_as(k, X0[CLEAN]), y_clean=np.full(10, "yes")), None),
     ("a clean set of one row", lambda k: dict(X_clean=_as(k, X0[:1]), y_clean=Y0[:1]), None),
