@@ -132,7 +132,7 @@ def main(argv=None):
         description="Learning to reweight examples (Ren et al., 2018) as a scikit-learn estimator.")
     sub = parser.add_subparsers(dest="command")
     demo = sub.add_parser("demo", help="train on imbalanced, noisy digits against baselines (default)",
-                          description="Digits made long-tailed and 30%% mislabelled, a clean set of 5 "
+                          description="Digits made long-tailed and 30% mislabelled, a clean set of 5 "
                                       "per class held out first: reweighting against plain training, "
                                       "class weights, SMOTE, fine-tuning and cleanlab. Prints a table; "
                                       "writes results.md, results.json and weights.png to --out.")

@@ -41,3 +41,8 @@ def test_cli_help_and_unknown_benchmark(capsys):
         main(["benchmark", "../tests/conftest"])
 
 
+
+
+def test_demo_help_prints_a_plain_percent_sign():
+    out = subprocess.run([sys.executable, "-m", "sk_reweight", "demo", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "30% mislabelled" in out.stdout and "%%" not in out.stdout
