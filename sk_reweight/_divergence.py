@@ -36,10 +36,6 @@ class LastFiniteState:
         for saved, group in zip(self._groups, optimizer.param_groups):
             saved.update({k: v for k, v in group.items() if k != "params"})
 
-    @property
-    def saved(self):
-        return self._params is not None
-
     def restore(self, module, optimizer):
         """Put the saved state back; ``False`` when nothing was saved (no step taken yet)."""
         if self._params is None:
