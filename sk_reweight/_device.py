@@ -1,9 +1,23 @@
 """``device='auto'``: the parameter keeps 'auto', skorch reads the resolved device."""
+import os
+
 import torch
+
+
+def auto_device():
+    """CUDA when available (under torchrun, the GPU of this local rank), else the CPU."""
+    if not torch.cuda.is_available():
+        return "cpu"
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "LOCAL_RANK" in os.environ:
+        return f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}"
+    return "cuda"
 
 
 class AutoDeviceMixin:
     """For a skorch net: ``device='auto'`` means CUDA when available, else the CPU.
+
+    Under ``torchrun`` with several GPUs each process takes the GPU of its
+    ``LOCAL_RANK``.
 
     ``get_params`` and ``clone`` keep ``'auto'``; a model pickled after
     training on CUDA with ``'auto'`` loads on a machine without CUDA.
@@ -13,7 +27,7 @@ class AutoDeviceMixin:
     def device(self):
         device = self.__dict__.get("device", "auto")
         if isinstance(device, str) and device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
+            return auto_device()
         return device
 
     @device.setter

@@ -13,6 +13,7 @@ from . import diagnostics
 from ._device import AutoDeviceMixin
 from ._divergence import check_finite_predictions, check_step_is_finite, explain, final_outputs_error
 from ._dataset import ArrayDataset, EncodedLabelDataset, collate_batch
+from ._distributed import DataParallel
 from ._fit_state import make_fit_state
 from ._persistence import PersistenceMixin
 from ._params import check_optimizer_needs_no_closure, check_reweighting_params
@@ -317,18 +318,9 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         verbose=0,
         **kwargs,
     ):
-        super().__init__(
-            module,
-            criterion=criterion,
-            optimizer=optimizer,
-            lr=lr,
-            max_epochs=max_epochs,
-            batch_size=batch_size,
-            train_split=train_split,
-            device=device,
-            verbose=verbose,
-            **kwargs,
-        )
+        super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
+                         batch_size=batch_size, train_split=train_split, device=device,
+                         verbose=verbose, **kwargs)
         self.clean_batch_size = clean_batch_size
         self.weighting = weighting
         self.meta_net_lr = meta_net_lr
@@ -445,16 +437,19 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
                                  reset=reinitialize or not hasattr(self, "sample_shape_"))
         epochs_done = 0 if reinitialize else len(self.weight_history_)
         resume = None if reinitialize else self.rng_.torch_state
+        parallel = DataParallel.join()
         with seeded_torch(self.random_state, resume, epochs_done) as torch_state:
             if reinitialize:
                 self.initialize()
             else:  # options may have changed since: rebuild, keep what still applies
                 weighting, self.weighting_ = self.weighting_, self._make_weighting()
                 self.weighting_.continue_from(weighting)
+            if parallel is not None:  # from here on every rank draws what rank 0 draws
+                parallel.start(self.module_)
             check_optimizer_needs_no_closure(self.optimizer_)
             self.weighting_.start(data.n_rows, self.device)
             state = make_fit_state(data, self.batch_size, self.clean_batch_size,
-                                   self.clean_sampling, self.device)
+                                   self.clean_sampling, self.device, parallel)
             state.clean_batches.load_state_dict(self.rng_.clean_batches)
             self.fit_state_ = state
             check_module_fits_data(self, data.X[:2])
@@ -473,8 +468,10 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         n = min(len(data.X), self.batch_size if self.batch_size != -1 else len(data.X))
         # copies: a slice of read-only input (pandas' copy-on-write) would make torch warn
         batch = torch.tensor(data.X[:n], device=self.device), torch.tensor(data.y[:n], device=self.device)
-        return select_engine(self.meta_engine, self.module_, self._loss_fn, batch,
-                             (self.fit_state_.X_clean, self.fit_state_.y_clean))
+        engine = select_engine(self.meta_engine, self.module_, self._loss_fn, batch,
+                               (self.fit_state_.X_clean, self.fit_state_.y_clean))
+        parallel = self.fit_state_.parallel
+        return engine if parallel is None else parallel.wrap_engine(engine, self.module_)
 
     def _loss_fn(self, output, target):
         return self.get_per_example_loss(output, target, training=True)
@@ -522,13 +519,9 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         positions = getattr(dataset, "indices", None)  # a Subset from train_split
         if self.fit_state_.rows is not None:  # positions in the X given to fit (clean_mask)
             positions = self.fit_state_.rows[slice(None) if positions is None else positions]
-        sampler = RecordingBatchSampler(
-            len(dataset),
-            batch_size,
-            shuffle=kwargs.pop("shuffle", True),
-            drop_last=kwargs.pop("drop_last", False),
-            positions=positions,
-        )
+        sampler = RecordingBatchSampler(len(dataset), batch_size, shuffle=kwargs.pop("shuffle", True),
+                                        drop_last=kwargs.pop("drop_last", False), positions=positions,
+                                        parallel=self.fit_state_.parallel)
         self.fit_state_.sampler = sampler
         return self.iterator_train(dataset, batch_sampler=sampler, **kwargs)
 
@@ -561,6 +554,8 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         super().on_epoch_begin(net, dataset_train, dataset_valid, **kwargs)
+        if self.fit_state_.parallel is not None:  # a short last batch may have set ranks apart
+            self.fit_state_.parallel.sync_random_state()
         stage = self.fit_state_.begin_epoch()
         self.history.record("stage", "reweight" if stage is None else stage.name)
 
@@ -594,7 +589,7 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         step = self.meta_engine_.reweighted_backward(
             self.module_, self._loss_fn, Xi, yi, X_clean, y_clean, weigh, clean_weight=self.clean_weight
         )
-        n, dtype = len(Xi), step.weights.dtype
+        n, dtype = len(step.weights), step.weights.dtype  # data parallel: the global batch
         losses = torch.stack([step.losses.mean(), torch.as_tensor(step.clean_loss, device=step.losses.device)])
         # the step's one copy to the host: weights, alignments and both losses
         host = torch.cat([step.weights * n, step.alignment.to(dtype), losses.detach().to(dtype)]).cpu()

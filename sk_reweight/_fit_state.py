@@ -17,7 +17,8 @@ class FitState:
     :class:`~sk_reweight.callbacks.TrainingStage` running now (``None``:
     reweighted training). ``n_train`` counts the rows of the ``X`` given,
     trusted rows marked by ``clean_mask`` included; ``rows`` maps training
-    rows to their positions there (``None``: the same).
+    rows to their positions there (``None``: the same); ``parallel`` is the
+    data-parallel group this process trains in (``None``: alone).
     """
 
     n_train: int
@@ -32,6 +33,7 @@ class FitState:
     stages: list = field(default_factory=list)
     rows: object = None
     guard: DivergenceGuard = field(default_factory=DivergenceGuard)
+    parallel: object = None
 
     def clean_batch(self):
         idx = self.clean_batches.next_indices().to(self.X_clean.device)
@@ -52,9 +54,11 @@ class FitState:
         return self.stage
 
 
-def make_fit_state(data, batch_size, clean_batch_size, clean_sampling, device):
+def make_fit_state(data, batch_size, clean_batch_size, clean_sampling, device, parallel=None):
     """The fit state of validated data (see :func:`~sk_reweight._validation.validate_fit_data`)."""
     batch_size = batch_size if batch_size != -1 else len(data.X)
+    if parallel is not None:  # batch_size is per process; the clean batch serves the global one
+        batch_size *= parallel.world_size
     size = resolve_clean_batch_size(clean_batch_size, len(data.X_clean), batch_size)
     if clean_sampling == "stratified":
         clean_batches = StratifiedCleanBatchCycler(data.y_clean, size)
@@ -72,4 +76,5 @@ def make_fit_state(data, batch_size, clean_batch_size, clean_sampling, device):
         y_clean=torch.as_tensor(data.y_clean, device=device),
         clean_batches=clean_batches,
         sample_weight=sample_weight,
+        parallel=parallel,
     )

@@ -57,6 +57,13 @@ def _is_int(value):
 def check_reweighting_params(estimator):
     """Clear errors for the parameters ``ReweightedNeuralNetClassifier`` adds to skorch's (and skorch's own)."""
     check_training_params(estimator)
+    if hasattr(estimator, "accelerator"):  # skorch's AccelerateMixin
+        raise TypeError(
+            f"{type(estimator).__name__} does not work with skorch's AccelerateMixin: its engines "
+            "write the weighted gradients themselves, which DistributedDataParallel would not "
+            "all-reduce. Drop AccelerateMixin and launch the script with torchrun: the estimator "
+            "trains data-parallel by itself (see the README's 'Scaling' section)."
+        )
     smoothing = estimator.weight_smoothing
     if not _is_real(smoothing) or not 0 <= smoothing < 1:
         raise ValueError(

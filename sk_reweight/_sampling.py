@@ -23,14 +23,21 @@ class RecordingBatchSampler(torch.utils.data.Sampler):
     positions : array-like of int or None
         Maps dataset rows to positions in the user's training data (for a
         ``Subset`` produced by ``train_split``); ``None`` is the identity.
+    parallel : DataParallel or None
+        In data-parallel training ``batch_size`` is per process: the global
+        batches hold ``world_size * batch_size`` rows, this rank yields its
+        share of each (possibly none of a short last batch) and :meth:`pop`
+        returns the whole global batch.
     """
 
-    def __init__(self, n_samples, batch_size, shuffle=True, drop_last=False, positions=None):
+    def __init__(self, n_samples, batch_size, shuffle=True, drop_last=False, positions=None,
+                 parallel=None):
         self.n_samples = n_samples
-        self.batch_size = batch_size
+        self.batch_size = batch_size if parallel is None else batch_size * parallel.world_size
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.positions = None if positions is None else np.asarray(positions)
+        self.parallel = parallel
         self._pending = deque()
 
     def __iter__(self):
@@ -42,7 +49,7 @@ class RecordingBatchSampler(torch.utils.data.Sampler):
                 break
             rows = rows.tolist()
             self._pending.append(rows)
-            yield rows
+            yield rows if self.parallel is None else self.parallel.shard(rows)
 
     def __len__(self):
         if self.drop_last:
@@ -50,7 +57,7 @@ class RecordingBatchSampler(torch.utils.data.Sampler):
         return -(-self.n_samples // self.batch_size)
 
     def pop(self):
-        """Positions in the training data of the oldest batch not yet popped."""
+        """Positions in the training data of the oldest (global) batch not yet popped."""
         rows = np.asarray(self._pending.popleft())
         return rows if self.positions is None else self.positions[rows]
 

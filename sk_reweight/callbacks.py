@@ -52,6 +52,8 @@ class WeightRecorder(Callback):
         if not training or weights is None:
             return
         net.weight_history_.record(positions, weights, alignment)
+        # data parallel: the loss is the global batch's, so is the size that weighs it in train_loss
+        net.history.record_batch("train_batch_size", len(weights))
         net.history.record_batch("skipped", skipped)
         net.history.record_batch("clean_loss", clean_loss.item())
         net.history.record_batch("zero_frac", float((weights == 0).mean()))

@@ -1,0 +1,230 @@
+"""Data-parallel training: one process per device in a ``torch.distributed`` group.
+
+Every rank is given the same data and trains on its share of each global
+batch (rows ``rank, rank + world_size, ...`` of it, as ``DistributedSampler``
+deals them). What makes N processes with ``batch_size=b`` the same fit as one
+process with ``batch_size=N*b``:
+
+- the global random state is rank 0's at the start of the fit and of every
+  epoch, so the permutation of the rows and the clean batches are the same
+  on every rank (every rank uses the whole clean batch);
+- each step gathers the alignments and losses of the global batch, so the
+  weighting policy (its normalisation, its stages and their state) runs on
+  the global batch, identically on every rank, and each rank keeps its slice;
+- the weighted gradients are summed over ranks (the weights already sum to
+  1 over the global batch) and the clean loss's share, which every rank
+  holds whole, is divided by the world size first;
+- a batch is skipped on every rank or on none, as the global weights say;
+- module buffers (batch norm's running statistics) are rank 0's after each
+  step, as with ``DistributedDataParallel(broadcast_buffers=True)``. Batch
+  statistics are per process, as in DDP without ``SyncBatchNorm``.
+"""
+import os
+from dataclasses import replace
+
+import torch
+import torch.distributed as dist
+
+from .engines import MetaGradientEngine, get_engine
+
+__all__ = ["DataParallel", "DataParallelEngine"]
+
+
+def _launched_by_torchrun():
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "MASTER_ADDR" in os.environ
+
+
+class DataParallel:
+    """This process's part in data-parallel training.
+
+    Parameters
+    ----------
+    rank, world_size : int
+    device : torch.device
+        Where collective operations take their tensors (CUDA for NCCL).
+
+    Examples
+    --------
+    Outside a process group there is nothing to share:
+
+    >>> from sk_reweight._distributed import DataParallel
+    >>> DataParallel.join() is None
+    True
+    """
+
+    def __init__(self, rank, world_size, device):
+        self.rank = rank
+        self.world_size = world_size
+        self.device = torch.device(device)
+
+    @classmethod
+    def join(cls):
+        """The group this process trains in, or ``None`` when it trains alone.
+
+        Uses the default process group when the script initialised one;
+        under ``torchrun`` (``WORLD_SIZE`` > 1) initialises it from the
+        environment (NCCL when CUDA is available, else Gloo).
+        """
+        if not dist.is_available():
+            return None
+        if not dist.is_initialized():
+            if not _launched_by_torchrun():
+                return None
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if dist.get_world_size() == 1:
+            return None
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+        return cls(dist.get_rank(), dist.get_world_size(), device)
+
+    def __repr__(self):
+        return f"DataParallel(rank={self.rank}, world_size={self.world_size})"
+
+    # ------------------------------------------------------------------
+    # the same state on every rank
+
+    def start(self, module):
+        """Rank 0's module and random state on every rank, at the start of a fit."""
+        self.broadcast_module(module)
+        self.sync_random_state()
+
+    def sync_random_state(self):
+        """Give every rank rank 0's CPU random state."""
+        state = torch.get_rng_state().to(self.device)
+        dist.broadcast(state, 0)
+        torch.set_rng_state(state.cpu())
+
+    def broadcast_module(self, module):
+        """Rank 0's parameters and buffers on every rank."""
+        with torch.no_grad():
+            for tensor in [*module.parameters(), *module.buffers()]:
+                self._broadcast(tensor)
+
+    def broadcast_buffers(self, module):
+        with torch.no_grad():
+            for tensor in module.buffers():
+                self._broadcast(tensor)
+
+    def _broadcast(self, tensor):
+        if tensor.device == self.device:
+            dist.broadcast(tensor, 0)
+        else:
+            moved = tensor.to(self.device)
+            dist.broadcast(moved, 0)
+            tensor.copy_(moved)
+
+    def agree(self, value):
+        """Rank 0's ``value`` (any picklable object)."""
+        box = [value]
+        dist.broadcast_object_list(box, 0, device=self.device if self.device.type == "cuda" else None)
+        return box[0]
+
+    # ------------------------------------------------------------------
+    # one reweighted step
+
+    def shard(self, rows):
+        """This rank's share of a global batch: every ``world_size``-th row from ``rank``."""
+        return rows[self.rank::self.world_size]
+
+    def gather(self, local):
+        """The global batch's values, in its order, from each rank's ``local`` share.
+
+        ``local`` has shape ``(k, n_local)``; returns shape ``(k, n_global)``.
+        """
+        count = torch.tensor([local.shape[1]], device=self.device)
+        counts = [torch.empty_like(count) for _ in range(self.world_size)]
+        dist.all_gather(counts, count)
+        counts = [int(c) for c in counts]
+        padded = local.new_zeros((local.shape[0], max(counts)))
+        padded[:, :local.shape[1]] = local
+        parts = [torch.empty_like(padded, device=self.device) for _ in range(self.world_size)]
+        dist.all_gather(parts, padded.to(self.device))
+        merged = local.new_empty((local.shape[0], sum(counts)))
+        for rank, (part, n) in enumerate(zip(parts, counts)):
+            merged[:, rank::self.world_size] = part[:, :n].to(local.device)
+        return merged
+
+    def weigh_globally(self, weigh, record):
+        """Wrap an engine's ``weigh(alignment, losses)`` to weigh the global batch.
+
+        The wrapper gathers the alignments and losses of all ranks, applies
+        ``weigh`` to them, stores the global ``alignment``, ``losses`` and
+        ``weights`` in the dict ``record`` and returns this rank's share.
+        """
+        def weigh_global(alignment, losses):
+            both = torch.stack([alignment.detach(), losses.detach().to(alignment.dtype)])
+            alignment, losses = self.gather(both)
+            weights = weigh(alignment, losses)
+            record.update(alignment=alignment, losses=losses, weights=weights)
+            return self.shard(weights)
+        return weigh_global
+
+    def wrap_engine(self, engine, module):
+        """Rank 0's choice of engine, wrapped to train data-parallel."""
+        name = self.agree(engine.name)
+        if name != engine.name:  # 'auto' checked the fast engine on each rank's hardware
+            engine = get_engine(name, module)
+        return DataParallelEngine(engine, self)
+
+    def all_reduce_gradients(self, module):
+        """``.grad`` summed over ranks (``None`` where no rank has a gradient), in one call."""
+        params = [p for p in module.parameters() if p.requires_grad]
+        if not params:
+            return
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
+        flags = torch.tensor([p.grad is not None for p in params], dtype=grads[0].dtype,
+                             device=grads[0].device)
+        flat = torch.cat([g.reshape(-1) for g in grads] + [flags]).to(self.device)
+        dist.all_reduce(flat)
+        flat = flat.to(grads[0].device)
+        flags = flat[-len(params):]
+        offset = 0
+        for p, g, flag in zip(params, grads, flags.tolist()):
+            size = g.numel()
+            p.grad = flat[offset:offset + size].view_as(p).clone() if flag else None
+            offset += size
+
+
+class DataParallelEngine(MetaGradientEngine):
+    """An engine's step, taken by every rank on its share of the global batch.
+
+    Weights come from the global batch, gradients are summed over ranks and
+    the returned :class:`~sk_reweight.engines.MetaStep` holds the global
+    batch's alignments, losses and weights (the output ``y_pred`` stays this
+    rank's).
+
+    Parameters
+    ----------
+    engine : MetaGradientEngine
+    parallel : DataParallel
+
+    Examples
+    --------
+    >>> from sk_reweight._distributed import DataParallel, DataParallelEngine
+    >>> from sk_reweight.engines import ForwardModeEngine
+    >>> DataParallelEngine(ForwardModeEngine(), DataParallel(0, 2, "cpu"))
+    DataParallelEngine(ForwardModeEngine(), DataParallel(rank=0, world_size=2))
+    """
+
+    def __init__(self, engine, parallel):
+        self.engine = engine
+        self.parallel = parallel
+
+    @property
+    def name(self):
+        return self.engine.name
+
+    def unsupported_reason(self, module):
+        return self.engine.unsupported_reason(module)
+
+    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0):
+        record = {}
+        # every rank holds the whole clean gradient: its share of the sum is 1 / world_size
+        step = self.engine.reweighted_backward(
+            module, loss_fn, X, y, X_clean, y_clean, self.parallel.weigh_globally(weigh, record),
+            clean_weight=clean_weight / self.parallel.world_size)
+        self.parallel.all_reduce_gradients(module)
+        self.parallel.broadcast_buffers(module)
+        return replace(step, **record)
+
+    def __repr__(self):
+        return f"DataParallelEngine({self.engine!r}, {self.parallel!r})"

@@ -1,0 +1,98 @@
+"""Data-parallel training under torchrun (2 CPU processes, Gloo) against one process."""
+import os
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sk_reweight import ReweightedNeuralNetClassifier
+from sk_reweight._distributed import DataParallel, DataParallelEngine
+from sk_reweight._sampling import RecordingBatchSampler
+from sk_reweight.engines import ForwardModeEngine
+
+WORKER = Path(__file__).with_name("distributed_worker.py")
+CASES = runpy.run_path(str(WORKER))["CASES"]
+# data parallel matches one process with world_size times the batch, except where it cannot:
+# batch statistics are per process, and unseeded runs draw other initial weights
+PARITY = [name for name in CASES if name not in ("batch_norm", "unseeded")]
+WORLD_SIZE = 2
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("distributed")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for command in ([sys.executable, str(WORKER), str(out), "--alone", str(WORLD_SIZE)],
+                    [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                     f"--nproc_per_node={WORLD_SIZE}", str(WORKER), str(out)]):
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    def load(case, who):
+        return torch.load(out / f"{case}_{who}.pt", weights_only=False)
+    return load
+
+
+@pytest.mark.parametrize("case", PARITY)
+def test_two_processes_match_one_process_with_twice_the_batch(runs, case):
+    alone, rank0 = runs(case, "alone"), runs(case, "rank0")
+    for name, value in alone["params"].items():
+        torch.testing.assert_close(rank0["params"][name], value, atol=1e-5, rtol=1e-5, msg=name)
+    np.testing.assert_allclose(rank0["weights"], alone["weights"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(rank0["alignments"], alone["alignments"], rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(rank0["train_loss"], alone["train_loss"], rtol=1e-5)
+    assert rank0["skipped"] == alone["skipped"]
+    np.testing.assert_allclose(rank0["proba"], alone["proba"], atol=1e-5)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_ranks_end_identical_and_record_every_row(runs, case):
+    rank0, rank1 = runs(case, "rank0"), runs(case, "rank1")
+    for name, value in rank0["params"].items():
+        assert torch.equal(rank1["params"][name], value), name
+    np.testing.assert_array_equal(rank1["weights"], rank0["weights"])
+    np.testing.assert_array_equal(rank1["proba"], rank0["proba"])
+    trained = rank0["weights"] if case != "mlp_jvp" else rank0["weights"][:, ~np.isnan(rank0["weights"][0])]
+    assert not np.isnan(trained).any()  # every rank's history covers every training row
+    assert rank0["engine"].startswith("DataParallelEngine(")
+
+
+def test_empty_and_all_zero_shares_and_global_skips_were_exercised(runs):
+    rank1 = runs("paper_exact_tiny_batches", "rank1")
+    steps = rank1["steps"]
+    assert any(n == 0 for n, _, _ in steps)  # 41 rows in global batches of 4: rank 1 gets none of the last
+    assert any(n > 0 and not nonzero and not skipped for n, nonzero, skipped in steps)
+    assert sum(rank1["skipped"]) > 0
+
+
+def test_a_process_alone_trains_alone():
+    assert DataParallel.join() is None
+    X = np.random.RandomState(0).randn(40, 3).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    clean = np.r_[np.flatnonzero(y == 0)[:3], np.flatnonzero(y == 1)[:3]]
+    net = ReweightedNeuralNetClassifier(max_epochs=1, random_state=0).fit(X, y, X_clean=X[clean], y_clean=y[clean])
+    assert not isinstance(net.meta_engine_, DataParallelEngine)
+
+
+def test_the_sampler_deals_every_world_size_th_row_of_each_global_batch():
+    ranks = [DataParallel(rank, 2, "cpu") for rank in range(2)]
+    samplers = [RecordingBatchSampler(9, 2, shuffle=False, parallel=p) for p in ranks]
+    assert [list(s) for s in samplers] == [[[0, 2], [4, 6], [8]], [[1, 3], [5, 7], []]]
+    assert [len(s) for s in samplers] == [3, 3]
+    assert samplers[1].pop().tolist() == [0, 1, 2, 3]  # the global batch
+
+
+def test_accelerate_mixin_is_refused_with_the_fix():
+    class Accelerated(ReweightedNeuralNetClassifier):
+        accelerator = object()
+
+    X = np.zeros((10, 2), dtype=np.float32)
+    y = np.arange(10) % 2
+    with pytest.raises(TypeError, match="AccelerateMixin.*torchrun"):
+        Accelerated(max_epochs=1).fit(X, y, X_clean=X[:2], y_clean=y[:2])
