@@ -77,7 +77,8 @@ def final_outputs_error(net, X_train, epoch, n_rows=10_000):
     if len(X_train) > n_rows:
         X_train = X_train[np.linspace(0, len(X_train) - 1, n_rows).astype(int)]
     # copies: a read-only array (pandas copy-on-write) would make torch warn
-    checks = [net.fit_state_.X_clean] + [torch.tensor(X_train[i:i + 1024]) for i in range(0, len(X_train), 1024)]
+    checks = [net.fit_state_.X_clean] + [torch.tensor(X_train[i:i + 1024], dtype=torch.float32)
+                                         for i in range(0, len(X_train), 1024)]
     module = net.module_
     training = module.training
     module.eval()

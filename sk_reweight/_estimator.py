@@ -12,7 +12,7 @@ from skorch.utils import TeeGenerator, to_tensor
 from . import diagnostics
 from ._device import AutoDeviceMixin
 from ._divergence import check_finite_predictions, check_step_is_finite, explain, final_outputs_error
-from ._dataset import ArrayDataset, EncodedLabelDataset, collate_batch
+from ._dataset import ArrayDataset, DatasetRows, EncodedLabelDataset, collate_batch
 from ._distributed import DataParallel
 from ._fit_state import make_fit_state
 from ._persistence import PersistenceMixin
@@ -22,7 +22,7 @@ from ._sampling import RecordingBatchSampler
 from ._validation import (check_module_fits_data, per_example_criterion, validate_fit_data,
                           validate_predict_data)
 from ._weight_history import WeightHistory
-from .callbacks import FineTuneOnClean, TrainingStage, WeightRecorder
+from .callbacks import FineTuneOnClean, TrainingStage, WeightRecorder, with_our_print_log
 from .engines import select_engine
 from .exceptions import TrainingDivergedError
 from .modules import mlp_sized_for
@@ -336,7 +336,7 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
 
     @property
     def _default_callbacks(self):
-        callbacks = super()._default_callbacks
+        callbacks = with_our_print_log(super()._default_callbacks)
         # before print_log, which prints the epoch's weight summaries
         callbacks.insert(len(callbacks) - 1, ("weight_recorder", WeightRecorder()))
         # set_params may run this with any value; bad ones fail later, in fit
@@ -467,7 +467,8 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
     def _select_engine(self, data):
         n = min(len(data.X), self.batch_size if self.batch_size != -1 else len(data.X))
         # copies: a slice of read-only input (pandas' copy-on-write) would make torch warn
-        batch = torch.tensor(data.X[:n], device=self.device), torch.tensor(data.y[:n], device=self.device)
+        batch = (torch.tensor(data.X[:n], dtype=torch.float32, device=self.device),
+                 torch.tensor(data.y[:n], device=self.device))
         engine = select_engine(self.meta_engine, self.module_, self._loss_fn, batch,
                                (self.fit_state_.X_clean, self.fit_state_.y_clean))
         parallel = self.fit_state_.parallel
@@ -491,7 +492,7 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
 
     def get_dataset(self, X, y=None):
         # validated arrays (prediction) are served a batch per fetch
-        if y is None and isinstance(X, np.ndarray) and self.dataset is Dataset:
+        if y is None and isinstance(X, (np.ndarray, DatasetRows)) and self.dataset is Dataset:
             return ArrayDataset(X)
         return super().get_dataset(X, y)
 
@@ -687,7 +688,7 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         ndarray of shape (n_samples, n_classes)
         """
         self.check_is_fitted()
-        if isinstance(X, torch.utils.data.Dataset):  # skorch's scoring, during fit
+        if _serves_batches(X):  # skorch's scoring, during fit
             return super().predict_proba(X)
         return check_finite_predictions(super().predict_proba(validate_predict_data(self, X)))
 

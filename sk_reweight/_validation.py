@@ -18,6 +18,7 @@ from sklearn.utils.validation import (
 )
 
 from ._clean_mask import resolve_clean_set
+from ._dataset import DatasetRows, dataset_rows
 from .engines import frozen_state
 
 MISSING_CLEAN_SET = (
@@ -41,6 +42,9 @@ CLEAN_SET_SKIPPED_PREPROCESSING = (
 
 # float32 is what torch modules are built with
 ARRAY_CHECKS = dict(dtype=np.float32, allow_nd=True, ensure_min_features=1)
+# training and prediction data are fed a batch at a time, converted then: a float64 array
+# (a memmap larger than memory) is not copied whole
+ROW_CHECKS = dict(ARRAY_CHECKS, dtype=(np.float32, np.float64))
 
 
 @dataclass
@@ -68,11 +72,17 @@ def validate_fit_data(estimator, X, y, X_clean, y_clean, sample_weight, reset, c
     of ``X`` become the clean set and the others the training set (the
     checks are those of the same rows given as ``X_clean``).
     """
+    X, y = dataset_rows(X, y, "X")
+    if X_clean is not None:
+        X_clean, y_clean = dataset_rows(X_clean, y_clean, "X_clean", whole=True)
+    if isinstance(X, DatasetRows) and clean_mask is not None:
+        raise ValueError("clean_mask marks rows of an array X; with a Dataset give the clean set "
+                         "as X_clean and y_clean (arrays or a Dataset).")
     X, y, X_clean, y_clean, sample_weight, rows = resolve_clean_set(X, y, X_clean, y_clean, clean_mask,
                                                                     sample_weight)
     n_rows = None if rows is None else len(rows) + len(X_clean)  # the X given, trusted rows included
     check_label_types(y, "y")
-    X, y = _numeric(validate_data, estimator, X, y, reset=reset, **ARRAY_CHECKS)
+    X, y = _validate_rows(estimator, X, y, reset)
     if 0 in X.shape[1:]:
         raise ValueError(
             f"X has examples of shape {X.shape[1:]}, with a dimension of size 0: there are "
@@ -196,7 +206,8 @@ def warn_if_clean_set_scaled_differently(X, X_clean):
     deviations; warns when the median over features exceeds 5.
     """
     # a strided view of at most ~10000 rows estimates the statistics without a copy
-    X = X.reshape(len(X), -1)[::max(1, len(X) // 10_000)]
+    X = X[::max(1, len(X) // 10_000)]
+    X = X.reshape(len(X), -1)
     X_clean = X_clean.reshape(len(X_clean), -1)
     std = X.std(axis=0, dtype=np.float64)
     varying = std > 0
@@ -233,8 +244,22 @@ def _numeric(check, *args, hint=None, **kwargs):
         ) from exc
 
 
+def _validate_rows(estimator, X, y, reset):
+    """sklearn's checks of training data; a Dataset's rows are checked as they load."""
+    if not isinstance(X, DatasetRows):
+        return _numeric(validate_data, estimator, X, y, reset=reset, **ROW_CHECKS)
+    validate_data(estimator, X, skip_check_array=True, reset=reset)
+    y = column_or_1d(y, warn=True)
+    check_consistent_length(X, y)
+    return X, y
+
+
 def validate_predict_data(estimator, X):
-    X = _numeric(validate_data, estimator, X, reset=False, **ARRAY_CHECKS)
+    X = dataset_rows(X, None, "X", labels=False)[0]
+    if isinstance(X, DatasetRows):
+        validate_data(estimator, X, skip_check_array=True, reset=False)
+    else:
+        X = _numeric(validate_data, estimator, X, reset=False, **ROW_CHECKS)
     check_sample_shape(estimator, X)
     return X
 
@@ -277,7 +302,7 @@ def encode_labels(classes, labels, name):
 def check_module_fits_data(net, X):
     """One forward on two examples, so a mismatch of module and data fails here, clearly."""
     module, was_training = net.module_, net.module_.training
-    sample = torch.tensor(X, device=net.device)  # a copy: X may be read-only (pandas)
+    sample = torch.tensor(X, dtype=torch.float32, device=net.device)  # a copy: X may be read-only (pandas)
     module.eval()
     try:
         with torch.no_grad(), frozen_state(module):

@@ -57,6 +57,7 @@ from skorch import NeuralNetClassifier
 from ._clean_mask import resolve_clean_set
 from ._estimator import ReweightedNeuralNetClassifier
 from ._stacking import as_float32, stack_rows
+from .callbacks import with_our_print_log
 from .modules import mlp_sized_for
 from .losses import CorrectedCrossEntropy, FocalLoss, HardBootstrappingLoss, SoftBootstrappingLoss
 from .weighting import PAPER_EXACT, RandomWeighting
@@ -116,6 +117,10 @@ class BaselineNet(NeuralNetClassifier):
             return super().initialize_module()
         self.module_ = mlp_sized_for(self)
         return self
+
+    @property
+    def _default_callbacks(self):  # picklable and quiet under Ray
+        return with_our_print_log(super()._default_callbacks)
 
     def get_dataset(self, X, y=None):
         return super().get_dataset(as_float32(X), y)

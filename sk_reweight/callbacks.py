@@ -10,11 +10,61 @@ import math
 
 import numpy as np
 from skorch import NeuralNet
+from skorch import callbacks as skorch_callbacks
 from skorch.callbacks import Callback
 
 from .exceptions import TrainingDivergedError
 
-__all__ = ["WeightRecorder", "TrainingStage", "FineTuneOnClean"]
+__all__ = ["WeightRecorder", "TrainingStage", "FineTuneOnClean", "PrintLog", "echo"]
+
+
+def echo(text):
+    """``print(text)``, with ``print`` looked up at call time.
+
+    A net holding this (rather than the ``print`` object itself) pickles
+    wherever ``builtins.print`` has been replaced, as Ray's workers do.
+
+    Examples
+    --------
+    >>> from sk_reweight.callbacks import echo
+    >>> echo("epoch 1")
+    epoch 1
+    """
+    print(text)
+
+
+class PrintLog(skorch_callbacks.PrintLog):
+    """skorch's per-epoch table that pickles and stays quiet under Ray.
+
+    skorch's ``PrintLog`` holds the ``print`` object and prints whatever
+    ``verbose`` says once ``print`` is no longer that object; Ray replaces
+    ``builtins.print`` in its workers, so searches printed tables at
+    ``verbose=0`` and nets failed to pickle. This one's default sink is
+    :func:`echo` and it prints only when ``net.verbose`` is set (any other
+    sink is called every epoch, as in skorch). The estimator uses it as its
+    ``print_log`` callback.
+
+    Examples
+    --------
+    >>> import pickle
+    >>> from sk_reweight.callbacks import PrintLog
+    >>> log = pickle.loads(pickle.dumps(PrintLog()))
+    >>> log.sink.__name__
+    'echo'
+    """
+
+    def __init__(self, keys_ignored=None, sink=echo, tablefmt="simple", floatfmt=".4f", stralign="right"):
+        super().__init__(keys_ignored=keys_ignored, sink=sink, tablefmt=tablefmt, floatfmt=floatfmt,
+                         stralign=stralign)
+
+    def _sink(self, text, verbose):
+        if self.sink is not echo or verbose:
+            self.sink(text)
+
+
+def with_our_print_log(callbacks):
+    """A net's default ``(name, callback)`` list with :class:`PrintLog` as its ``print_log``."""
+    return [(name, PrintLog() if name == "print_log" else cb) for name, cb in callbacks]
 
 
 def _reweighting(net):

@@ -35,12 +35,12 @@ def test_speed_quick(tmp_path):
 
 
 def test_load_quick():
-    result = load("load").main(["--quick"])
-    assert result["rows"] == 20_000
-    # peak above the memory in use before fit: positive, and not many copies of the data
-    # (equal to the data's size is possible: the estimator does not copy float32 input)
-    assert result["data_MiB"] > 0 and 0 < result["fit_peak_MiB"] < 50 * result["data_MiB"]
-    assert result["accuracy"] > 0.6
+    result = load("load").main(["--quick", "--threads", "1"])
+    cells = {(c["source"], c["method"]): c for c in result["cells"]}
+    assert set(cells) == set(load("load").CELLS) and result["rows"] == 20_000
+    for cell in cells.values():
+        assert cell["fit_rows_per_s"] > 0 and cell["predict_rows_per_s"] > 0 and cell["accuracy"] > 0.6
+        assert cell["fit_peak_rss_MiB"] > 0 and cell["fit_peak_anonymous_MiB"] >= 0
 
 
 def test_label_issues_quick():

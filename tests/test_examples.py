@@ -26,7 +26,7 @@ def run(name, *argv):
 def test_every_example_is_tested():
     tested = {"quickstart.py", "pipeline_grid_search.py", "noisy_images_cnn.py",
               "imbalanced_tabular.py", "inspect_weights.py", "custom_weighting_policy.py",
-              "compare_on_a_mixed_table.py"}
+              "compare_on_a_mixed_table.py", "distributed.py"}
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
 
@@ -94,3 +94,25 @@ def test_compare_on_a_mixed_table_tunes_every_method_on_trusted_rows(capsys, tmp
     assert all(type(s.cv).__name__ == "CleanSetKFold" for s in ns["searches"].values())
     assert (tmp_path / "comparison.png").stat().st_size > 0
     assert "reweight against each method" in capsys.readouterr().out
+
+
+def test_distributed_example_gives_one_process_s_results_under_torchrun(capsys):
+    import os
+    import subprocess
+
+    run("distributed.py")
+    alone = capsys.readouterr().out.splitlines()
+    launched = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         str(EXAMPLES / "distributed.py")],
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    out = launched.stdout.splitlines()
+    assert out[0].startswith("2 process(es), engine DataParallelEngine(")
+    # the same training up to rounding, which 300 reweighted Adam steps amplify (the exact
+    # parity after 3 epochs is tests/test_distributed.py's)
+    for lines in (alone, out):
+        score = float(lines[1].rsplit(" ", 1)[1])
+        flipped, others = map(float, re.findall(r"rows ([0-9.]+), of the others ([0-9.]+)", lines[2])[0])
+        assert score > 0.85 and flipped < others
+    assert abs(float(alone[1].rsplit(" ", 1)[1]) - float(out[1].rsplit(" ", 1)[1])) < 0.02
