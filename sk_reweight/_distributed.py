@@ -30,8 +30,27 @@ from .engines import MetaGradientEngine, get_engine
 __all__ = ["DataParallel", "DataParallelEngine"]
 
 
-def _launched_by_torchrun():
+# torchrun's environment is inherited by the processes a launched script starts (joblib's
+# workers of a search), which must train alone: the launched process marks itself when it
+# imports sk_reweight, and only it initialises the group from the environment
+_LAUNCHED_PID = "SK_REWEIGHT_TORCHRUN_PID"
+
+
+def _in_torchrun_environment():
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "MASTER_ADDR" in os.environ
+
+
+def mark_launched_process():
+    """Remember (in the environment children inherit) which process torchrun launched."""
+    if _in_torchrun_environment() and _LAUNCHED_PID not in os.environ:
+        os.environ[_LAUNCHED_PID] = str(os.getpid())
+
+
+def _launched_by_torchrun():
+    return _in_torchrun_environment() and os.environ.get(_LAUNCHED_PID) == str(os.getpid())
+
+
+mark_launched_process()
 
 
 class DataParallel:
@@ -62,8 +81,10 @@ class DataParallel:
         """The group this process trains in, or ``None`` when it trains alone.
 
         Uses the default process group when the script initialised one;
-        under ``torchrun`` (``WORLD_SIZE`` > 1) initialises it from the
-        environment (NCCL when CUDA is available, else Gloo).
+        in a process ``torchrun`` launched (``WORLD_SIZE`` > 1) initialises
+        it from the environment (NCCL when CUDA is available, else Gloo).
+        Processes that one starts (joblib's workers) inherit the environment
+        but train alone.
         """
         if not dist.is_available():
             return None

@@ -16,6 +16,7 @@ import torch
 from skorch.callbacks import Callback
 from skorch.dataset import ValidSplit
 from sklearn.datasets import make_classification
+from sklearn.model_selection import GridSearchCV
 
 from sk_reweight import PAPER_EXACT, ReweightedNeuralNetClassifier
 from sk_reweight.modules import LeNet
@@ -92,6 +93,8 @@ def main():
     parser.add_argument("--alone", type=int, metavar="N", help="one process, batches of N * b")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if not args.alone:  # the script's own group (examples/distributed.py leaves it to the estimator)
+        torch.distributed.init_process_group("gloo")
     scale = args.alone or 1
     for name, (n_rows, batch_size, params) in CASES.items():
         X, y, X_clean, y_clean = data(n_rows)
@@ -113,6 +116,12 @@ def main():
             "engine": repr(net.meta_engine_),
             "proba": net.predict_proba(X),
         }, args.out / f"{name}_{who}.pt")
+    # a search's workers inherit torchrun's environment but train alone; the refit, here, is
+    # data parallel
+    search = GridSearchCV(ReweightedNeuralNetClassifier(max_epochs=1, random_state=0), {"lr": [1e-3, 1e-2]},
+                          cv=2, n_jobs=2).fit(X, y, X_clean=X_clean, y_clean=y_clean)
+    torch.save({"best": search.best_params_, "scores": search.cv_results_["mean_test_score"],
+                "engine": repr(search.best_estimator_.meta_engine_)}, args.out / f"search_{who}.pt")
 
 
 if __name__ == "__main__":

@@ -71,6 +71,13 @@ def test_empty_and_all_zero_shares_and_global_skips_were_exercised(runs):
     assert sum(rank1["skipped"]) > 0
 
 
+def test_a_search_under_torchrun_fits_alone_in_its_workers(runs):
+    alone, rank0, rank1 = runs("search", "alone"), runs("search", "rank0"), runs("search", "rank1")
+    assert rank0["best"] == rank1["best"] == alone["best"]
+    np.testing.assert_array_equal(rank0["scores"], alone["scores"])  # the workers' fits: no group
+    assert rank0["engine"].startswith("DataParallelEngine(")  # the refit in the launched process
+
+
 def test_a_process_alone_trains_alone():
     assert DataParallel.join() is None
     X = np.random.RandomState(0).randn(40, 3).astype(np.float32)
