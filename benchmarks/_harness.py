@@ -56,14 +56,13 @@ def default_params_note(args):
 
 
 def add_common_arguments(parser, quick_help):
-    """--seeds, --device, --n-jobs, --threads, --quick and --update-readme, shared by the comparison scripts."""
+    """--seeds, --device, --n-jobs, --threads and --quick, shared by the comparison scripts."""
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--n-jobs", type=int, default=1,
                         help="worker processes, one torch thread each (results do not depend on it)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the main process")
     parser.add_argument("--quick", action="store_true", help=quick_help)
-    parser.add_argument("--update-readme", action="store_true")
 
 
 class _OptionsAction(argparse.Action):
@@ -72,9 +71,9 @@ class _OptionsAction(argparse.Action):
 
 
 def add_name_argument(parser, name):
-    """--name: the results file stem (default ``name``) and, with '-' for '_', the README block."""
+    """--name: the results file stem (default ``name``)."""
     parser.add_argument("--name", default=name,
-                        help="results file stem; its README block is the same with '-' for '_'")
+                        help="results file stem (benchmarks/results/NAME.*)")
 
 
 def add_method_arguments(parser, name):
@@ -188,23 +187,17 @@ def markdown_table(rows, columns, row_label="setting", lower_is_better=("error",
     return "\n".join(lines) + "\n"
 
 
-def publish(name, table, payload, args, figure=None, alt_text=None):
-    """Print ``table``, save it (see :func:`save`) and, with ``--update-readme``, show it in README.md.
+def publish(name, table, payload, args, figure=None):
+    """Print ``table`` and save it (see :func:`save`); the docs include ``results/NAME.md``.
 
-    ``figure(path)`` draws a PNG at ``results/NAME.png``, linked under the
-    table in the README. The README block is NAME with '-' for '_'.
+    ``figure(path)`` draws a PNG at ``results/NAME.png``, which the docs show
+    under the table.
     """
     print(table)
     stem = save(name, table, payload, args.quick)
-    content = table
     if figure is not None:
         figure(stem.with_suffix(".png"))
-        content += f"\n![{alt_text or name}]({stem.relative_to(RESULTS.parents[1])}.png)\n"
     print(f"written to {stem}.*")
-    if args.update_readme:
-        from _readme import update_readme
-
-        update_readme(name.replace("_", "-"), content)
     return stem
 
 

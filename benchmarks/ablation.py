@@ -13,7 +13,7 @@ each cell with hindsight: how many cells any choice among the variants could
 win at most.
 
 Run ``python benchmarks/ablation.py`` (``--quick``, ``--seeds``, ``--n-jobs``,
-``--datasets``, ``--update-readme``; ``--render-only`` rebuilds the table from
+``--datasets``; ``--render-only`` rebuilds the table from
 the saved runs, e.g. after ``imbalance_noise.py`` was run again). On other
 sets: ``--reference imbalance_noise_heldout --name ablation_heldout
 --datasets ...`` compares with that run of ``imbalance_noise.py --name

@@ -13,7 +13,7 @@ Fashion-MNIST made long-tailed (imbalance factor 100 over the ten classes)
 with 20% uniform noise and 10 clean images per class, trained with LeNet.
 
 Run ``python benchmarks/imbalance_noise.py`` (``--quick`` for a smoke test,
-``--seeds N``, ``--n-jobs``, ``--device``, ``--update-readme``). Its JSON keeps
+``--seeds N``, ``--n-jobs``, ``--device``). Its JSON keeps
 every (set, seed) cell, which ``benchmarks/ablation.py`` compares against.
 """
 import argparse
@@ -216,8 +216,7 @@ def main(argv=None):
              + f"\nCell by cell ({total} (set, seed) cells, balanced accuracy): how often each method "
                f"is first of all methods, and the default (`reweight`) against it; sign test over "
                f"the cells that are not ties.\n\n" + head_to_head_table(paired, total))
-    publish(args.name, table, payload, args, figure=lambda path: plot(payload, path),
-            alt_text="balanced accuracy per method")
+    publish(args.name, table, payload, args, figure=lambda path: plot(payload, path))
     return payload
 
 

@@ -20,8 +20,7 @@ another class. Rankings of the training examples:
 Reported: precision at k = the true number of flipped labels (there precision
 equals recall), precision and recall of the m examples cleanlab flags by its
 own threshold (and of reweighting's top m), and the ROC AUC of the ranking.
-Run ``python benchmarks/label_issues.py`` (``--quick`` for a smoke test,
-``--update-readme`` to put the table in README.md).
+Run ``python benchmarks/label_issues.py`` (``--quick`` for a smoke test).
 """
 import argparse
 import json
@@ -39,7 +38,6 @@ from sk_reweight.corruption import flip_labels_uniform, train_clean_split
 from sk_reweight.modules import MLP
 
 from _harness import DEFAULT, RESULTS
-from _readme import update_readme
 
 
 
@@ -108,7 +106,6 @@ def main(argv=None):
     parser.add_argument("--noise", type=float, nargs="+", default=[0.2, 0.4])
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--quick", action="store_true", help="1 seed, 5 epochs, 40% noise")
-    parser.add_argument("--update-readme", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     seeds, noises, epochs = (1, [0.4], 5) if args.quick else (args.seeds, args.noise, args.epochs)
@@ -137,8 +134,6 @@ def main(argv=None):
     if not args.quick:
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "label_issues.md").write_text(table)
-    if args.update_readme:
-        update_readme("label-issues", table)
     return results
 
 

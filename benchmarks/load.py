@@ -36,7 +36,6 @@ import torch
 
 from _harness import RESULTS
 from _memory import reset_peak, status_mib
-from _readme import update_readme
 
 N_FEATURES = 50
 CELLS = [("array", "reweight"), ("array", "skorch"), ("memmap32", "reweight"), ("memmap32", "skorch"),
@@ -164,7 +163,6 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="20,000 rows")
-    parser.add_argument("--update-readme", action="store_true")
     parser.add_argument("--cell", nargs=3, metavar=("FOLDER", "SOURCE", "METHOD"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.cell:  # one measurement, in its own process
@@ -189,8 +187,6 @@ def main(argv=None):
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
     (RESULTS / f"{name}.md").write_text(table(result))
-    if args.update_readme:
-        update_readme("load-cpu", table(result))
     return result
 
 

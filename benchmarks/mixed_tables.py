@@ -18,7 +18,7 @@ table counts the default's wins, ties and losses over the (table, seed)
 cells with a two-sided sign test.
 
 Run ``python benchmarks/mixed_tables.py --n-jobs 2`` (``--quick`` for a smoke
-test, ``--update-readme``).
+test).
 """
 import argparse
 

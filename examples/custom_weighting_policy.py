@@ -1,4 +1,6 @@
-"""A weighting policy of your own, in one method.
+"""
+A weighting policy of your own, in one method
+=============================================
 
 Algorithm 1 keeps the examples whose gradient agrees with the clean set's
 and weights them by how much they agree. Here a policy keeps the same

@@ -1,4 +1,6 @@
-"""Data-parallel training with torchrun: the same script on one process or many.
+"""
+Data-parallel training with torchrun: the same script on one process or many
+============================================================================
 
 Launch two processes on this machine (CPU, Gloo; on a machine with GPUs each
 process takes the GPU of its local rank)::

@@ -1,4 +1,6 @@
-"""A CNN on MNIST with 40% of the training labels flipped, 10 clean images per class.
+"""
+A CNN on MNIST with 40% of the training labels flipped, 10 clean images per class
+=================================================================================
 
 Reads the IDX files from ``$SK_REWEIGHT_MNIST`` (or ``../shared/data/mnist``
 next to a checkout; else downloads from OpenML). Plain training against
@@ -23,7 +25,9 @@ from sk_reweight.corruption import flip_labels_uniform, train_clean_split
 from sk_reweight.datasets import load_mnist
 from sk_reweight.modules import LeNet
 
-shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+# the gallery runs examples from their folder, without __file__
+here = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
+shared = here.parents[1] / "shared" / "data" / "mnist"
 path = None if os.environ.get("SK_REWEIGHT_MNIST") or not shared.is_dir() else shared
 X, y = load_mnist(path, split="train")
 X_test, y_test = load_mnist(path, split="test")

@@ -1,4 +1,6 @@
-"""Pipeline + GridSearchCV with the clean set routed and preprocessed.
+"""
+Pipeline + GridSearchCV with the clean set routed and preprocessed
+==================================================================
 
 The scaler is fitted on the training data and, thanks to metadata routing
 and ``transform_input``, applied to the clean set too; the search tunes the

@@ -1,4 +1,6 @@
-"""Quickstart: robust training on noisy, imbalanced tabular data, no torch code.
+"""
+Quickstart: robust training on noisy, imbalanced tabular data, no torch code
+============================================================================
 
 A training set with 30% flipped labels and a 10:1 class imbalance, plus 40
 trusted examples. Plain training (a skorch net, same network and settings)

@@ -55,7 +55,7 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
     ``finetune_epochs``, ``weighting='meta_net'``) can help short runs;
     over the paper's training lengths none kept an edge on the benchmarks
     (training on the clean set, in particular, spends the signal that
-    steers the weights: see the README).
+    steers the weights: see the benchmark pages of the docs, "Long runs").
 
     The estimator wires parts together through skorch's hooks: a
     meta-gradient engine (:mod:`sk_reweight.engines`) computes each batch's
@@ -121,7 +121,7 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         set only steers the weights (the paper). A step whose weights are
         all zero then still trains on the clean batch. It speeds up early
         training, but once the network fits the clean set, its gradient,
-        which steers the weights, fades (see the README's "Long runs").
+        which steers the weights, fades (see the docs' MNIST benchmark, "Long runs").
     weight_shrinkage : float in [0, 1], default=0.0
         Shrinks each step's learned weights toward plain training's uniform
         weights: ``(1 - weight_shrinkage) * w + weight_shrinkage / n`` (the
@@ -206,7 +206,8 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         runs on the same device.
     verbose : int, default=0
         ``1`` prints a table of per-epoch results (losses, clean-set
-        accuracy, mean weight, share of zero weights, skipped batches);
+        accuracy, ``weight_ess``: the effective share of examples trained
+        on, share of zero weights, skipped batches);
         ``2`` also shows a progress bar over each epoch's batches with the
         training loss, the clean-batch loss and the share of zero weights.
     **kwargs
@@ -239,9 +240,10 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
     history_ : skorch.History
         Besides skorch's entries, each epoch records ``stage``
         (``'reweight'`` or ``'finetune'``) and each reweighted epoch
-        ``weight_mean``, ``weight_zero_frac`` (share of trained examples
-        with weight 0) and ``skipped_batches`` (batches whose weights were
-        all zero). Its ``train_loss`` is the unweighted mean training loss.
+        ``weight_mean`` (1 by construction), ``weight_ess`` (effective share
+        of examples trained on: 1 for uniform weights), ``weight_zero_frac``
+        (share of trained examples with weight 0) and ``skipped_batches``
+        (batches whose weights were all zero). Its ``train_loss`` is the unweighted mean training loss.
     classes_ : ndarray of shape (n_classes,)
         Class labels; ``predict`` returns these.
     n_features_in_ : int
@@ -663,9 +665,9 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
 
         Returns
         -------
-        sklearn.utils.Bunch
-            Arrays sorted from most to least suspicious: ``index`` (row in
-            ``X``), ``given_label``, ``predicted_label``,
+        pandas.DataFrame
+            One row per training example, most suspicious first, indexed by
+            its row in ``X``: ``given_label``, ``predicted_label``,
             ``rejection_rate``, ``mean_weight`` (1.0 is uniform),
             ``given_label_proba`` and ``score``.
 
@@ -673,6 +675,7 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         --------
         >>> issues = net.suspicious_examples(X_train, y_train)  # doctest: +SKIP
         >>> issues.index[:20]  # the 20 rows most worth relabelling  # doctest: +SKIP
+        >>> issues.head(20)  # with their labels, predictions and scores  # doctest: +SKIP
         """
         return diagnostics.suspicious_examples(self, X, y, last_epochs=last_epochs)
 

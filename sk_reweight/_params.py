@@ -62,7 +62,7 @@ def check_reweighting_params(estimator):
             f"{type(estimator).__name__} does not work with skorch's AccelerateMixin: its engines "
             "write the weighted gradients themselves, which DistributedDataParallel would not "
             "all-reduce. Drop AccelerateMixin and launch the script with torchrun: the estimator "
-            "trains data-parallel by itself (see the README's 'Scaling' section)."
+            "trains data-parallel by itself (see the user guide's 'Scaling' page)."
         )
     smoothing = estimator.weight_smoothing
     if not _is_real(smoothing) or not 0 <= smoothing < 1:

@@ -63,8 +63,12 @@ class PrintLog(skorch_callbacks.PrintLog):
 
 
 def with_our_print_log(callbacks):
-    """A net's default ``(name, callback)`` list with :class:`PrintLog` as its ``print_log``."""
-    return [(name, PrintLog() if name == "print_log" else cb) for name, cb in callbacks]
+    """A net's default ``(name, callback)`` list with :class:`PrintLog` as its ``print_log``.
+
+    The table leaves out ``weight_mean``, which is 1 in every epoch (``weight_ess`` moves).
+    """
+    return [(name, PrintLog(keys_ignored=["weight_mean"]) if name == "print_log" else cb)
+            for name, cb in callbacks]
 
 
 def _reweighting(net):
@@ -76,8 +80,11 @@ class WeightRecorder(Callback):
 
     Writes the weights of every reweighted batch (on the scale where 1 is
     uniform) and its alignments into ``net.weight_history_``, and per batch ``clean_loss``,
-    ``zero_frac`` and ``skipped``, per epoch ``weight_mean``,
-    ``weight_zero_frac`` and ``skipped_batches`` into ``net.history``.
+    ``zero_frac`` and ``skipped``, per epoch ``weight_mean`` (1 by
+    construction), ``weight_ess`` (the effective share of examples trained
+    on, ``(sum w)^2 / (n sum w^2)``: 1 for uniform weights, near 0 when a few
+    examples get all the weight), ``weight_zero_frac`` and
+    ``skipped_batches`` into ``net.history``.
     :class:`~sk_reweight.ReweightedNeuralNetClassifier` adds it by itself.
 
     Examples
@@ -114,6 +121,11 @@ class WeightRecorder(Callback):
         row = net.weight_history_.current
         trained = row[~np.isnan(row)]
         net.history.record("weight_mean", float(trained.mean()) if trained.size else float("nan"))
+        # the mean is 1 by construction; the effective share of examples trained on moves:
+        # 1 for uniform weights, 1/n when one example gets all the weight
+        squares = float((trained.astype(np.float64) ** 2).sum())
+        net.history.record("weight_ess", float(trained.sum(dtype=np.float64) ** 2 / (trained.size * squares))
+                           if squares > 0 else 0.0)
         net.history.record(
             "weight_zero_frac", float((trained == 0).mean()) if trained.size else float("nan")
         )

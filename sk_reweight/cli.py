@@ -3,12 +3,19 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+READ_MORE = ("Read more: the user guide, API reference and example gallery in the repository's docs/ "
+             "(pip install -e '.[docs]' && sphinx-build docs docs/_build/html), the examples in "
+             "examples/, and help(sk_reweight.ReweightedNeuralNetClassifier).")
 
 
 def make_demo_data(seed=0, imbalance_factor=20, noise=0.3, clean_per_class=5):
@@ -120,23 +127,30 @@ def run_benchmark(name, args):
     if name not in available:
         raise SystemExit(
             f"No benchmark {name!r}" + (f"; available: {', '.join(available)}" if available else
-                                        "; the benchmark scripts ship with the source repository, "
-                                        "run this from a checkout")
+                                        ": the benchmark scripts ship with the source repository, "
+                                        "not with the installed package. Clone the repository, "
+                                        "install it with pip install -e . and run this (or python "
+                                        "benchmarks/NAME.py) there.")
         )
     raise SystemExit(subprocess.call([sys.executable, str(BENCHMARKS / f"{name}.py"), *args]))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="sk-reweight",
+        prog="sk-reweight", epilog=READ_MORE,
         description="Learning to reweight examples (Ren et al., 2018) as a scikit-learn estimator.")
     sub = parser.add_subparsers(dest="command")
     demo = sub.add_parser("demo", help="train on imbalanced, noisy digits against baselines (default)",
                           description="Digits made long-tailed and 30% mislabelled, a clean set of 5 "
                                       "per class held out first: reweighting against plain training, "
                                       "class weights, SMOTE, fine-tuning and cleanlab. Prints a table; "
-                                      "writes results.md, results.json and weights.png to --out.")
-    demo.add_argument("--out", default="sk_reweight_demo", help="output directory (default: %(default)s)")
+                                      "writes results.md, results.json and weights.png to --out.",
+                          epilog=READ_MORE)
+    demo.add_argument("--out", default=None,
+                      help="output directory (default: a new temporary folder, printed at the end)")
+    demo.add_argument("--threads", type=int, default=1,
+                      help="torch threads; small networks are fastest on one, above all on a busy "
+                           "machine (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     demo.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default: %(default)s)")
     demo.add_argument("--epochs", type=int, default=60, help="training epochs (default: %(default)s)")
@@ -150,7 +164,10 @@ def main(argv=None):
         return run_benchmark(args.name, args.args)
     if args.command is None:
         args = parser.parse_args(["demo", *(argv or [])])
-    run_demo(args.out, seed=args.seed, device=args.device, max_epochs=args.epochs)
+    torch.set_num_threads(args.threads)
+    out = args.out or tempfile.mkdtemp(prefix="sk_reweight_demo_")  # not the current folder
+    run_demo(out, seed=args.seed, device=args.device, max_epochs=args.epochs)
+    print(READ_MORE)
 
 
 if __name__ == "__main__":

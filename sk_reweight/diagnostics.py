@@ -3,7 +3,7 @@ import numbers
 import warnings
 
 import numpy as np
-from sklearn.utils import Bunch
+import pandas as pd
 from sklearn.utils.validation import _num_samples
 
 from ._validation import encode_labels
@@ -37,21 +37,23 @@ def suspicious_examples(net, X, y, *, last_epochs=None):
 
     Returns
     -------
-    sklearn.utils.Bunch
-        Arrays sorted from most to least suspicious: ``index`` (row in
-        ``X``), ``given_label``, ``predicted_label``, ``rejection_rate``
-        (share of visits with a non-positive alignment), ``mean_weight``
-        (1.0 is uniform), ``given_label_proba`` and ``score`` (higher is
-        more suspicious: ``rejection_rate + 1 - given_label_proba``;
-        examples never trained on come last). A model without recorded
-        alignments (saved before they were recorded) uses ``1 -
-        mean_weight``, clipped to [0, 1], in place of the rejection rate.
+    pandas.DataFrame
+        One row per training example, sorted from most to least suspicious,
+        indexed by its row in ``X`` (index name ``row``), with the columns
+        ``given_label``, ``predicted_label``, ``rejection_rate`` (share of
+        visits with a non-positive alignment), ``mean_weight`` (1.0 is
+        uniform), ``given_label_proba`` and ``score`` (higher is more
+        suspicious: ``rejection_rate + 1 - given_label_proba``; examples
+        never trained on come last). A model without recorded alignments
+        (saved before they were recorded) uses ``1 - mean_weight``, clipped
+        to [0, 1], in place of the rejection rate.
 
     Examples
     --------
     >>> from sk_reweight.diagnostics import suspicious_examples
     >>> issues = suspicious_examples(net, X_train, y_train)  # doctest: +SKIP
     >>> issues.index[:20]  # the 20 rows most worth relabelling  # doctest: +SKIP
+    >>> issues.head(20)  # with their labels, predictions and scores  # doctest: +SKIP
     """
     net.check_is_fitted()
     weights, alignments = net.sample_weights_, net.sample_alignments_
@@ -77,12 +79,11 @@ def suspicious_examples(net, X, y, *, last_epochs=None):
     given_proba = proba[np.arange(len(y)), given]
     score = np.where(np.isnan(verdicts), -1.0, verdicts + 1 - given_proba)
     order = np.argsort(-score, kind="stable")
-    return Bunch(
-        index=order,
-        given_label=y[order],
-        predicted_label=net.classes_[proba.argmax(axis=1)][order],
-        rejection_rate=rejection_rate[order],
-        mean_weight=mean_weight[order],
-        given_label_proba=given_proba[order],
-        score=score[order],
-    )
+    return pd.DataFrame({
+        "given_label": y[order],
+        "predicted_label": net.classes_[proba.argmax(axis=1)][order],
+        "rejection_rate": rejection_rate[order],
+        "mean_weight": mean_weight[order],
+        "given_label_proba": given_proba[order],
+        "score": score[order],
+    }, index=pd.Index(order, name="row"))

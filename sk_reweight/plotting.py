@@ -34,7 +34,8 @@ def _groups(n, corrupted, labels):
         corrupted = np.asarray(corrupted, dtype=bool)
         if len(corrupted) != n:
             raise ValueError(f"corrupted has {len(corrupted)} entries for {n} training examples.")
-        return [("clean labels", ~corrupted), ("corrupted labels", corrupted)]
+        # "correct": the training rows whose label is right, not the trusted clean set
+        return [("correct labels", ~corrupted), ("corrupted labels", corrupted)]
     if labels is not None:
         labels = np.asarray(labels)
         if len(labels) != n:
@@ -67,7 +68,7 @@ def plot_weight_history(net_or_weights, *, corrupted=None, labels=None, ax=None)
     >>> weights = np.array([[1.5, 0.0, 1.5], [1.2, 0.3, 1.5]])  # 2 epochs, 3 examples
     >>> ax = plot_weight_history(weights, corrupted=[False, True, False])
     >>> [t.get_text() for t in ax.get_legend().get_texts()]
-    ['clean labels (n=2)', 'corrupted labels (n=1)', 'uniform weight']
+    ['correct labels (n=2)', 'corrupted labels (n=1)', 'uniform weight']
     """
     W = _weights(net_or_weights)
     ax = _axes(ax)

@@ -85,3 +85,18 @@ def test_the_estimator_adds_its_callbacks_by_itself():
     # the recorder writes before print_log prints the epoch's row
     order = [name for name, _ in ReweightedNeuralNetClassifier()._default_callbacks]
     assert order.index("weight_recorder") < order.index("print_log")
+
+
+def test_the_epoch_table_shows_the_effective_share_not_the_constant_mean(small_data, capsys):
+    X, y, Xc, yc = small_data
+    net = ReweightedNeuralNetClassifier(max_epochs=2, random_state=0, verbose=1)
+    net.fit(X, y, X_clean=Xc, y_clean=yc)
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "weight_ess" in header and "weight_mean" not in header
+    row = net.weight_history_.current
+    trained = row[~np.isnan(row)].astype(np.float64)
+    assert net.history[-1, "weight_ess"] == pytest.approx(trained.sum() ** 2 / (len(trained) * (trained ** 2).sum()))
+    assert net.history[-1, "weight_mean"] == pytest.approx(1.0, abs=1e-5)  # why the table leaves it out
+    assert 0 < net.history[-1, "weight_ess"] < 1  # the clean set rejected some examples
+    uniform = ReweightedNeuralNetClassifier(max_epochs=1, weight_shrinkage=1.0, random_state=0)
+    assert uniform.fit(X, y, X_clean=Xc, y_clean=yc).history[-1, "weight_ess"] == pytest.approx(1.0, abs=1e-5)

@@ -46,3 +46,30 @@ def test_cli_help_and_unknown_benchmark(capsys):
 def test_demo_help_prints_a_plain_percent_sign():
     out = subprocess.run([sys.executable, "-m", "sk_reweight", "demo", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "30% mislabelled" in out.stdout and "%%" not in out.stdout
+
+
+def test_demo_writes_into_a_temporary_folder_and_says_where_to_read_more(tmp_path, monkeypatch, capsys):
+    import torch
+
+    threads = torch.get_num_threads()
+    monkeypatch.chdir(tmp_path)
+    try:
+        main(["demo", "--epochs", "1"])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []  # nothing in the current folder
+    written = out.split("Written: ", 1)[1].split(",", 1)[0]
+    assert "sk_reweight_demo_" in written and json.loads(open(written.replace("results.md", "results.json")).read())
+    assert out.rstrip().endswith("help(sk_reweight.ReweightedNeuralNetClassifier).")
+    help_text = subprocess.run([sys.executable, "-m", "sk_reweight", "--help"], capture_output=True, text=True).stdout
+    assert "Read more" in help_text and "--threads" in subprocess.run(
+        [sys.executable, "-m", "sk_reweight", "demo", "--help"], capture_output=True, text=True).stdout
+
+
+def test_benchmark_outside_a_checkout_says_how_to_get_the_scripts(monkeypatch, tmp_path):
+    import sk_reweight.cli as cli
+
+    monkeypatch.setattr(cli, "BENCHMARKS", tmp_path / "no_benchmarks_here")  # an installed package
+    with pytest.raises(SystemExit, match="ship with the source repository.*Clone the repository"):
+        main(["benchmark", "speed"])

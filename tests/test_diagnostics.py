@@ -53,3 +53,16 @@ def test_rows_of_X_and_y_and_last_epochs_are_each_checked(noisy_fit):
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match=f"last_epochs={bad!r} must be an int >= 1"):
             suspicious_examples(net, X, y, last_epochs=bad)
+
+
+def test_the_ranking_is_a_table_indexed_by_row(noisy_fit):
+    import pandas as pd
+
+    net, X, y, _ = noisy_fit
+    issues = suspicious_examples(net, X, y)
+    assert isinstance(issues, pd.DataFrame) and issues.index.name == "row"
+    assert list(issues.columns) == ["given_label", "predicted_label", "rejection_rate", "mean_weight",
+                                    "given_label_proba", "score"]
+    top = issues.head(5)  # slices like any table; rows keep their place in X
+    assert len(top) == 5 and (top.given_label.to_numpy() == y[top.index]).all()
+    assert sorted(issues.index) == list(range(len(y)))

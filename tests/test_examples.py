@@ -1,12 +1,18 @@
 """Every example runs (each under a minute on a CPU) and shows what it claims."""
+import os
 import re
 import runpy
 import sys
+import tempfile
 from pathlib import Path
 
+import matplotlib
 import pytest
 import sklearn
-from sklearn.metrics import balanced_accuracy_score
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from sklearn.metrics import balanced_accuracy_score  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -14,19 +20,26 @@ SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 
 
 def run(name, *argv):
-    old = sys.argv
+    """Run an example in an empty current folder, which it must leave empty."""
+    old, cwd = sys.argv, os.getcwd()
     sys.argv = [name, *argv]
-    try:
-        with sklearn.config_context():  # examples may set global config (routing)
-            return runpy.run_path(str(EXAMPLES / name), run_name="__main__")
-    finally:
-        sys.argv = old
+    with tempfile.TemporaryDirectory() as folder:
+        os.chdir(folder)
+        try:
+            with sklearn.config_context():  # examples may set global config (routing)
+                namespace = runpy.run_path(str(EXAMPLES / name), run_name="__main__")
+            assert os.listdir(folder) == [], f"{name} wrote {os.listdir(folder)} into the current folder"
+            return namespace
+        finally:
+            sys.argv = old
+            os.chdir(cwd)
+            plt.close("all")
 
 
 def test_every_example_is_tested():
     tested = {"quickstart.py", "pipeline_grid_search.py", "noisy_images_cnn.py",
               "imbalanced_tabular.py", "inspect_weights.py", "custom_weighting_policy.py",
-              "compare_on_a_mixed_table.py", "distributed.py"}
+              "compare_on_a_mixed_table.py", "distributed.py", "speed.py"}
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
 
@@ -116,3 +129,12 @@ def test_distributed_example_gives_one_process_s_results_under_torchrun(capsys):
         flipped, others = map(float, re.findall(r"rows ([0-9.]+), of the others ([0-9.]+)", lines[2])[0])
         assert score > 0.85 and flipped < others
     assert abs(float(alone[1].rsplit(" ", 1)[1]) - float(out[1].rsplit(" ", 1)[1])) < 0.02
+
+
+def test_speed_example_times_both_engines_against_plain_skorch(capsys):
+    run("speed.py", "--quick")
+    lines = capsys.readouterr().out.splitlines()
+    ratios = {line[:34].strip(): float(line[34:].split("x")[0]) for line in lines}
+    assert ratios["plain skorch"] == 1.0
+    assert set(ratios) == {"plain skorch", "reweighted, layer-wise engine", "reweighted, forward-mode engine"}
+    assert all(r > 0.5 for r in ratios.values())  # finite, positive timings of whole fits

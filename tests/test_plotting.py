@@ -27,7 +27,7 @@ def test_plots_have_labelled_axes_and_legends(fitted):
     ax = plot_weight_history(net, corrupted=flipped)
     assert ax.get_xlabel() == "epoch" and "weight" in ax.get_ylabel()
     assert [t.get_text() for t in ax.get_legend().get_texts()][:2] == [
-        f"clean labels (n={(~flipped).sum()})", f"corrupted labels (n={flipped.sum()})"]
+        f"correct labels (n={(~flipped).sum()})", f"corrupted labels (n={flipped.sum()})"]
     ax = plot_weight_distribution(net.sample_weights_, labels=y)
     assert len(ax.get_legend().get_texts()) == 2
     loss_ax, acc_ax = plot_training_curves(net)

@@ -1,0 +1,146 @@
+"""Sphinx configuration: pydata-sphinx-theme, numpydoc, sphinx-gallery and MyST pages."""
+import ast
+import os
+from pathlib import Path
+
+import sk_reweight
+
+project = "sk_reweight"
+author = "sk_reweight developers"
+copyright = "2026, sk_reweight developers"
+release = version = sk_reweight.__version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.mathjax",
+    "numpydoc",
+    "myst_parser",
+    "sphinx_gallery.gen_gallery",
+]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+exclude_patterns = ["_build", "**/*.ipynb", "auto_examples/*.md5", "auto_examples/*.py",
+                    "auto_examples/*.json", "auto_examples/*.zip"]
+templates_path = ["_templates"]
+
+autosummary_generate = True
+autodoc_default_options = {"members": True, "inherited-members": False}
+
+
+def skip_member(app, what, name, obj, skip, options):
+    """Leave out scikit-learn's generated ``set_*_request`` methods (documented by scikit-learn)."""
+    return True if name.startswith("set_") and name.endswith("_request") else skip
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", skip_member)
+
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+myst_heading_anchors = 3
+myst_enable_extensions = ["dollarmath"]
+# the doc pages include result files written by benchmarks/ outside docs/
+suppress_warnings = ["myst.header"]
+
+html_theme = "pydata_sphinx_theme"
+html_title = "sk_reweight"
+html_theme_options = {
+    "navigation_with_keys": False,
+    "show_prev_next": False,
+    "secondary_sidebar_items": ["page-toc"],
+}
+
+# with SK_REWEIGHT_QUICK=1 in the environment (CI) the long examples run in their quick mode;
+# SK_REWEIGHT_DOCS_RERUN=1 runs every example even when an earlier build ran it unchanged
+sphinx_gallery_conf = {
+    "examples_dirs": "../examples",
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r".*\.py$",
+    "within_subsection_order": "FileNameSortKey",
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    "show_memory": False,
+    "matplotlib_animations": False,
+    "capture_repr": (),
+    "reset_modules": ("matplotlib",),
+    "run_stale_examples": os.environ.get("SK_REWEIGHT_DOCS_RERUN") == "1",
+}
+
+
+
+def _text(node, constants):
+    """The literal text of a message expression; f-string fields as ``{...}``."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(v.value if isinstance(v, ast.Constant) else "{...}" for v in node.values)
+    if isinstance(node, ast.BinOp):  # "..." + "..."
+        return " ".join(t for t in (_text(node.left, constants), _text(node.right, constants)) if t)
+    if isinstance(node, ast.Name):  # a message kept in a module constant
+        return constants.get(node.id)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format":
+        text = _text(node.func.value, constants)
+        return None if text is None else text.replace("{{", "{").replace("}}", "}")
+    return None
+
+
+def error_messages(package):
+    """``(module, kind, message)`` of every error raised and warning issued with a readable message."""
+    found = []
+    for path in sorted(Path(package).rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        constants = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
+                     and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str)
+                     for t in n.targets if isinstance(t, ast.Name)}
+        module = ".".join(path.relative_to(Path(package).parent).with_suffix("").parts)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) \
+                    and isinstance(node.exc.func, ast.Name) and node.exc.args:
+                kind, message = node.exc.func.id, node.exc.args[0]
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                    and node.func.attr == "warn" and node.args:
+                category = node.args[1] if len(node.args) > 1 else next(
+                    (k.value for k in node.keywords if k.arg == "category"), None)
+                kind, message = (category.id if isinstance(category, ast.Name) else "UserWarning"), node.args[0]
+            else:
+                continue
+            text = _text(message, constants)
+            if text:
+                found.append((module, kind, text))
+    return found
+
+
+def write_error_catalogue(target):
+    lines = ["| where | error | message (what it means and what to do) |", "|---|---|---|"]
+    for module, error, message in error_messages(Path(sk_reweight.__file__).parent):
+        text = " ".join(message.split()).replace("|", "\\|").replace("`", "'")
+        lines.append(f"| `{module}` | `{error}` | {text} |")
+    content = "\n".join(lines) + "\n"
+    if not target.exists() or target.read_text() != content:  # unchanged: no rebuild of the page
+        target.write_text(content)
+
+
+def write_results_dates(target):
+    """When each benchmark result file last changed (from git), for the benchmarks page."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    lines = ["| result file | last written |", "|---|---|"]
+    for path in sorted((root / "benchmarks" / "results").rglob("*.md")):
+        if path.stem.endswith("_quick"):  # the test suite's smoke runs
+            continue
+        try:
+            date = subprocess.run(["git", "log", "-1", "--format=%cs", "--", str(path)], cwd=root,
+                                  capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            date = ""
+        lines.append(f"| `{path.relative_to(root)}` | {date or 'not committed'} |")
+    content = "\n".join(lines) + "\n"
+    if not target.exists() or target.read_text() != content:
+        target.write_text(content)
+
+
+write_results_dates(Path(__file__).parent / "benchmarks" / "_dates.md")
+
+# troubleshooting: every error message the package raises, read from its source
+write_error_catalogue(Path(__file__).parent / "user_guide" / "_errors.md")
