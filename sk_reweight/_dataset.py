@@ -1,9 +1,88 @@
 """Training/clean datasets that feed encoded labels to torch."""
+import mmap
+
 import numpy as np
 import torch
 from skorch.dataset import Dataset
 
 from ._stacking import as_float32
+
+
+#: bytes of a read-only memmap read between two releases of its pages (see PageReleaser)
+RELEASE_EVERY = 64 * 2**20
+#: what reading one row of a memmap maps: Linux maps the cached pages around a faulting one
+#: too (fault-around, 64 KiB by default), so a batch of random rows maps far more than its bytes
+FAULT_AROUND = 16 * mmap.PAGESIZE
+
+
+def read_only_mapping(X):
+    """The ``mmap`` behind a read-only numpy memmap (or a view of one) when it can be released, else ``None``.
+
+    Copy-on-write memmaps (``mode='c'``) hold private changes in their pages:
+    those are never released.
+    """
+    while X is not None:
+        if isinstance(X, np.memmap):
+            mapping = getattr(X, "_mmap", None)
+            return mapping if X.mode == "r" and hasattr(mapping, "madvise") and \
+                hasattr(mmap, "MADV_DONTNEED") else None
+        X = getattr(X, "base", None)
+    return None
+
+
+def spread_rows(n_rows, total=10_000, blocks=10):
+    """At most ``total`` row indices in ``blocks`` contiguous runs spread evenly over ``n_rows``.
+
+    A sample of a large table that touches few pages of a memmap (every k-th
+    row would touch them all).
+
+    Examples
+    --------
+    >>> from sk_reweight._dataset import spread_rows
+    >>> spread_rows(100, total=6, blocks=3).tolist()
+    [0, 1, 49, 50, 98, 99]
+    """
+    if n_rows <= total:
+        return np.arange(n_rows)
+    size = total // blocks
+    starts = np.linspace(0, n_rows - size, blocks).astype(int)
+    return (starts[:, None] + np.arange(size)).ravel()
+
+
+class PageReleaser:
+    """Keeps a read-only memmap's file pages from piling up in the process's resident memory.
+
+    Reading a memmapped file maps its pages into the process: after one pass
+    they all count in its resident set, though they are page cache the kernel
+    could reclaim. Used by the passes that read a memmap in order (the NaN
+    check of ``fit``, prediction); training draws random rows, each of which
+    maps the cached pages around it, so releasing there bounds nothing. Every ``window`` bytes of pages read (default
+    :data:`RELEASE_EVERY`, 64 MiB; a row counts as :data:`FAULT_AROUND`, what
+    reading a randomly drawn row maps) the pages are released
+    (``madvise(MADV_DONTNEED)``; a later read maps them again from the page
+    cache, without reading the disk). Anything but a read-only memmap: no-op.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_reweight._dataset import PageReleaser
+    >>> PageReleaser(np.zeros((3, 2))).mapping is None  # in memory: nothing to release
+    True
+    """
+
+    def __init__(self, X, window=None):
+        self.mapping = read_only_mapping(X)
+        self.window = RELEASE_EVERY if window is None else window
+        self.read = 0
+
+    def count(self, rows):
+        """Count reading ``rows`` (an array of rows), each as the pages a read of it maps."""
+        if self.mapping is None:
+            return
+        self.read += len(rows) * max(rows[:1].nbytes, FAULT_AROUND) if rows.ndim else rows.nbytes
+        if self.read >= self.window:
+            self.mapping.madvise(mmap.MADV_DONTNEED)
+            self.read = 0
 
 
 class EncodedLabelDataset(Dataset):
@@ -25,7 +104,9 @@ class EncodedLabelDataset(Dataset):
 
     def __getitems__(self, indices):
         # a whole batch in one indexing operation (DataLoader's batched fetch), converted to
-        # float32 here: a float64 memmap is never copied whole
+        # float32 here: a float64 memmap is never copied whole. Its pages are not released:
+        # a batch of random rows maps most of the file anyway (the kernel maps the cached
+        # pages around each one read)
         return as_float32(self.X[indices]), self.y_encoded[indices]
 
 
@@ -34,6 +115,7 @@ class ArrayDataset(torch.utils.data.Dataset):
 
     def __init__(self, X):
         self.X = X
+        self.pages = PageReleaser(X)
 
     def __len__(self):
         return len(self.X)
@@ -42,7 +124,9 @@ class ArrayDataset(torch.utils.data.Dataset):
         return as_float32(self.X[i]), 0
 
     def __getitems__(self, indices):
-        return as_float32(self.X[indices]), np.zeros(len(indices), dtype=np.int64)
+        X = self.X[indices]
+        self.pages.count(X)
+        return as_float32(X), np.zeros(len(indices), dtype=np.int64)
 
 
 def collate_batch(batch):

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import torch
 
+from ._dataset import spread_rows
 from .exceptions import TrainingDivergedError
 
 DIVERGENCE_POLICIES = ("raise", "skip")
@@ -73,9 +74,9 @@ def check_step_is_finite(loss, alignment, epoch, batch):
 def final_outputs_error(net, X_train, epoch, n_rows=10_000):
     """After the last step, which no later loss checks: a :class:`TrainingDivergedError`
     when the network's outputs on the clean set or the training data (at most
-    ``n_rows`` rows, evenly spread) are not finite, else ``None``."""
-    if len(X_train) > n_rows:
-        X_train = X_train[np.linspace(0, len(X_train) - 1, n_rows).astype(int)]
+    ``n_rows`` rows, in runs spread over it) are not finite, else ``None``."""
+    if len(X_train) > n_rows:  # in runs: a memmap reads few pages
+        X_train = X_train[spread_rows(len(X_train), n_rows)]
     # copies: a read-only array (pandas copy-on-write) would make torch warn
     checks = [net.fit_state_.X_clean] + [torch.tensor(X_train[i:i + 1024], dtype=torch.float32)
                                          for i in range(0, len(X_train), 1024)]

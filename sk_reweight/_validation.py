@@ -18,7 +18,7 @@ from sklearn.utils.validation import (
 )
 
 from ._clean_mask import resolve_clean_set
-from ._dataset import DatasetRows, dataset_rows
+from ._dataset import DatasetRows, PageReleaser, dataset_rows, read_only_mapping, spread_rows
 from .engines import frozen_state
 
 MISSING_CLEAN_SET = (
@@ -205,8 +205,8 @@ def warn_if_clean_set_scaled_differently(X, X_clean):
     feature, the clean mean with the training mean in training standard
     deviations; warns when the median over features exceeds 5.
     """
-    # a strided view of at most ~10000 rows estimates the statistics without a copy
-    X = X[::max(1, len(X) // 10_000)]
+    # at most 10000 rows in a few runs estimate the statistics (and read few pages of a memmap)
+    X = X[spread_rows(len(X))]
     X = X.reshape(len(X), -1)
     X_clean = X_clean.reshape(len(X_clean), -1)
     std = X.std(axis=0, dtype=np.float64)
@@ -246,6 +246,9 @@ def _numeric(check, *args, hint=None, **kwargs):
 
 def _validate_rows(estimator, X, y, reset):
     """sklearn's checks of training data; a Dataset's rows are checked as they load."""
+    if read_only_mapping(X) is not None:  # a memmap: checked for NaN a chunk at a time
+        X, y = _numeric(validate_data, estimator, X, y, reset=reset, ensure_all_finite=False, **ROW_CHECKS)
+        return check_finite_in_chunks(X, "X"), y
     if not isinstance(X, DatasetRows):
         return _numeric(validate_data, estimator, X, y, reset=reset, **ROW_CHECKS)
     validate_data(estimator, X, skip_check_array=True, reset=reset)
@@ -254,10 +257,26 @@ def _validate_rows(estimator, X, y, reset):
     return X, y
 
 
+def check_finite_in_chunks(X, name):
+    """sklearn's NaN/inf check, a chunk at a time, releasing a memmap's pages as it goes."""
+    pages = PageReleaser(X)
+    rows = max(1, pages.window // max(1, X[:1].nbytes))  # contiguous: bytes, not pages, count
+    for start in range(0, len(X), rows):
+        chunk = X[start:start + rows]
+        if not np.isfinite(chunk).all():
+            raise ValueError(f"Input {name} contains NaN or infinity (in rows {start} to "
+                             f"{start + len(chunk) - 1}); every example needs finite features.")
+        pages.count(chunk)
+    return X
+
+
 def validate_predict_data(estimator, X):
     X = dataset_rows(X, None, "X", labels=False)[0]
     if isinstance(X, DatasetRows):
         validate_data(estimator, X, skip_check_array=True, reset=False)
+    elif read_only_mapping(X) is not None:
+        X = check_finite_in_chunks(_numeric(validate_data, estimator, X, reset=False, ensure_all_finite=False,
+                                            **ROW_CHECKS), "X")
     else:
         X = _numeric(validate_data, estimator, X, reset=False, **ROW_CHECKS)
     check_sample_shape(estimator, X)

@@ -1,3 +1,4 @@
+import os
 import numpy as np
 import torch
 
@@ -142,3 +143,52 @@ def test_a_float64_memmap_is_never_copied_whole(tmp_path):
     finally:
         tracemalloc.stop()
     assert fit_peak < whole_float32 / 2 and predict_peak < whole_float32 / 2
+
+
+def _status_mib(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(field)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="Linux /proc")
+def test_the_in_order_passes_over_a_memmap_release_its_pages(tmp_path, monkeypatch):
+    import threading
+
+    import sk_reweight._dataset as dataset_module
+    from sk_reweight._validation import check_finite_in_chunks
+
+    n, d = 50_000, 200  # 38 MiB of float32
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, n)
+    X = np.memmap(tmp_path / "X.f32", dtype=np.float32, mode="w+", shape=(n, d))
+    X[:] = rng.standard_normal((n, d), dtype=np.float32) + y[:, None]
+    X.flush()
+    del X
+    X = np.memmap(tmp_path / "X.f32", dtype=np.float32, mode="r", shape=(n, d))
+    net = ReweightedNeuralNetClassifier(max_epochs=1, batch_size=256, random_state=0)
+    net.fit(np.asarray(X[:3000]), y[:3000], X_clean=np.asarray(X[:20]), y_clean=y[:20])
+    net.predict_proba(np.asarray(X[:3000]))  # warm-up: the libraries' pages mapped
+    monkeypatch.setattr(dataset_module, "RELEASE_EVERY", 4 * 2**20)
+    base, peak, done = _status_mib("RssFile"), [0.0], threading.Event()
+
+    def sample():
+        while not done.wait(0.002):
+            peak[0] = max(peak[0], _status_mib("RssFile") - base)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        check_finite_in_chunks(X, "X")  # what fit does before training, on a memmap
+        net.predict_proba(X)
+    finally:
+        done.set()
+        sampler.join()
+    assert peak[0] < n * d * 4 / 2**20 / 2  # without releases: the whole file
+    with pytest.raises(ValueError, match="Input X contains NaN or infinity \\(in rows"):
+        bad = np.memmap(tmp_path / "bad.f32", dtype=np.float32, mode="w+", shape=(50, 3))
+        bad[7, 1] = np.nan
+        bad.flush()
+        bad = np.memmap(tmp_path / "bad.f32", dtype=np.float32, mode="r", shape=(50, 3))
+        fit(bad, np.arange(50) % 2, X_clean=np.zeros((4, 3), np.float32), y_clean=np.arange(4) % 2)
