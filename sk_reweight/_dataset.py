@@ -8,11 +8,8 @@ from skorch.dataset import Dataset
 from ._stacking import as_float32
 
 
-#: bytes of a read-only memmap read between two releases of its pages (see PageReleaser)
+#: bytes of a read-only memmap read in order between two releases of its pages (see PageReleaser)
 RELEASE_EVERY = 64 * 2**20
-#: what reading one row of a memmap maps: Linux maps the cached pages around a faulting one
-#: too (fault-around, 64 KiB by default), so a batch of random rows maps far more than its bytes
-FAULT_AROUND = 16 * mmap.PAGESIZE
 
 
 def read_only_mapping(X):
@@ -54,13 +51,12 @@ class PageReleaser:
 
     Reading a memmapped file maps its pages into the process: after one pass
     they all count in its resident set, though they are page cache the kernel
-    could reclaim. Used by the passes that read a memmap in order (the NaN
-    check of ``fit``, prediction); training draws random rows, each of which
-    maps the cached pages around it, so releasing there bounds nothing. Every ``window`` bytes of pages read (default
-    :data:`RELEASE_EVERY`, 64 MiB; a row counts as :data:`FAULT_AROUND`, what
-    reading a randomly drawn row maps) the pages are released
-    (``madvise(MADV_DONTNEED)``; a later read maps them again from the page
-    cache, without reading the disk). Anything but a read-only memmap: no-op.
+    could reclaim. Every ``window`` bytes read (default :data:`RELEASE_EVERY`)
+    the pages are released (``madvise(MADV_DONTNEED)``; a later read maps
+    them again from the page cache, without reading the disk). Anything but a
+    read-only memmap: no-op. Used by the passes that read a memmap in order
+    (the NaN check of ``fit``, prediction); training draws random rows, each of
+    which maps the cached pages around it, so releasing there bounds nothing.
 
     Examples
     --------
@@ -75,11 +71,11 @@ class PageReleaser:
         self.window = RELEASE_EVERY if window is None else window
         self.read = 0
 
-    def count(self, rows):
-        """Count reading ``rows`` (an array of rows), each as the pages a read of it maps."""
+    def count(self, nbytes):
+        """Count ``nbytes`` more read; release the pages once a window is full."""
         if self.mapping is None:
             return
-        self.read += len(rows) * max(rows[:1].nbytes, FAULT_AROUND) if rows.ndim else rows.nbytes
+        self.read += nbytes
         if self.read >= self.window:
             self.mapping.madvise(mmap.MADV_DONTNEED)
             self.read = 0
@@ -125,7 +121,7 @@ class ArrayDataset(torch.utils.data.Dataset):
 
     def __getitems__(self, indices):
         X = self.X[indices]
-        self.pages.count(X)
+        self.pages.count(X.nbytes)
         return as_float32(X), np.zeros(len(indices), dtype=np.int64)
 
 

@@ -246,27 +246,34 @@ def _numeric(check, *args, hint=None, **kwargs):
 
 def _validate_rows(estimator, X, y, reset):
     """sklearn's checks of training data; a Dataset's rows are checked as they load."""
-    if read_only_mapping(X) is not None:  # a memmap: checked for NaN a chunk at a time
-        X, y = _numeric(validate_data, estimator, X, y, reset=reset, ensure_all_finite=False, **ROW_CHECKS)
-        return check_finite_in_chunks(X, "X"), y
     if not isinstance(X, DatasetRows):
-        return _numeric(validate_data, estimator, X, y, reset=reset, **ROW_CHECKS)
+        return _validate_array(estimator, X, y, reset=reset)
     validate_data(estimator, X, skip_check_array=True, reset=reset)
     y = column_or_1d(y, warn=True)
     check_consistent_length(X, y)
     return X, y
 
 
+def _validate_array(estimator, *arrays, reset):
+    """``validate_data`` on ``X`` (and ``y``); a memmap is checked for NaN a chunk at a time."""
+    memmap = read_only_mapping(arrays[0]) is not None
+    checked = _numeric(validate_data, estimator, *arrays, reset=reset, **ROW_CHECKS,
+                       **({"ensure_all_finite": False} if memmap else {}))
+    if memmap:
+        check_finite_in_chunks(checked[0] if len(arrays) > 1 else checked, "X")
+    return checked
+
+
 def check_finite_in_chunks(X, name):
     """sklearn's NaN/inf check, a chunk at a time, releasing a memmap's pages as it goes."""
     pages = PageReleaser(X)
-    rows = max(1, pages.window // max(1, X[:1].nbytes))  # contiguous: bytes, not pages, count
+    rows = max(1, pages.window // max(1, X[:1].nbytes))
     for start in range(0, len(X), rows):
         chunk = X[start:start + rows]
         if not np.isfinite(chunk).all():
             raise ValueError(f"Input {name} contains NaN or infinity (in rows {start} to "
                              f"{start + len(chunk) - 1}); every example needs finite features.")
-        pages.count(chunk)
+        pages.count(chunk.nbytes)
     return X
 
 
@@ -274,11 +281,8 @@ def validate_predict_data(estimator, X):
     X = dataset_rows(X, None, "X", labels=False)[0]
     if isinstance(X, DatasetRows):
         validate_data(estimator, X, skip_check_array=True, reset=False)
-    elif read_only_mapping(X) is not None:
-        X = check_finite_in_chunks(_numeric(validate_data, estimator, X, reset=False, ensure_all_finite=False,
-                                            **ROW_CHECKS), "X")
     else:
-        X = _numeric(validate_data, estimator, X, reset=False, **ROW_CHECKS)
+        X = _validate_array(estimator, X, reset=False)
     check_sample_shape(estimator, X)
     return X
 
