@@ -61,8 +61,11 @@ def test_the_readme_is_short_and_its_example_runs(capsys):
 
 @pytest.mark.skipif(importlib.util.find_spec("sphinx") is None, reason="pip install -e .[docs]")
 def test_the_docs_build_without_a_warning_and_run_every_example(tmp_path):
-    env = {**os.environ, "SK_REWEIGHT_QUICK": "1", "SK_REWEIGHT_DOCS_RERUN": "1", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html",
+    # NO_COLOR and -N: a CI machine with FORCE_COLOR set otherwise wraps the progress lines in escapes
+    env = {**os.environ, "SK_REWEIGHT_QUICK": "1", "SK_REWEIGHT_DOCS_RERUN": "1", "OMP_NUM_THREADS": "1",
+           "NO_COLOR": "1"}
+    env.pop("FORCE_COLOR", None)
+    done = subprocess.run([sys.executable, "-m", "sphinx", "-N", "-W", "--keep-going", "-b", "html",
                            str(DOCS), str(tmp_path / "html")], env=env, capture_output=True, text=True,
                           timeout=1800)
     assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
@@ -70,9 +73,10 @@ def test_the_docs_build_without_a_warning_and_run_every_example(tmp_path):
     built = sorted(p.stem for p in (tmp_path / "html" / "auto_examples").glob("*.html")
                    if p.stem not in ("index", "sg_execution_times"))
     assert built == examples and len(examples) >= 8
-    ran = re.findall(r"generating gallery for auto_examples\.\.\. \[\s*\d+%\] (\S+)\.py", done.stdout)
+    stdout = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", done.stdout)
+    ran = re.findall(r"generating gallery for auto_examples\.\.\. \[\s*\d+%\] (\S+)\.py", stdout)
     assert sorted(ran) == examples  # every example executed, none skipped as run before:
-    assert "after excluding 0 files that had previously been run" in done.stdout
+    assert "after excluding 0 files that had previously been run" in stdout
     for page in ("api", "getting_started", "user_guide/troubleshooting", "benchmarks/mnist", "changelog",
                  "architecture", "user_guide/scaling"):
         assert (tmp_path / "html" / f"{page}.html").exists(), page
