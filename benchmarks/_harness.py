@@ -187,6 +187,29 @@ def markdown_table(rows, columns, row_label="setting", lower_is_better=("error",
     return "\n".join(lines) + "\n"
 
 
+def paired_table(results, metric, cell="(table, seed)"):
+    """Markdown: :data:`DEFAULT` against each other method over the cells of ``results``.
+
+    ``results`` has a row per (method, cell) with ``dataset`` and ``seed``
+    columns; the table gives each method's mean, the default's wins, ties and
+    losses and a two-sided sign test (``sk_reweight.comparison.paired_summary``).
+    Returns the markdown and the summary DataFrame.
+    """
+    from sk_reweight.comparison import paired_summary
+
+    summary = paired_summary(results, reference=DEFAULT, metric=metric)
+    n_cells = results.groupby(["dataset", "seed"]).ngroups
+    lines = [f"\nPaired over {n_cells} {cell} cells, {metric.replace('_', ' ')}: `{DEFAULT}` against each "
+             f"method (wins/ties/losses of `{DEFAULT}`, two-sided sign test):\n",
+             f"| method | mean | {DEFAULT} mean | difference | wins | ties | losses | p |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in summary.sort_values("mean", ascending=False).itertuples():
+        p = "<0.001" if row.p_value < 0.001 else f"{row.p_value:.3f}"
+        lines.append(f"| {row.method} | {row.mean:.3f} | {row.reference_mean:.3f} | {row.mean_difference:+.3f} | "
+                     f"{row.wins} | {row.ties} | {row.losses} | {p} |")
+    return "\n".join(lines) + "\n", summary
+
+
 def publish(name, table, payload, args, figure=None):
     """Print ``table`` and save it (see :func:`save`); the docs include ``results/NAME.md``.
 

@@ -36,11 +36,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from sk_reweight.baselines import CleanSetBaseline, make_baselines
-from sk_reweight.comparison import compare, paired_summary
+from sk_reweight.comparison import compare
 from sk_reweight.corruption import draw_clean_mask, flip_labels_transition, flip_labels_uniform
 from sk_reweight.datasets import MIXED_TABLES, load_mixed_table
 
-from _harness import DEFAULT, add_common_arguments, map_cells, publish
+from _harness import DEFAULT, add_common_arguments, map_cells, paired_table, publish
 
 NETWORK_METHODS = ("plain", "class_weight", "random_over", "smote", "concat", "finetune", "cleanlab",
                    "glc", "bootstrap_soft", "focal", "random_weights", "meta_weight_net", DEFAULT)
@@ -139,17 +139,8 @@ def tables(results):
             text = f"**{text}**"
         lines.append(f"| {dataset} | {method} | {text} | {group['f1_macro'].mean():.3f} | "
                      f"{group['fit_seconds'].mean():.1f} |")
-    summary = paired_summary(results, reference=DEFAULT, metric="balanced_accuracy")
-    paired = [f"\nPaired over {results.groupby(['dataset', 'seed']).ngroups} (table, seed) cells, "
-              f"balanced accuracy: `{DEFAULT}` against each method (wins/ties/losses of `{DEFAULT}`, "
-              "two-sided sign test):\n",
-              "| method | mean | reweight mean | difference | wins | ties | losses | p |",
-              "|---|---|---|---|---|---|---|---|"]
-    for row in summary.sort_values("mean", ascending=False).itertuples():
-        p = "<0.001" if row.p_value < 0.001 else f"{row.p_value:.3f}"
-        paired.append(f"| {row.method} | {row.mean:.3f} | {row.reference_mean:.3f} | {row.mean_difference:+.3f} | "
-                      f"{row.wins} | {row.ties} | {row.losses} | {p} |")
-    return "\n".join(lines) + "\n" + "\n".join(paired) + "\n", summary
+    paired, summary = paired_table(results, "balanced_accuracy")
+    return "\n".join(lines) + "\n" + paired, summary
 
 
 def main(argv=None):

@@ -5,14 +5,17 @@ one background class, class 0), clean-set size (100 or 1,000, balanced) and
 seed: ``--n-train`` training images drawn from the training split, the clean
 set drawn from the rest *before* corruption, the full test split untouched.
 Every method of ``sk_reweight.baselines`` trains LeNet with SGD (momentum
-0.9, lr ``--lr``) under a cosine learning-rate schedule that ends at zero;
+0.9, lr ``--lr``) under a cosine learning-rate schedule that ends at zero
+(``--schedule constant``: the same lr throughout, so that a long run cannot
+hide a late decay behind a vanishing learning rate);
 ``reweight`` runs with the estimator's default options, ``reweight_paper``
 in the paper-exact setting (``sk_reweight.PAPER_EXACT``).
 Reported: test accuracy (mean ± std over seeds) and, for reweighting, the
-ROC AUC of its weights as a detector of the flipped examples.
+ROC AUC of its weights as a detector of the flipped examples; then the
+default against each method over the (setting, seed) cells, with a sign test.
 
 Run ``python benchmarks/noisy_labels.py`` (``--quick``, ``--seeds``,
-``--epochs``, ``--n-train``, ``--n-jobs``, ``--device``, ``--methods``,
+``--epochs``, ``--schedule``, ``--n-train``, ``--n-jobs``, ``--device``, ``--methods``,
 ``--name``, ``--default-params``).
 The defaults (3,000 training images, 8 epochs) are sized so that the full
 grid (2 sets x 2 noises x 2 clean sizes x 3 seeds x 11 methods) fits a
@@ -23,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from skorch.callbacks import LRScheduler
 
@@ -33,7 +37,7 @@ from sk_reweight.modules import LeNet
 
 from _harness import (DEFAULT, PAPER, add_common_arguments, add_method_arguments,
                       default_params_note, aggregate, bar_chart, map_cells,
-                      markdown_table, paper_and_default, publish, run_methods)
+                      markdown_table, paired_table, paper_and_default, publish, run_methods)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 LOADERS = {"mnist": load_mnist, "fashion-mnist": load_fashion_mnist}
@@ -66,9 +70,10 @@ def run_cell(name, noise, clean_size, seed, args, include):
             include=names, reweight_params=reweight_params)
 
     methods = paper_and_default(build, include, args.default_params)
-    schedule = LRScheduler(policy="CosineAnnealingLR", T_max=args.epochs)
-    for est in methods.values():  # every method gets the same schedule
-        _add_callback(est, schedule)
+    if args.schedule == "cosine":
+        schedule = LRScheduler(policy="CosineAnnealingLR", T_max=args.epochs)
+        for est in methods.values():  # every method gets the same schedule
+            _add_callback(est, schedule)
     tag = f"{name}/{noise}/{clean_size}/{seed}"
     return run_methods(methods, data, minority=0, log=lambda line: print(tag + line, flush=True))
 
@@ -81,6 +86,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--n-train", type=int, default=3000)
     parser.add_argument("--lr", type=float, default=0.02)
+    parser.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")
     add_method_arguments(parser, "noisy_labels")
     add_common_arguments(parser, quick_help="1 seed, 1 epoch, 500 images, 4 methods")
     args = parser.parse_args(argv)
@@ -93,7 +99,7 @@ def main(argv=None):
     cells = [(name, noise, clean_size, seed) for name in args.datasets for noise in args.noise
              for clean_size in args.clean_sizes for seed in range(args.seeds)]
     results = map_cells(run_cell, [(*cell, args, include) for cell in cells], args.n_jobs)
-    rows, payload = [], {}
+    rows, payload, cell_rows = [], {}, []
     for name in args.datasets:
         for noise in args.noise:
             for clean_size in args.clean_sizes:
@@ -101,18 +107,26 @@ def main(argv=None):
                 per_seed = [r for cell, r in zip(cells, results) if cell[:3] == (name, noise, clean_size)]
                 payload[setting] = stats = aggregate(per_seed)
                 rows += [(setting, m, s) for m, s in stats.items()]
+                cell_rows += [{"dataset": setting, "seed": seed, "method": m, "accuracy": r["accuracy"]}
+                              for seed, result in enumerate(per_seed) for m, r in result.items()]
     minutes = (time.perf_counter() - start) / 60
-    header = (f"{args.seeds} seed(s), {args.n_train} training images, {args.epochs} epochs (cosine "
-              f"schedule from lr {args.lr}), accuracy on the full test split, mean ± std. Wall time: "
+    schedule = f"cosine schedule from lr {args.lr}" if args.schedule == "cosine" else f"constant lr {args.lr}"
+    header = (f"{args.seeds} seed(s), {args.n_train} training images, {args.epochs} epochs ({schedule}), "
+              f"accuracy on the full test split, mean ± std. Wall time: "
               f"{minutes:.1f} min on {args.device} ({args.n_jobs} process(es))."
               f"{default_params_note(args)}\n\n")
     table = header + markdown_table(rows, ["accuracy", "weight_auc", "seconds"], row_label="setting")
+    if include is None or DEFAULT in include:
+        paired, summary = paired_table(pd.DataFrame(cell_rows), "accuracy", cell="(setting, seed)")
+        table += paired
+        payload["paired"] = summary.to_dict(orient="records")
     publish(args.name, table, payload, args, figure=lambda path: plot(payload, path))
     return payload
 
 
 def plot(payload, path):
-    bar_chart(payload, "accuracy", path, "Noisy labels (40%): test accuracy")
+    settings = {k: v for k, v in payload.items() if k != "paired"}
+    bar_chart(settings, "accuracy", path, "Noisy labels (40%): test accuracy")
 
 
 def _add_callback(estimator, callback):

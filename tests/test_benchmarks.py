@@ -206,7 +206,9 @@ def test_noisy_labels_quick():
     (setting, stats), = [(s, v) for s, v in payload.items() if s.startswith("mnist, 40% uniform")]
     assert set(stats) == {"plain", "finetune", "reweight", "reweight_paper"}
     assert 0.5 < stats["reweight_paper"]["weight_auc"][0] <= 1  # flipped examples get lower weights
-    assert len(payload) == 2  # uniform and background noise
+    assert len(payload) == 3  # uniform and background noise, and the paired summary
+    paired = {row["method"]: row for row in payload["paired"]}
+    assert set(paired) == {"plain", "finetune", "reweight_paper"} and paired["plain"]["n_cells"] == 2
     png = BENCHMARKS / "results" / "noisy_labels_quick.png"
     assert png.stat().st_size > 5_000
     png.unlink()
