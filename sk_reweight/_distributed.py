@@ -75,6 +75,7 @@ class DataParallel:
         self.rank = rank
         self.world_size = world_size
         self.device = torch.device(device)
+        self.generator = torch.default_generator  # the fit's own from start()
 
     @classmethod
     def join(cls):
@@ -103,16 +104,21 @@ class DataParallel:
     # ------------------------------------------------------------------
     # the same state on every rank
 
-    def start(self, module):
-        """Rank 0's module and random state on every rank, at the start of a fit."""
+    def start(self, module, generator):
+        """Rank 0's module and random state on every rank, at the start of a fit.
+
+        ``generator``: the CPU generator the fit draws from (the estimator's
+        own, or ``torch.default_generator`` without ``random_state``).
+        """
+        self.generator = generator
         self.broadcast_module(module)
         self.sync_random_state()
 
     def sync_random_state(self):
-        """Give every rank rank 0's CPU random state."""
-        state = torch.get_rng_state().to(self.device)
+        """Give every rank rank 0's state of the fit's CPU generator."""
+        state = self.generator.get_state().to(self.device)
         dist.broadcast(state, 0)
-        torch.set_rng_state(state.cpu())
+        self.generator.set_state(state.cpu())
 
     def broadcast_module(self, module):
         """Rank 0's parameters and buffers on every rank."""

@@ -17,7 +17,7 @@ from ._distributed import DataParallel
 from ._fit_state import make_fit_state
 from ._persistence import PersistenceMixin
 from ._params import check_optimizer_needs_no_closure, check_reweighting_params
-from ._random import RandomStream, seeded_torch
+from ._random import ForwardDraws, RandomStream, drawing, fit_generators
 from ._sampling import RecordingBatchSampler
 from ._validation import (check_module_fits_data, per_example_criterion, validate_fit_data,
                           validate_predict_data)
@@ -188,7 +188,9 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling, clean batches and dropout,
         so that the same seed gives identical weights and predictions on
-        CPU. torch's global random state is left as it was. A continued fit
+        CPU. The fit draws from ``torch.Generator`` objects of its own:
+        torch's global random state is neither read nor changed, and other
+        threads drawing from it cannot perturb the fit. A continued fit
         (``partial_fit``, ``warm_start``) continues the random stream, so
         fitting 3 epochs then 2 equals fitting 5.
         ``None`` uses torch's global random state.
@@ -440,30 +442,33 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         epochs_done = 0 if reinitialize else len(self.weight_history_)
         resume = None if reinitialize else self.rng_.torch_state
         parallel = DataParallel.join()
-        with seeded_torch(self.random_state, resume, epochs_done) as torch_state:
+        generators = fit_generators(self.random_state, resume, epochs_done)
+        generator = torch.default_generator if generators is None else generators.cpu
+        with drawing(generators):  # initialisation and the checks draw from the fit's generators
             if reinitialize:
                 self.initialize()
             else:  # options may have changed since: rebuild, keep what still applies
                 weighting, self.weighting_ = self.weighting_, self._make_weighting()
                 self.weighting_.continue_from(weighting)
             if parallel is not None:  # from here on every rank draws what rank 0 draws
-                parallel.start(self.module_)
+                parallel.start(self.module_, generator)
             check_optimizer_needs_no_closure(self.optimizer_)
-            self.weighting_.start(data.n_rows, self.device)
+            self.weighting_.start(data.n_rows, self.device, generator)
             state = make_fit_state(data, self.batch_size, self.clean_batch_size,
-                                   self.clean_sampling, self.device, parallel)
+                                   self.clean_sampling, self.device, parallel, generators)
             state.clean_batches.load_state_dict(self.rng_.clean_batches)
             self.fit_state_ = state
             check_module_fits_data(self, data.X[:2])
             self.meta_engine_ = self._select_engine(data)
             state.guard.start(self)
-            try:
+        try:
+            with ForwardDraws(self.module_, generators):  # dropout masks from the fit's generators
                 super().partial_fit(data.X, data.y, _routing_method=method)
-                if (exc := final_outputs_error(self, data.X, len(self.history))) is not None:
-                    self._diverged(exc, X_train=data.X)
-            finally:
-                self.rng_.keep(torch_state(), state.clean_batches)
-                del self.fit_state_
+            if (exc := final_outputs_error(self, data.X, len(self.history))) is not None:
+                self._diverged(exc, X_train=data.X)
+        finally:
+            self.rng_.keep(None if generators is None else generators.cpu.get_state(), state.clean_batches)
+            del self.fit_state_
         return self
 
     def _select_engine(self, data):
@@ -500,13 +505,16 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
 
     def get_iterator(self, dataset, training=False):
         if not training:
-            if not _serves_batches(dataset) or "collate_fn" in self.get_params_for("iterator_valid"):
-                return super().get_iterator(dataset, training=False)
             kwargs = self.get_params_for("iterator_valid")
             kwargs.setdefault("batch_size", self.batch_size)
             if kwargs["batch_size"] == -1:
                 kwargs["batch_size"] = len(dataset)
-            return self.iterator_valid(dataset, collate_fn=collate_batch, **kwargs)
+            if _serves_batches(dataset):
+                kwargs.setdefault("collate_fn", collate_batch)
+            if isinstance(self.iterator_valid, type) and issubclass(self.iterator_valid, torch.utils.data.DataLoader):
+                # its (unused) worker seed then comes from neither torch's global stream nor the fit's
+                kwargs.setdefault("generator", torch.Generator())
+            return self.iterator_valid(dataset, **kwargs)
         kwargs = self.get_params_for("iterator_train")
         if _serves_batches(dataset):
             kwargs.setdefault("collate_fn", collate_batch)
@@ -524,8 +532,9 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
             positions = self.fit_state_.rows[slice(None) if positions is None else positions]
         sampler = RecordingBatchSampler(len(dataset), batch_size, shuffle=kwargs.pop("shuffle", True),
                                         drop_last=kwargs.pop("drop_last", False), positions=positions,
-                                        parallel=self.fit_state_.parallel)
+                                        parallel=self.fit_state_.parallel, generator=self.fit_state_.generator)
         self.fit_state_.sampler = sampler
+        kwargs.setdefault("generator", self.fit_state_.generator)  # the loader's worker seed
         return self.iterator_train(dataset, batch_sampler=sampler, **kwargs)
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
@@ -538,14 +547,10 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
 
     def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
         stage = self.fit_state_.stage
-        if stage is None:
-            return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
-        if training:
-            return super().run_single_epoch(stage.get_iterator(self), training, prefix, step_fn, **fit_params)
-        # a validation DataLoader draws a seed it never uses (no workers): keep it
-        # from shifting the stage's clean batches, as before stages ran in this loop
-        with torch.random.fork_rng(devices=[]):
-            return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
+        if stage is not None and training:
+            with drawing(self.fit_state_.generators):
+                iterator = stage.get_iterator(self)
+        return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
 
     def notify(self, method_name, **cb_kwargs):
         # Batches hold class indices; callbacks compare targets with

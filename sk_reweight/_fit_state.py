@@ -18,7 +18,9 @@ class FitState:
     reweighted training). ``n_train`` counts the rows of the ``X`` given,
     trusted rows marked by ``clean_mask`` included; ``rows`` maps training
     rows to their positions there (``None``: the same); ``parallel`` is the
-    data-parallel group this process trains in (``None``: alone).
+    data-parallel group this process trains in (``None``: alone);
+    ``generators`` the fit's :class:`~sk_reweight._random.OwnGenerators`
+    (``None``: unseeded, torch's global random state).
     """
 
     n_train: int
@@ -34,6 +36,12 @@ class FitState:
     rows: object = None
     guard: DivergenceGuard = field(default_factory=DivergenceGuard)
     parallel: object = None
+    generators: object = None
+
+    @property
+    def generator(self):
+        """The CPU generator the fit draws from: its own, or torch's global one when unseeded."""
+        return torch.default_generator if self.generators is None else self.generators.cpu
 
     def clean_batch(self):
         idx = self.clean_batches.next_indices().to(self.X_clean.device)
@@ -54,16 +62,17 @@ class FitState:
         return self.stage
 
 
-def make_fit_state(data, batch_size, clean_batch_size, clean_sampling, device, parallel=None):
+def make_fit_state(data, batch_size, clean_batch_size, clean_sampling, device, parallel=None, generators=None):
     """The fit state of validated data (see :func:`~sk_reweight._validation.validate_fit_data`)."""
     batch_size = batch_size if batch_size != -1 else len(data.X)
     if parallel is not None:  # batch_size is per process; the clean batch serves the global one
         batch_size *= parallel.world_size
     size = resolve_clean_batch_size(clean_batch_size, len(data.X_clean), batch_size)
+    generator = None if generators is None else generators.cpu
     if clean_sampling == "stratified":
-        clean_batches = StratifiedCleanBatchCycler(data.y_clean, size)
+        clean_batches = StratifiedCleanBatchCycler(data.y_clean, size, generator)
     else:
-        clean_batches = CleanBatchCycler(len(data.X_clean), size)
+        clean_batches = CleanBatchCycler(len(data.X_clean), size, generator)
     sample_weight = None
     if data.sample_weight is not None:  # indexed by position in the X given
         sample_weight = torch.zeros(data.n_rows, device=device)
@@ -77,4 +86,5 @@ def make_fit_state(data, batch_size, clean_batch_size, clean_sampling, device, p
         clean_batches=clean_batches,
         sample_weight=sample_weight,
         parallel=parallel,
+        generators=generators,
     )

@@ -1,8 +1,10 @@
 """Checks of the estimator's own parameters, run at fit (clear errors, no silent fallback)."""
 import inspect
 import numbers
+import warnings
 
 import torch
+from skorch.callbacks import Checkpoint
 
 from ._divergence import DIVERGENCE_POLICIES
 from .engines import MetaGradientEngine
@@ -31,6 +33,13 @@ def check_training_params(estimator):
     if not _is_real(lr) or not 0 < lr < float("inf"):
         raise ValueError(f"lr={lr!r} must be a positive finite number (the optimizer's learning rate).")
     check_device(estimator.__dict__.get("device", estimator.device))
+    for callback in estimator.callbacks or []:
+        callback = callback[1] if isinstance(callback, tuple) else callback
+        if type(callback) is Checkpoint and callback.f_pickle:
+            warnings.warn(
+                "skorch's Checkpoint writes f_pickle in place: a crash while it saves destroys the "
+                "last checkpoint. Use sk_reweight.callbacks.Checkpoint (same parameters), which "
+                "replaces it atomically.", UserWarning, stacklevel=4)
 
 
 def check_device(device):

@@ -18,7 +18,7 @@ class RecordingBatchSampler(torch.utils.data.Sampler):
     n_samples : int
     batch_size : int
     shuffle : bool
-        Draw a new permutation (from torch's global RNG) at every epoch.
+        Draw a new permutation at every epoch.
     drop_last : bool
     positions : array-like of int or None
         Maps dataset rows to positions in the user's training data (for a
@@ -28,21 +28,27 @@ class RecordingBatchSampler(torch.utils.data.Sampler):
         batches hold ``world_size * batch_size`` rows, this rank yields its
         share of each (possibly none of a short last batch) and :meth:`pop`
         returns the whole global batch.
+    generator : torch.Generator or None
+        Draws the permutations (``None``: torch's global random state).
     """
 
     def __init__(self, n_samples, batch_size, shuffle=True, drop_last=False, positions=None,
-                 parallel=None):
+                 parallel=None, generator=None):
         self.n_samples = n_samples
         self.batch_size = batch_size if parallel is None else batch_size * parallel.world_size
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.positions = None if positions is None else np.asarray(positions)
         self.parallel = parallel
+        self.generator = generator
         self._pending = deque()
 
     def __iter__(self):
         self._pending.clear()
-        order = torch.randperm(self.n_samples) if self.shuffle else torch.arange(self.n_samples)
+        if self.shuffle:
+            order = torch.randperm(self.n_samples, generator=self.generator)
+        else:
+            order = torch.arange(self.n_samples)
         for start in range(0, self.n_samples, self.batch_size):
             rows = order[start:start + self.batch_size]
             if self.drop_last and len(rows) < self.batch_size:
@@ -73,11 +79,14 @@ class CleanBatchCycler:
     n_samples : int
     batch_size : int
         At most ``n_samples``.
+    generator : torch.Generator or None
+        Draws the permutations (``None``: torch's global random state).
     """
 
-    def __init__(self, n_samples, batch_size):
+    def __init__(self, n_samples, batch_size, generator=None):
         self.n_samples = n_samples
         self.batch_size = batch_size
+        self.generator = generator
         self._queue = torch.empty(0, dtype=torch.long)
 
     def next_indices(self, size=None):
@@ -90,7 +99,8 @@ class CleanBatchCycler:
             others = rest.nonzero().flatten()
             # tail first (finishes the old pass), its examples end the new pass
             self._queue = torch.cat([
-                tail, others[torch.randperm(len(others))], tail[torch.randperm(len(tail))],
+                tail, others[torch.randperm(len(others), generator=self.generator)],
+                tail[torch.randperm(len(tail), generator=self.generator)],
             ])
         batch, self._queue = self._queue[:size], self._queue[size:]
         return batch
@@ -116,18 +126,21 @@ class StratifiedCleanBatchCycler:
     labels : torch.Tensor of int
         Encoded labels of the clean set.
     batch_size : int
+    generator : torch.Generator or None
+        Draws the permutations (``None``: torch's global random state).
     """
 
-    def __init__(self, labels, batch_size):
+    def __init__(self, labels, batch_size, generator=None):
         labels = torch.as_tensor(labels).cpu()
         self.members = [torch.nonzero(labels == c).flatten() for c in torch.unique(labels)]
         self.batch_size = batch_size
-        self.cyclers = [CleanBatchCycler(len(m), len(m)) for m in self.members]
+        self.generator = generator
+        self.cyclers = [CleanBatchCycler(len(m), len(m), generator) for m in self.members]
 
     def next_indices(self):
         n_classes = len(self.members)
         shares = torch.full((n_classes,), self.batch_size // n_classes)
-        shares[torch.randperm(n_classes)[:self.batch_size % n_classes]] += 1
+        shares[torch.randperm(n_classes, generator=self.generator)[:self.batch_size % n_classes]] += 1
         parts = []
         for members, cycler, share in zip(self.members, self.cyclers, shares.tolist()):
             if share:

@@ -7,15 +7,18 @@ belong to (``net.history[:, 'stage']``: ``'reweight'`` or a stage's
 ``name``).
 """
 import math
+import os
+import pickle
 
 import numpy as np
 from skorch import NeuralNet
 from skorch import callbacks as skorch_callbacks
 from skorch.callbacks import Callback
 
+from ._persistence import atomic_files
 from .exceptions import TrainingDivergedError
 
-__all__ = ["WeightRecorder", "TrainingStage", "FineTuneOnClean", "PrintLog", "echo"]
+__all__ = ["WeightRecorder", "TrainingStage", "FineTuneOnClean", "PrintLog", "Checkpoint", "echo"]
 
 
 def echo(text):
@@ -60,6 +63,39 @@ class PrintLog(skorch_callbacks.PrintLog):
     def _sink(self, text, verbose):
         if self.sink is not echo or verbose:
             self.sink(text)
+
+
+class Checkpoint(skorch_callbacks.Checkpoint):
+    """skorch's ``Checkpoint`` whose ``f_pickle`` is replaced atomically too.
+
+    skorch opens ``f_pickle`` for writing (emptying it) before pickling the
+    net, so a crash or a failing pickle in the middle leaves neither the old
+    checkpoint nor a new one. This one pickles into a temporary file in the
+    same folder and renames it over the old one once it is complete and on
+    disk; the other files go through the estimator's ``save_params``, which
+    does the same. Parameters as skorch's.
+
+    Examples
+    --------
+    >>> from sk_reweight.callbacks import Checkpoint
+    >>> Checkpoint(monitor=None, f_pickle="model.pkl", dirname="checkpoints").f_pickle
+    'model.pkl'
+    """
+
+    def save_model(self, net):
+        f_pickle, self.f_pickle = self.f_pickle, None
+        try:
+            super().save_model(net)
+        finally:
+            self.f_pickle = f_pickle
+        if not f_pickle:
+            return
+        target = self._format_target(net, f_pickle, -1)
+        if not isinstance(target, (str, os.PathLike)):  # a file object: the caller's to manage
+            pickle.dump(net, target)
+            return
+        with atomic_files({"f_pickle": target}) as files, open(files["f_pickle"], "wb") as f:
+            pickle.dump(net, f)
 
 
 def with_our_print_log(callbacks):

@@ -27,6 +27,8 @@ import copy
 
 import torch
 
+from ._random import preserved_random_state
+
 __all__ = [
     "WeightingPolicy",
     "AlignmentWeighting",
@@ -95,6 +97,8 @@ class WeightingPolicy(_Part):
     Subclasses implement :meth:`weights`. A policy with learned state also
     overrides :meth:`start`, :meth:`state_dict` and :meth:`load_state_dict`
     so that ``partial_fit``, ``save_params`` and ``Checkpoint`` keep it.
+    A policy that draws random numbers draws them from :attr:`generator`,
+    so that ``random_state`` fixes them.
 
     Examples
     --------
@@ -106,6 +110,17 @@ class WeightingPolicy(_Part):
     >>> Agreeing()(torch.tensor([2.0, -1.0, 0.5, 1.0]), torch.zeros(4))
     tensor([0.3333, 0.0000, 0.3333, 0.3333])
     """
+
+    _generator = None
+
+    @property
+    def generator(self):
+        """The fit's CPU ``torch.Generator`` (``None``: torch's global random state).
+
+        Set by the estimator at the start of every fit: the estimator's own
+        generator when ``random_state`` is set.
+        """
+        return self._generator
 
     def weights(self, alignment, losses):
         """Non-negative, unnormalised weights of one batch.
@@ -147,8 +162,8 @@ class AlignmentWeighting(WeightingPolicy):
 class RandomWeighting(WeightingPolicy):
     """The paper's control: random weights, rectified and normalised like Algorithm 1's.
 
-    Each example gets ``max(z, 0)`` with ``z`` standard normal (drawn from
-    torch's random state, so ``random_state`` fixes them), whatever the
+    Each example gets ``max(z, 0)`` with ``z`` standard normal (drawn on
+    the CPU from :attr:`generator`, so ``random_state`` fixes them), whatever the
     clean set says: what reweighting gains over this is what the clean
     set's steering adds (Ren et al., 2018, Section 5).
 
@@ -162,7 +177,8 @@ class RandomWeighting(WeightingPolicy):
     """
 
     def weights(self, alignment, losses):
-        return torch.randn(alignment.shape, dtype=alignment.dtype, device=alignment.device).clamp(min=0)
+        z = torch.randn(alignment.shape, dtype=alignment.dtype, generator=self.generator)
+        return z.to(alignment.device).clamp(min=0)
 
 
 class LossWeightNet(torch.nn.Module):
@@ -268,7 +284,7 @@ class MetaNetWeighting(WeightingPolicy):
             return
         if self.net is None:
             # built without drawing from torch's random state: the weights come from the file
-            with torch.random.fork_rng(devices=[]):
+            with preserved_random_state():
                 self._build(next(iter(state_dict["net"].values())).device)
         self.net.load_state_dict(state_dict["net"])
         self.optimizer.load_state_dict(state_dict["optimizer"])
@@ -418,7 +434,9 @@ class Weighting:
         self.policy = policy
         self.stages = list(stages)
 
-    def start(self, n_train, device):
+    def start(self, n_train, device, generator=None):
+        """Start a fit; ``generator`` is what the policy draws from (``None``: torch's global state)."""
+        self.policy._generator = generator
         self.policy.start(n_train, device)
         for stage in self.stages:
             stage.start(n_train, device)

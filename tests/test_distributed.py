@@ -44,7 +44,9 @@ def test_two_processes_match_one_process_with_twice_the_batch(runs, case):
     alone, rank0 = runs(case, "alone"), runs(case, "rank0")
     for name, value in alone["params"].items():
         torch.testing.assert_close(rank0["params"][name], value, atol=1e-5, rtol=1e-5, msg=name)
-    np.testing.assert_allclose(rank0["weights"], alone["weights"], rtol=1e-4, atol=1e-5)
+    # weights are on the scale where 1 is uniform; the alignments behind them are sums taken
+    # in another order across ranks (measured: within 4e-5)
+    np.testing.assert_allclose(rank0["weights"], alone["weights"], rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(rank0["alignments"], alone["alignments"], rtol=1e-3, atol=1e-6)
     np.testing.assert_allclose(rank0["train_loss"], alone["train_loss"], rtol=1e-5)
     assert rank0["skipped"] == alone["skipped"]

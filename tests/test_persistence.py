@@ -1,5 +1,6 @@
 """save_params/load_params: atomic files, complete restores, damaged or foreign files refused."""
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from skorch.callbacks import Callback
 
 from sk_reweight import ReweightedNeuralNetClassifier
 from sk_reweight.modules import MLP
@@ -118,6 +120,49 @@ def test_a_failed_save_keeps_the_previous_files_whole(tmp_path, monkeypatch):
         net.save_params(f_params=tmp_path / "p.pt", f_optimizer=tmp_path / "o.pt")
     assert {name: (tmp_path / name).read_bytes() for name in ("p.pt", "o.pt")} == old
     assert sorted(os.listdir(tmp_path)) == ["o.pt", "p.pt"]  # no temporary file left
+
+
+class _Unpicklable(Callback):
+    """A callback that fails half-way through pickling a net (after skorch would have emptied the file)."""
+
+    armed = False
+
+    def __reduce__(self):
+        if _Unpicklable.armed:
+            raise RuntimeError("pickling failed half-way")
+        return (_Unpicklable, ())
+
+
+def test_checkpoint_f_pickle_keeps_the_last_good_checkpoint_when_a_save_fails(tmp_path):
+    from sk_reweight.callbacks import Checkpoint
+
+    X, y = _data()
+    target = tmp_path / "model.pkl"
+    net = ReweightedNeuralNetClassifier(max_epochs=2, random_state=0, callbacks=[
+        ("carrying", _Unpicklable()),
+        ("checkpoint", Checkpoint(monitor=None, f_params=None, f_optimizer=None, f_criterion=None,
+                                  f_history=None, f_pickle=str(target), dirname=str(tmp_path)))])
+    _Unpicklable.armed = False
+    net.fit(X[20:], y[20:], X_clean=X[:20], y_clean=y[:20])
+    good = target.read_bytes()
+    _Unpicklable.armed = True
+    try:
+        with pytest.raises(RuntimeError, match="half-way"):
+            net.partial_fit(X[20:], y[20:], X_clean=X[:20], y_clean=y[:20])
+    finally:
+        _Unpicklable.armed = False
+    assert target.read_bytes() == good
+    assert os.listdir(tmp_path) == ["model.pkl"]  # no temporary file left
+    assert len(pickle.loads(good).history) == 2
+
+
+def test_skorchs_checkpoint_with_f_pickle_gets_a_warning(tmp_path):
+    from skorch.callbacks import Checkpoint
+
+    X, y = _data()
+    net = ReweightedNeuralNetClassifier(max_epochs=1, callbacks=[Checkpoint(f_pickle="x.pkl", dirname=str(tmp_path))])
+    with pytest.warns(UserWarning, match="sk_reweight.callbacks.Checkpoint"):
+        net.fit(X[20:], y[20:], X_clean=X[:20], y_clean=y[:20])
 
 
 def test_a_writer_killed_at_random_points_never_leaves_a_broken_file(tmp_path):

@@ -1,10 +1,15 @@
 """Forward-mode engine: exact for any module, train-mode batch norm included."""
+import threading
+
 import torch
 import torch.autograd.forward_ad as fwAD
 from torch.func import functional_call
 
 from ._base import (MetaGradientEngine, MetaStep, add_clean_gradient, clean_gradient, frozen_state,
                     trainable_parameters, weighted_backward)
+
+# torch's forward-AD levels are process-wide: one JVP pass at a time, whatever the thread
+_FORWARD_AD = threading.Lock()
 
 
 class ForwardModeEngine(MetaGradientEngine):
@@ -37,7 +42,7 @@ class ForwardModeEngine(MetaGradientEngine):
             clean_loss, direction = clean_gradient(module, loss_fn, X_clean, y_clean, params)
             # The JVP pass needs no autograd graph; log-softmax's forward-AD
             # formula also cannot share one with a later backward.
-            with torch.no_grad(), fwAD.dual_level():
+            with _FORWARD_AD, torch.no_grad(), fwAD.dual_level():
                 duals = {n: fwAD.make_dual(p, t) for (n, p), t in zip(params.items(), direction)}
                 losses = loss_fn(functional_call(module, duals, (X,)), y)
                 losses, alignment = fwAD.unpack_dual(losses)

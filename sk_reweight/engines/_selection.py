@@ -3,6 +3,7 @@ import warnings
 
 import torch
 
+from .._random import preserved_random_state
 from ._base import MetaGradientEngine, frozen_state
 from ._jvp import ForwardModeEngine
 from ._layerwise import LayerwiseEngine
@@ -91,7 +92,7 @@ def agrees_with_generic_engine(engine, module, loss_fn, X, y, X_clean, y_clean, 
     was_training = module.training
     module.eval()
     try:
-        with frozen_state(module), torch.random.fork_rng(devices=[]):
+        with frozen_state(module), preserved_random_state():
             alignments = []
             for candidate in (engine, ForwardModeEngine()):
                 seen = {}
