@@ -1,7 +1,10 @@
-"""``device='auto'``: the parameter keeps 'auto', skorch reads the resolved device."""
+"""``device='auto'`` (the parameter keeps 'auto', skorch reads the resolved device) and mixed precision."""
 import os
+from contextlib import nullcontext
 
 import torch
+
+from .engines._base import full_precision
 
 
 def auto_device():
@@ -11,6 +14,13 @@ def auto_device():
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "LOCAL_RANK" in os.environ:
         return f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}"
     return "cuda"
+
+
+def step_autocast(device, dtype):
+    """The ``torch.autocast`` context a training step runs in (``dtype=None``: none)."""
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)
 
 
 class AutoDeviceMixin:
@@ -33,6 +43,10 @@ class AutoDeviceMixin:
     @device.setter
     def device(self, value):
         self.__dict__["device"] = value
+
+    def infer(self, x, **fit_params):
+        """skorch's ``infer``, in float32 when run under a low-precision ``torch.autocast``."""
+        return full_precision(super().infer(x, **fit_params))
 
     def get_params(self, deep=True, **kwargs):
         params = super().get_params(deep=deep, **kwargs)

@@ -63,9 +63,27 @@ def _is_int(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def check_autocast_params(net):
+    """Clear errors for ``autocast_dtype`` and for a fit started under an open ``torch.autocast``."""
+    dtype = net.autocast_dtype
+    if dtype is not None and dtype is not torch.bfloat16:
+        raise ValueError(
+            f"autocast_dtype={dtype!r}: use torch.bfloat16 or None. float16 needs loss "
+            "scaling (a GradScaler), which the meta-gradient engines do not take yet."
+        )
+    device_type = torch.device(net.device).type
+    if device_type in ("cpu", "cuda") and torch.is_autocast_enabled(device_type):
+        raise RuntimeError(
+            "fit() was called inside torch.autocast: autocast keeps its low-precision copies of "
+            "the weights while the context is open, so every step would see the weights of the "
+            "first. Call fit() outside it and pass autocast_dtype=torch.bfloat16 instead."
+        )
+
+
 def check_reweighting_params(estimator):
     """Clear errors for the parameters ``ReweightedNeuralNetClassifier`` adds to skorch's (and skorch's own)."""
     check_training_params(estimator)
+    check_autocast_params(estimator)
     if hasattr(estimator, "accelerator"):  # skorch's AccelerateMixin
         raise TypeError(
             f"{type(estimator).__name__} does not work with skorch's AccelerateMixin: its engines "

@@ -242,6 +242,8 @@ class ForwardDraws:
         self.generators = generators
         self.needed = None  # unknown until the first training-mode forward pass has drawn or not
         self._entered = []
+        # a compiled module (compile=True) trains through the module it wraps
+        module = getattr(module, "_orig_mod", module)
         self._handles = [] if generators is None else [
             module.register_forward_pre_hook(self._enter),
             module.register_forward_hook(self._exit, always_call=True)]

@@ -369,6 +369,17 @@ def check_module_fits_data(net, X):
         )
 
 
+def check_per_example_losses(losses, y_true):
+    """``losses``, if the criterion returned one per example; else a clear error."""
+    if losses.dim() != 1 or len(losses) != len(y_true):
+        raise ValueError(
+            f"The criterion returned a loss of shape {tuple(losses.shape)} for a batch "
+            f"of {len(y_true)}; learning to reweight needs one loss per example. Use a "
+            "criterion that accepts reduction='none', or one that returns a vector."
+        )
+    return losses
+
+
 def per_example_criterion(criterion, kwargs):
     """``criterion`` and its keyword arguments, set up to return one loss per example."""
     if kwargs.get("reduction", "none") != "none":

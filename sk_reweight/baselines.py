@@ -34,6 +34,11 @@ each gets the same trusted clean set in the way that suits it:
 
 The losses are in :mod:`sk_reweight.losses`, each with its reference.
 
+Every method gets the same optimizer-step budget: the samplers' networks
+train for as many steps as ``max_epochs`` epochs over the rows given to the
+sampler take (not epochs over the resampled rows), and ``clean_only`` for
+as many as an epoch count over the training set takes.
+
 Every method also takes the clean set as trusted rows of ``X``
 (``fit(X, y, clean_mask=mask)``). With ``preprocessing`` each method is a
 Pipeline that starts with (a clone of) it, so raw tables work: fit it with
@@ -62,7 +67,8 @@ from .modules import mlp_sized_for
 from .losses import CorrectedCrossEntropy, FocalLoss, HardBootstrappingLoss, SoftBootstrappingLoss
 from .weighting import PAPER_EXACT, RandomWeighting
 
-__all__ = ["BaselineNet", "CleanSetBaseline", "GoldLossCorrection", "make_baselines", "BASELINE_NAMES"]
+__all__ = ["BaselineNet", "CleanSetBaseline", "GoldLossCorrection", "make_baselines", "steps_matched_epochs",
+           "BASELINE_NAMES"]
 
 BASELINE_NAMES = ("plain", "class_weight", "random_over", "random_under", "smote", "clean_only",
                   "concat", "finetune", "cleanlab", "glc", "bootstrap_soft", "bootstrap_hard", "focal",
@@ -91,6 +97,16 @@ class BaselineNet(NeuralNetClassifier):
     fed as float32, and the criterion defaults to ``CrossEntropyLoss``
     (modules return logits).
 
+    Parameters
+    ----------
+    epoch_rows : int or None, default=None
+        With a number, ``max_epochs`` counts epochs over that many rows: a
+        fit on another number of rows (e.g. after a sampler changed them)
+        runs as many optimizer steps as ``max_epochs`` epochs over
+        ``epoch_rows`` rows take. ``None``: epochs over the rows fitted.
+    **kwargs
+        skorch's ``NeuralNetClassifier`` parameters.
+
     Examples
     --------
     >>> import numpy as np
@@ -102,8 +118,14 @@ class BaselineNet(NeuralNetClassifier):
     (3, (2,))
     """
 
-    def __init__(self, module=None, *args, criterion=torch.nn.CrossEntropyLoss, **kwargs):
+    def __init__(self, module=None, *args, criterion=torch.nn.CrossEntropyLoss, epoch_rows=None, **kwargs):
         super().__init__(module, *args, criterion=criterion, **kwargs)
+        self.epoch_rows = epoch_rows
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        if epochs is None and self.epoch_rows is not None:
+            epochs = steps_matched_epochs(self.max_epochs, self.batch_size, self.epoch_rows, len(X))
+        return super().fit_loop(X, y, epochs=epochs, **fit_params)
 
     def fit(self, X, y=None, **fit_params):
         X = as_float32(X)
@@ -157,6 +179,13 @@ class CleanSetBaseline(_WrappedNet):
         optimizer steps as ``max_epochs`` epochs over the training set take
         (a clean set of one batch would otherwise get ``max_epochs`` steps);
         ``'epochs'`` for ``max_epochs`` epochs of the clean set.
+    sampler_steps : {'training_set', 'epochs'}, default='training_set'
+        For a Pipeline whose sampler changes the number of rows before its
+        ``net`` step (a :class:`BaselineNet`): ``'training_set'`` trains for
+        as many optimizer steps as ``max_epochs`` epochs over the rows given
+        to the sampler take, so over- and under-sampling get the other
+        methods' step budget; ``'epochs'`` for ``max_epochs`` epochs over
+        the resampled rows.
     random_state : int or None, default=None
         Seeds torch for the fit (torch's global state is restored after).
 
@@ -183,17 +212,21 @@ class CleanSetBaseline(_WrappedNet):
     """
 
     def __init__(self, estimator, clean_set="concat", class_weight=None, finetune_epochs=10,
-                 clean_only_steps="training_set", random_state=None):
+                 clean_only_steps="training_set", sampler_steps="training_set", random_state=None):
         self.estimator = estimator
         self.clean_set = clean_set
         self.class_weight = class_weight
         self.finetune_epochs = finetune_epochs
         self.clean_only_steps = clean_only_steps
+        self.sampler_steps = sampler_steps
         self.random_state = random_state
 
     def fit(self, X, y, *, X_clean=None, y_clean=None, clean_mask=None):
         """Fit on ``(X, y)`` and the clean set (``X_clean, y_clean`` or ``clean_mask``)."""
         X, y, X_clean, y_clean = resolve_clean_set(X, y, X_clean, y_clean, clean_mask)[:4]
+        for name in ("clean_only_steps", "sampler_steps"):
+            if getattr(self, name) not in ("training_set", "epochs"):
+                raise ValueError(f"{name}={getattr(self, name)!r} must be 'training_set' or 'epochs'.")
         if self.clean_set != "ignore" and (X_clean is None or y_clean is None):
             raise ValueError(f"clean_set={self.clean_set!r} needs X_clean and y_clean (or clean_mask).")
         encoder = LabelEncoder().fit(np.concatenate([np.asarray(y), np.asarray(y_clean)])
@@ -215,6 +248,9 @@ class CleanSetBaseline(_WrappedNet):
             estimator.set_params(**{key: torch.as_tensor(weights)})
         if self.clean_set == "only" and self.clean_only_steps == "training_set":
             _match_steps(estimator, n_train=len(y), n_fit=len(y_fit))
+        if self.sampler_steps == "training_set" and isinstance(estimator, Pipeline) \
+                and isinstance(estimator.named_steps.get("net"), BaselineNet):
+            estimator.set_params(net__epoch_rows=len(y_fit))  # the rows before resampling
         with torch.random.fork_rng(devices=[]):
             if self.random_state is not None:
                 torch.manual_seed(self.random_state)
@@ -226,15 +262,28 @@ class CleanSetBaseline(_WrappedNet):
         return self
 
 
+def steps_matched_epochs(epochs, batch_size, n_reference, n_fit):
+    """Epochs over ``n_fit`` rows that take the optimizer steps of ``epochs`` over ``n_reference``.
+
+    Examples
+    --------
+    >>> from sk_reweight.baselines import steps_matched_epochs
+    >>> steps_matched_epochs(10, 100, n_reference=1000, n_fit=2000)  # 100 steps either way
+    5
+    """
+    if batch_size is None or batch_size == -1:
+        return epochs
+    steps = epochs * math.ceil(n_reference / batch_size)
+    return math.ceil(steps / math.ceil(n_fit / batch_size))
+
+
 def _match_steps(estimator, n_train, n_fit):
     """Set a network's epochs on ``n_fit`` rows to the optimizer steps of its epochs on ``n_train``."""
     prefix = "net__" if isinstance(estimator, Pipeline) else ""
     params = estimator.get_params()
     batch_size, epochs = params.get(prefix + "batch_size"), params.get(prefix + "max_epochs")
-    if batch_size is None or epochs is None or batch_size == -1:
-        return
-    steps = epochs * math.ceil(n_train / batch_size)
-    estimator.set_params(**{prefix + "max_epochs": math.ceil(steps / math.ceil(n_fit / batch_size))})
+    if epochs is not None:
+        estimator.set_params(**{prefix + "max_epochs": steps_matched_epochs(epochs, batch_size, n_train, n_fit)})
 
 
 class GoldLossCorrection(_WrappedNet):

@@ -123,3 +123,42 @@ def test_clean_only_gets_the_optimizer_steps_of_the_training_set():
     assert len(fitted.estimator_.history) == 12
     own = clone(method).set_params(clean_only_steps="epochs").fit(X[30:], y[30:], X_clean=X[:30], y_clean=y[:30])
     assert len(own.estimator_.history) == 3
+
+
+def _optimizer_steps(method):
+    net = method.estimator_[-1] if hasattr(method.estimator_, "steps") else method.estimator_
+    return sum(len(batches) for batches in net.history[:, "batches"])
+
+
+@pytest.mark.parametrize("name", ["random_over", "random_under", "smote"])
+def test_samplers_get_the_step_budget_of_the_rows_they_were_given(name):
+    rng = np.random.RandomState(0)
+    X = rng.randn(300, 4).astype(np.float32)
+    y = (np.arange(300) < 30).astype(int)  # 10% positives: over-sampling doubles the rows
+    kwargs = dict(module_params=dict(n_features=4, n_classes=2), max_epochs=4, batch_size=32)
+    methods = make_baselines(MLP, include=["plain", name], **kwargs)
+    for method in methods.values():
+        method.fit(X[20:], y[20:], X_clean=X[:20], y_clean=y[:20])
+    # 300 rows (training + clean): 10 batches an epoch, 40 steps; matched up to one resampled epoch
+    n_resampled = len(methods[name].estimator_[-1].history[-1, "batches"])
+    assert _optimizer_steps(methods["plain"]) == 4 * 9  # 280 training rows
+    assert 40 <= _optimizer_steps(methods[name]) < 40 + n_resampled
+    epochs = clone(methods[name]).set_params(sampler_steps="epochs").fit(X[20:], y[20:], X_clean=X[:20], y_clean=y[:20])
+    assert len(epochs.estimator_[-1].history) == 4
+    assert len(methods[name].estimator_[-1].history) != 4
+
+
+def test_steps_matched_epochs_rounds_up():
+    from sk_reweight.baselines import steps_matched_epochs
+
+    assert steps_matched_epochs(10, 100, n_reference=1000, n_fit=2000) == 5
+    assert steps_matched_epochs(10, 100, n_reference=1000, n_fit=300) == 34  # 100 steps / 3 a epoch
+    assert steps_matched_epochs(3, -1, n_reference=10, n_fit=99) == 3  # one batch an epoch either way
+
+
+@pytest.mark.parametrize("param", ["clean_only_steps", "sampler_steps"])
+def test_step_budget_options_are_checked(param):
+    method = make_baselines(MLP, module_params=dict(n_features=4, n_classes=2), include=["smote"])["smote"]
+    X = np.random.RandomState(0).randn(40, 4).astype(np.float32)
+    with pytest.raises(ValueError, match=f"{param}='steps' must be"):
+        method.set_params(**{param: "steps"}).fit(X[8:], np.arange(32) % 2, X_clean=X[:8], y_clean=np.arange(8) % 2)

@@ -1,5 +1,7 @@
 """device='auto': resolved for torch, kept as the parameter."""
 
+import numpy as np
+import pytest
 import torch
 
 from sk_reweight import ReweightedNeuralNetClassifier
@@ -26,3 +28,38 @@ def test_auto_device_under_torchrun_takes_the_gpu_of_the_local_rank(monkeypatch)
     assert auto_device() == "cuda"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert auto_device() == "cpu"
+
+
+def _blobs():
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=400, n_features=20, random_state=0)
+    return X.astype("float32"), y
+
+
+@pytest.mark.parametrize("engine", ["layerwise", "jvp"])
+def test_a_bfloat16_fit_follows_the_float32_fit(engine):
+    X, y = _blobs()
+    fits = [ReweightedNeuralNetClassifier(max_epochs=5, random_state=0, meta_engine=engine, autocast_dtype=dtype)
+            .fit(X[40:], y[40:], X_clean=X[:40], y_clean=y[:40]) for dtype in (None, torch.bfloat16)]
+    full, low = fits
+    assert all(p.dtype == torch.float32 for p in low.module_.parameters())
+    # the parameters move (autocast's weight cache is dropped after every step)
+    assert len(set(low.history[:, "train_loss"])) == 5
+    weights_full, weights_low = full.sample_weights_.ravel(), low.sample_weights_.ravel()
+    assert np.corrcoef(weights_full, weights_low)[0, 1] > 0.95
+    assert abs(full.score(X, y) - low.score(X, y)) <= 0.03
+
+
+def test_fit_inside_torch_autocast_is_refused():
+    X, y = _blobs()
+    net = ReweightedNeuralNetClassifier(max_epochs=1, random_state=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16), pytest.raises(RuntimeError, match="autocast_dtype=torch.bfloat16"):
+        net.fit(X[40:], y[40:], X_clean=X[:40], y_clean=y[:40])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, "bf16", torch.float32])
+def test_autocast_dtype_other_than_bfloat16_is_a_clear_error(dtype):
+    X, y = _blobs()
+    with pytest.raises(ValueError, match="use torch.bfloat16 or None"):
+        ReweightedNeuralNetClassifier(max_epochs=1, autocast_dtype=dtype).fit(X[40:], y[40:], X_clean=X[:40], y_clean=y[:40])

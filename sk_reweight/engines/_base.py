@@ -12,7 +12,7 @@ normalisation of the weights cancels), asks the estimator to turn it into
 weights, and leaves ``grad sum_i w_i f_i`` in the parameters' ``.grad``.
 Engines differ only in how they get there, so they are interchangeable.
 """
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -46,6 +46,16 @@ class MetaStep:
     alignment: torch.Tensor
     weights: torch.Tensor
     clean_loss: torch.Tensor
+
+    def __post_init__(self):
+        self.y_pred = full_precision(self.y_pred)
+
+
+def full_precision(output):
+    """``output`` in float32 if ``torch.autocast`` made it half or bfloat16 (numpy holds neither)."""
+    if torch.is_tensor(output) and output.dtype in (torch.float16, torch.bfloat16):
+        return output.float()
+    return output
 
 
 @contextmanager
@@ -82,6 +92,20 @@ def frozen_state(module):
                 buf.copy_(value)
 
 
+def autocast_off(device_type):
+    """A context in which ``torch.autocast`` is off on ``device_type`` (a no-op where it has none)."""
+    return torch.autocast(device_type, enabled=False) if device_type in ("cpu", "cuda") else nullcontext()
+
+
+def eager_module(module):
+    """The module a compiled one (``torch.compile``) wraps, with the same parameters, else ``module``.
+
+    The meta step hooks layers and pushes dual numbers through them, which a
+    compiled graph does not allow; it runs eagerly on the wrapped module.
+    """
+    return module._orig_mod if isinstance(module, torch._dynamo.eval_frame.OptimizedModule) else module
+
+
 def trainable_parameters(module):
     """Named parameters that receive gradients (frozen ones take no part)."""
     return {n: p for n, p in module.named_parameters() if p.requires_grad}
@@ -96,11 +120,14 @@ def clean_gradient(module, loss_fn, X_clean, y_clean, params):
 
 
 def weighted_backward(module, loss_fn, X, y, weights):
-    """Forward on the training batch; backpropagate ``sum_i w_i f_i`` unless all ``w`` are 0."""
+    """Forward on the training batch; backpropagate ``sum_i w_i f_i``.
+
+    All-zero weights give zero gradients: finding that out first would cost
+    a round trip to the host on every step.
+    """
     y_pred = module(X)
     losses = loss_fn(y_pred, y)
-    if bool(weights.any()):
-        torch.dot(losses, weights).backward()
+    torch.dot(losses, weights.to(losses.dtype)).backward()
     return y_pred, losses
 
 
@@ -169,8 +196,11 @@ class MetaGradientEngine:
         -------
         MetaStep
             On return, each trainable parameter's ``.grad`` holds
-            ``grad (sum_i w_i f_i + clean_weight * L_clean)`` (left untouched
-            when that is zero: all weights zero and ``clean_weight=0``).
+            ``grad (sum_i w_i f_i + clean_weight * L_clean)`` (zero when all
+            weights are zero and ``clean_weight=0``; the caller decides on the
+            host whether to step). Under ``torch.autocast`` the forward and
+            backward passes run in the autocast dtype; the alignments and
+            gradients come back in the parameters' dtype.
         """
         raise NotImplementedError
 

@@ -5,8 +5,8 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from torch.func import functional_call
 
-from ._base import (MetaGradientEngine, MetaStep, add_clean_gradient, clean_gradient, frozen_state,
-                    trainable_parameters, weighted_backward)
+from ._base import (MetaGradientEngine, MetaStep, add_clean_gradient, clean_gradient, eager_module,
+                    frozen_state, trainable_parameters, weighted_backward)
 
 # torch's forward-AD levels are process-wide: one JVP pass at a time, whatever the thread
 _FORWARD_AD = threading.Lock()
@@ -37,19 +37,20 @@ class ForwardModeEngine(MetaGradientEngine):
         return None
 
     def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0):
-        params = trainable_parameters(module)
-        with frozen_state(module):
-            clean_loss, direction = clean_gradient(module, loss_fn, X_clean, y_clean, params)
+        eager = eager_module(module)
+        params = trainable_parameters(eager)
+        with frozen_state(eager):
+            clean_loss, direction = clean_gradient(eager, loss_fn, X_clean, y_clean, params)
             # The JVP pass needs no autograd graph; log-softmax's forward-AD
             # formula also cannot share one with a later backward.
             with _FORWARD_AD, torch.no_grad(), fwAD.dual_level():
                 duals = {n: fwAD.make_dual(p, t) for (n, p), t in zip(params.items(), direction)}
-                losses = loss_fn(functional_call(module, duals, (X,)), y)
+                losses = loss_fn(functional_call(eager, duals, (X,)), y)
                 losses, alignment = fwAD.unpack_dual(losses)
             if alignment is None:  # losses do not depend on any parameter
                 alignment = torch.zeros_like(losses)
         weights = weigh(alignment, losses)
-        y_pred, losses = weighted_backward(module, loss_fn, X, y, weights)
+        y_pred, losses = weighted_backward(eager, loss_fn, X, y, weights)
         # the clean gradient, computed above with batch statistics of the clean batch
         add_clean_gradient(params, direction, clean_weight)
         return MetaStep(y_pred, losses.detach(), alignment, weights, clean_loss)

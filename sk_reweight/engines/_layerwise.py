@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ._base import MetaGradientEngine, MetaStep
+from ._base import MetaGradientEngine, MetaStep, autocast_off, eager_module
 
 
 def _trainable(layer, name):
@@ -248,6 +248,7 @@ class LayerwiseEngine(MetaGradientEngine):
         # Examples are independent here, so the clean batch rides along in the
         # same forward and truncated backward: rows [:n] train, rows [n:] clean.
         n = len(X)
+        module = eager_module(module)
         calls = []  # (layer, input, output, output version), one per layer call
 
         def capture(layer, inputs, output):
@@ -277,39 +278,61 @@ class LayerwiseEngine(MetaGradientEngine):
         deltas = torch.autograd.grad(
             losses.sum() + clean_loss, [c[2] for c in calls], allow_unused=True
         )
-        calls = [(layer, a, delta) for (layer, a, _, _), delta in zip(calls, deltas)
-                 if delta is not None]
+        # Under autocast the forward and the truncated backward ran in low
+        # precision; the per-layer products below run in the parameters' dtype.
+        calls = [(layer, *_in_parameter_dtype(layer, a, delta))
+                 for (layer, a, _, _), delta in zip(calls, deltas) if delta is not None]
         by_layer = {}
         for layer, a, delta in calls:
             by_layer.setdefault(layer, []).append((a, delta))
 
-        alignment = torch.zeros_like(losses)
-        for layer, layer_calls in by_layer.items():
-            rule = RULES[type(layer)]
-            if len(layer_calls) == 1:
-                part = rule.kernel_alignment(layer, *layer_calls[0], n)
-                if part is not None:
-                    alignment = alignment + part
-                    continue
-            # clean gradient G of the layer, summed over its calls (shared weights)
-            G = {}
-            for a, delta in layer_calls:
-                for name, g in rule.weighted_grads(layer, a[n:], delta[n:]).items():
-                    G[name] = g + G.get(name, 0)
-            for a, delta in layer_calls:
-                jvp = rule.parameter_jvp(layer, a[:n], G)
-                alignment = alignment + (delta[:n] * jvp).flatten(1).sum(1)
-
-        weights = weigh(alignment.detach(), losses.detach())
-        # the clean rows' signals already carry d L_clean / d z: with clean_weight
-        # they join the weighted gradient at the price of a few more rows
-        rows = len(all_losses) if clean_weight else n
-        if clean_weight or bool(weights.any()):
-            row_weights = torch.cat([weights, weights.new_full((rows - n,), clean_weight)])
-            for layer, a, delta in calls:
-                wdelta = delta[:rows] * row_weights.view(-1, *([1] * (delta.dim() - 1)))
-                for name, grad in RULES[type(layer)].weighted_grads(layer, a[:rows], wdelta).items():
-                    p = getattr(layer, name)
-                    p.grad = grad if p.grad is None else p.grad + grad
-        return MetaStep(output[:n].detach(), losses.detach(), alignment.detach(), weights,
+        with autocast_off(output.device.type):
+            alignment = _alignment(by_layer, n, losses.new_zeros(n, dtype=_dtype(calls, losses)))
+            weights = weigh(alignment, losses.detach())
+            self._weighted_grads(calls, n, len(all_losses), weights, clean_weight)
+        return MetaStep(output[:n].detach(), losses.detach(), alignment, weights,
                         clean_loss.detach())
+
+    @staticmethod
+    def _weighted_grads(calls, n, n_rows, weights, clean_weight):
+        # the clean rows' signals already carry d L_clean / d z: with clean_weight
+        # they join the weighted gradient at the price of a few more rows. All-zero
+        # weights give zero gradients (no host round trip to find out).
+        rows = n_rows if clean_weight else n
+        row_weights = torch.cat([weights, weights.new_full((rows - n,), clean_weight)])
+        for layer, a, delta in calls:
+            wdelta = delta[:rows] * row_weights.to(delta.dtype).view(-1, *([1] * (delta.dim() - 1)))
+            for name, grad in RULES[type(layer)].weighted_grads(layer, a[:rows], wdelta).items():
+                p = getattr(layer, name)
+                grad = grad.contiguous() if p.is_contiguous() else grad  # as autograd lays it out
+                p.grad = grad if p.grad is None else p.grad + grad
+
+
+def _dtype(calls, losses):
+    return calls[0][2].dtype if calls else losses.dtype
+
+
+def _in_parameter_dtype(layer, a, delta):
+    dtype = next(p for p in layer.parameters(recurse=False) if p.requires_grad).dtype
+    a = a if not a.is_floating_point() else a.to(dtype)  # Embedding inputs are indices
+    return a, delta.to(dtype)
+
+
+def _alignment(by_layer, n, alignment):
+    """Adds ``sum_layers <delta_i, layer(a_i; G)>`` for the training rows ``[:n]`` to ``alignment``."""
+    for layer, layer_calls in by_layer.items():
+        rule = RULES[type(layer)]
+        if len(layer_calls) == 1:
+            part = rule.kernel_alignment(layer, *layer_calls[0], n)
+            if part is not None:
+                alignment = alignment + part
+                continue
+        # clean gradient G of the layer, summed over its calls (shared weights)
+        G = {}
+        for a, delta in layer_calls:
+            for name, g in rule.weighted_grads(layer, a[n:], delta[n:]).items():
+                G[name] = g + G.get(name, 0)
+        for a, delta in layer_calls:
+            jvp = rule.parameter_jvp(layer, a[:n], G)
+            alignment = alignment + (delta[:n] * jvp).flatten(1).sum(1)
+    return alignment.detach()

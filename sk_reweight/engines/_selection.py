@@ -4,7 +4,7 @@ import warnings
 import torch
 
 from .._random import preserved_random_state
-from ._base import MetaGradientEngine, frozen_state
+from ._base import MetaGradientEngine, autocast_off, frozen_state
 from ._jvp import ForwardModeEngine
 from ._layerwise import LayerwiseEngine
 from ._reference import ReferenceEngine
@@ -90,9 +90,10 @@ def agrees_with_generic_engine(engine, module, loss_fn, X, y, X_clean, y_clean, 
     ``TrainingDivergedError``.
     """
     was_training = module.training
+    grads = [(p, p.grad) for p in module.parameters()]
     module.eval()
-    try:
-        with frozen_state(module), preserved_random_state():
+    try:  # in full precision: autocast's rounding is not a disagreement
+        with frozen_state(module), preserved_random_state(), autocast_off(X.device.type):
             alignments = []
             for candidate in (engine, ForwardModeEngine()):
                 seen = {}
@@ -107,6 +108,8 @@ def agrees_with_generic_engine(engine, module, loss_fn, X, y, X_clean, y_clean, 
         return False
     finally:
         module.train(was_training)
+        for p, grad in grads:
+            p.grad = grad
     fast, generic = alignments
     if not torch.isfinite(generic).all():
         return True
