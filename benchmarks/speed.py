@@ -18,7 +18,9 @@ GPU; on CPU the growth of the process's peak RSS, each method in a fresh
 subprocess.
 
 Run ``python benchmarks/speed.py`` (``--device cuda`` on a GPU, ``--quick`` for
-a smoke test).
+a smoke test); ``--profile`` prints instead where one epoch of the estimator
+spends its time, per workload (cProfile: the functions with the most time of
+their own, then the package's functions by cumulative time).
 """
 import argparse
 import json
@@ -190,6 +192,32 @@ def _measure_memory(workload, method, device, quick):
     return int((status_mib("VmHWM") - base) * 2**20)
 
 
+def profile_epoch(device, quick, top=14):
+    """Print, per workload, the functions one ``partial_fit`` epoch of the estimator spends its time in."""
+    import cProfile
+    import pstats
+
+    for name, (factory, shape, n_classes, batch, clean, n_train) in (QUICK if quick else WORKLOADS).items():
+        rng = np.random.RandomState(0)
+        X = rng.randn(n_train, *shape).astype(np.float32)
+        y = rng.randint(0, n_classes, n_train)
+        Xc = rng.randn(max(clean, n_classes), *shape).astype(np.float32)
+        yc = np.arange(len(Xc)) % n_classes
+        net = ReweightedNeuralNetClassifier(module=factory(), criterion=nn.CrossEntropyLoss,
+                                            optimizer=torch.optim.SGD, optimizer__momentum=0.9, lr=1e-3,
+                                            batch_size=batch, clean_batch_size=clean, max_epochs=1,
+                                            train_split=None, verbose=0, device=device, random_state=0)
+        net.partial_fit(X, y, X_clean=Xc, y_clean=yc)  # warm-up epoch
+        profiler = cProfile.Profile()
+        profiler.enable()
+        net.partial_fit(X, y, X_clean=Xc, y_clean=yc)
+        profiler.disable()
+        print(f"\n## {name}: one epoch, {torch.get_num_threads()} threads")
+        stats = pstats.Stats(profiler)
+        stats.sort_stats("tottime").print_stats(top)  # the kernels and Python the time is spent in
+        stats.sort_stats("cumulative").print_stats("sk_reweight", top)  # and the package's stages
+
+
 def run(device, quick, rounds, per_round):
     workloads = QUICK if quick else WORKLOADS
     rows = []
@@ -249,6 +277,7 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps-per-round", type=int, default=10)
     parser.add_argument("--out", type=Path, default=None, help="markdown file (default: benchmarks/results/speed_DEVICE.md)")
+    parser.add_argument("--profile", action="store_true", help="where an epoch's time goes, per workload")
     parser.add_argument("--_memory", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.device == "cpu":
@@ -258,6 +287,8 @@ def main(argv=None):
         print(json.dumps({m: _measure_memory(workload, m, args.device, args.quick)
                           for m in methods.split(",")}))
         return
+    if args.profile:
+        return profile_epoch(args.device, args.quick)
     rounds, per_round = (1, 1) if args.quick else (args.rounds, args.steps_per_round)
     rows = run(args.device, args.quick, rounds, per_round)
     table = markdown(rows, args.device, args.quick)

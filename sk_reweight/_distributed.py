@@ -243,12 +243,13 @@ class DataParallelEngine(MetaGradientEngine):
     def unsupported_reason(self, module):
         return self.engine.unsupported_reason(module)
 
-    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0):
+    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0,
+                            loss_scale=None):
         record = {}
         # every rank holds the whole clean gradient: its share of the sum is 1 / world_size
         step = self.engine.reweighted_backward(
             module, loss_fn, X, y, X_clean, y_clean, self.parallel.weigh_globally(weigh, record),
-            clean_weight=clean_weight / self.parallel.world_size)
+            clean_weight=clean_weight / self.parallel.world_size, loss_scale=loss_scale)
         self.parallel.all_reduce_gradients(module)
         self.parallel.broadcast_buffers(module)
         return replace(step, **record)

@@ -66,17 +66,16 @@ def _is_int(value):
 def check_autocast_params(net):
     """Clear errors for ``autocast_dtype`` and for a fit started under an open ``torch.autocast``."""
     dtype = net.autocast_dtype
-    if dtype is not None and dtype is not torch.bfloat16:
+    if dtype is not None and dtype not in (torch.bfloat16, torch.float16):
         raise ValueError(
-            f"autocast_dtype={dtype!r}: use torch.bfloat16 or None. float16 needs loss "
-            "scaling (a GradScaler), which the meta-gradient engines do not take yet."
+            f"autocast_dtype={dtype!r}: use torch.bfloat16, torch.float16 (with loss scaling) or None."
         )
     device_type = torch.device(net.device).type
     if device_type in ("cpu", "cuda") and torch.is_autocast_enabled(device_type):
         raise RuntimeError(
             "fit() was called inside torch.autocast: autocast keeps its low-precision copies of "
             "the weights while the context is open, so every step would see the weights of the "
-            "first. Call fit() outside it and pass autocast_dtype=torch.bfloat16 instead."
+            "first. Call fit() outside it and pass autocast_dtype=torch.bfloat16 (or torch.float16) instead."
         )
 
 

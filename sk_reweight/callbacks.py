@@ -120,8 +120,9 @@ class WeightRecorder(Callback):
     construction), ``weight_ess`` (the effective share of examples trained
     on, ``(sum w)^2 / (n sum w^2)``: 1 for uniform weights, near 0 when a few
     examples get all the weight), ``weight_zero_frac`` and
-    ``skipped_batches`` into ``net.history``.
-    :class:`~sk_reweight.ReweightedNeuralNetClassifier` adds it by itself.
+    ``skipped_batches`` into ``net.history`` (with float16 loss scaling
+    also ``overflow_steps``, the steps skipped because the scaled gradients
+    overflowed). :class:`~sk_reweight.ReweightedNeuralNetClassifier` adds it by itself.
 
     Examples
     --------
@@ -139,9 +140,11 @@ class WeightRecorder(Callback):
             net.weight_history_.new_epoch(net.fit_state_.n_train)
 
     def on_batch_end(self, net, training=False, weights=None, alignment=None, positions=None,
-                     skipped=False, clean_loss=None, diverged=False, **kwargs):
+                     skipped=False, clean_loss=None, diverged=False, overflow=False, **kwargs):
         if training and diverged:  # on_divergence='skip': the step was skipped
             net.history.record_batch("diverged", True)
+        if training and overflow:  # float16: the loss scale was lowered, the step skipped
+            net.history.record_batch("overflow", True)
         if not training or weights is None:
             return
         net.weight_history_.record(positions, weights, alignment)
@@ -168,6 +171,8 @@ class WeightRecorder(Callback):
         batches = net.history[-1, "batches"]
         net.history.record("skipped_batches", int(sum(b.get("skipped", 0) for b in batches)))
         net.history.record("diverged_steps", int(sum(b.get("diverged", 0) for b in batches)))
+        if getattr(net, "loss_scale_", None) is not None:
+            net.history.record("overflow_steps", int(sum(b.get("overflow", 0) for b in batches)))
 
 
 class TrainingStage(Callback):

@@ -55,6 +55,13 @@ class ShareRecorder(Callback):
             self.steps.append((len(share), bool(share.any()), bool(skipped)))
 
 
+class StartScale(Callback):
+    """float16: start the loss scale where float16 overflows, so that the first steps skip."""
+
+    def on_train_begin(self, net, **kwargs):
+        net.loss_scale_.factor = 2.0**24
+
+
 def data(n_rows, noise=0.3, seed=0):
     X, y = make_classification(n_samples=n_rows + 20, n_features=144, n_informative=10,
                                weights=[0.8, 0.2], random_state=seed)
@@ -84,6 +91,7 @@ CASES = {
     "meta_net": (203, 16, dict(weighting="meta_net", lr=0.01)),
     "batch_norm": (203, 16, dict(module=BatchNormNet, lr=0.01)),
     "unseeded": (203, 16, dict(lr=0.01, random_state=None)),
+    "float16": (203, 16, dict(autocast_dtype=torch.float16, lr=0.01)),
 }
 
 
@@ -103,7 +111,8 @@ def main():
         rank = int(os.environ.get("RANK", 0))
         world_size = int(os.environ.get("WORLD_SIZE", 1))
         recorder = ShareRecorder(rank, world_size)
-        net.set_params(callbacks=[("shares", recorder)])
+        start_scale = [("scale", StartScale())] if params.get("autocast_dtype") is torch.float16 else []
+        net.set_params(callbacks=[("shares", recorder), *start_scale])
         net.fit(X, y, X_clean=X_clean, y_clean=y_clean)
         who = "alone" if args.alone else f"rank{rank}"
         torch.save({
@@ -115,6 +124,7 @@ def main():
             "steps": recorder.steps,
             "engine": repr(net.meta_engine_),
             "proba": net.predict_proba(X),
+            "overflows": [row.get("overflow_steps") for row in net.history],
         }, args.out / f"{name}_{who}.pt")
     # a search's workers inherit torchrun's environment but train alone; the refit, here, is
     # data parallel

@@ -34,6 +34,14 @@ def test_speed_quick(tmp_path):
     assert table.count("\n| ") == 1 + len(rows)  # header + one line per workload
 
 
+
+def test_speed_profile_quick(capsys):
+    load("speed").main(["--quick", "--profile"])
+    out = capsys.readouterr().out
+    for workload in load("speed").WORKLOADS:
+        assert f"## {workload}: one epoch" in out
+    assert "reweighted_backward" in out and "cumulative" in out
+
 def test_load_quick():
     result = load("load").main(["--quick", "--threads", "1"])
     cells = {(c["source"], c["method"]): c for c in result["cells"]}
@@ -46,8 +54,8 @@ def test_load_quick():
 def test_label_issues_quick():
     results = load("label_issues").main(["--quick"])
     scores = results[0.4]
-    assert set(scores) == {"reweight", "reweight (mean weight)", "reweight_smooth_clean", "cleanlab"}
-    for method in ("reweight", "cleanlab"):
+    assert set(scores) == {"reweight", "reweight (mean weight)", "reweight_smooth_clean", "cleanlab", "plain_loss"}
+    for method in ("reweight", "cleanlab", "plain_loss"):
         precision = scores[method]["precision_at_k"][0]
         assert 0.4 < precision <= 1  # better than the 40% a random ranking finds
     assert all(0 <= s["roc_auc"][0] <= 1 for s in scores.values())

@@ -58,8 +58,38 @@ def test_fit_inside_torch_autocast_is_refused():
         net.fit(X[40:], y[40:], X_clean=X[:40], y_clean=y[:40])
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, "bf16", torch.float32])
-def test_autocast_dtype_other_than_bfloat16_is_a_clear_error(dtype):
+@pytest.mark.parametrize("dtype", ["bf16", torch.float32, torch.float64])
+def test_autocast_dtype_other_than_a_half_type_is_a_clear_error(dtype):
     X, y = _blobs()
-    with pytest.raises(ValueError, match="use torch.bfloat16 or None"):
+    with pytest.raises(ValueError, match="use torch.bfloat16, torch.float16"):
         ReweightedNeuralNetClassifier(max_epochs=1, autocast_dtype=dtype).fit(X[40:], y[40:], X_clean=X[:40], y_clean=y[:40])
+
+
+@pytest.mark.parametrize("engine", ["layerwise", "jvp"])
+def test_a_float16_fit_scales_its_loss_and_follows_the_float32_fit(engine):
+    X, y = _blobs()
+    fits = [ReweightedNeuralNetClassifier(max_epochs=5, random_state=0, meta_engine=engine, autocast_dtype=dtype)
+            .fit(X[40:], y[40:], X_clean=X[:40], y_clean=y[:40]) for dtype in (None, torch.float16)]
+    full, low = fits
+    assert full.loss_scale_ is None and low.loss_scale_.factor == 2.0**16
+    assert low.history[:, "overflow_steps"] == [0] * 5
+    assert len(set(low.history[:, "train_loss"])) == 5
+    assert np.corrcoef(full.sample_weights_.ravel(), low.sample_weights_.ravel())[0, 1] > 0.95
+    assert abs(full.score(X, y) - low.score(X, y)) <= 0.03
+
+
+def test_float16_overflow_lowers_the_scale_and_skips_the_step(monkeypatch):
+    from sk_reweight._loss_scale import LossScale
+
+    # every scaled gradient overflows float16 at first
+    monkeypatch.setattr("sk_reweight._estimator.LossScale", lambda: LossScale(init_scale=2.0**30))
+    X, y = _blobs()
+    net = ReweightedNeuralNetClassifier(max_epochs=3, batch_size=16, random_state=0, autocast_dtype=torch.float16)
+    net.fit(X[40:], y[40:], X_clean=X[:40], y_clean=y[:40])
+    overflows = net.history[:, "overflow_steps"]
+    assert overflows[0] >= 5 and overflows[-1] == 0 and sum(overflows) == net.loss_scale_.overflows
+    assert net.loss_scale_.factor == 2.0 ** (30 - sum(overflows))
+    weights = net.sample_weights_
+    assert np.isnan(weights[0]).sum() >= 8 * overflows[0]  # a skipped step trained nobody
+    assert np.isfinite(weights[-1]).all() and np.isfinite(net.predict_proba(X)).all()
+    assert net.history[-1, "train_loss"] < net.history[0, "train_loss"]  # it trains once the scale fits

@@ -17,8 +17,9 @@ from sk_reweight.engines import ForwardModeEngine
 WORKER = Path(__file__).with_name("distributed_worker.py")
 CASES = runpy.run_path(str(WORKER))["CASES"]
 # data parallel matches one process with world_size times the batch, except where it cannot:
-# batch statistics are per process, and unseeded runs draw other initial weights
-PARITY = [name for name in CASES if name not in ("batch_norm", "unseeded")]
+# batch statistics are per process, unseeded runs draw other initial weights, and float16
+# rounds matrix products of other sizes otherwise
+PARITY = [name for name in CASES if name not in ("batch_norm", "unseeded", "float16")]
 WORLD_SIZE = 2
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
@@ -60,7 +61,11 @@ def test_ranks_end_identical_and_record_every_row(runs, case):
         assert torch.equal(rank1["params"][name], value), name
     np.testing.assert_array_equal(rank1["weights"], rank0["weights"])
     np.testing.assert_array_equal(rank1["proba"], rank0["proba"])
+    assert rank1["overflows"] == rank0["overflows"]
     trained = rank0["weights"] if case != "mlp_jvp" else rank0["weights"][:, ~np.isnan(rank0["weights"][0])]
+    if case == "float16":  # the first steps overflowed on every rank alike and trained no row
+        assert rank0["overflows"][0] > 0 and rank0["overflows"][-1] == 0
+        trained = trained[-1:]
     assert not np.isnan(trained).any()  # every rank's history covers every training row
     assert rank0["engine"].startswith("DataParallelEngine(")
 

@@ -284,7 +284,7 @@ def test_all_zero_weights_produce_zero_gradients(engine):
 BF16_TOLERANCE = 0.06
 
 
-def bf16_and_float32_steps(engine, net, seed):
+def low_precision_and_float32_steps(engine, net, seed, dtype=torch.bfloat16, loss_scale=None):
     factory, shape = NETS[net]
     torch.manual_seed(seed)
     module = factory()
@@ -292,9 +292,10 @@ def bf16_and_float32_steps(engine, net, seed):
     steps, grads = [], []
     for autocast in (False, True):
         module.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast("cpu", dtype=dtype, enabled=autocast):
             steps.append(ENGINES[engine]().reweighted_backward(
-                module, loss_fn, X, y, Xc, yc, weigh=lambda a, losses: normalize_weights(a)))
+                module, loss_fn, X, y, Xc, yc, weigh=lambda a, losses: normalize_weights(a),
+                loss_scale=loss_scale if autocast else None))
         grads.append(torch.cat([p.grad.flatten() for p in module.parameters()]))
     return steps, grads
 
@@ -302,7 +303,7 @@ def bf16_and_float32_steps(engine, net, seed):
 @pytest.mark.parametrize("engine,net", [("layerwise", "mlp"), ("layerwise", "cnn"), ("jvp", "mlp"), ("jvp", "cnn")])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_bfloat16_autocast_gives_the_float32_alignments_within_tolerance(engine, net, seed):
-    (full, low), grads = bf16_and_float32_steps(engine, net, seed)
+    (full, low), grads = low_precision_and_float32_steps(engine, net, seed)
     assert low.alignment.dtype == low.y_pred.dtype == torch.float32  # numpy cannot hold bfloat16
     scale = full.alignment.abs().max()
     assert (low.alignment - full.alignment).abs().max() <= BF16_TOLERANCE * scale
@@ -313,9 +314,80 @@ def test_bfloat16_autocast_gives_the_float32_alignments_within_tolerance(engine,
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_bfloat16_autocast_with_batch_norm_agrees_for_most_examples(seed):
-    (full, low), _ = bf16_and_float32_steps("jvp", "batchnorm", seed)
+    (full, low), _ = low_precision_and_float32_steps("jvp", "batchnorm", seed)
     scale = full.alignment.abs().max()
     assert (low.alignment - full.alignment).abs().median() <= BF16_TOLERANCE / 6 * scale
+
+
+@pytest.mark.parametrize("engine,net", [(e, n) for e in ("layerwise", "jvp", "reference")
+                                        for n in ("mlp", "cnn", "batchnorm")
+                                        if (e, n) != ("layerwise", "batchnorm")])  # coupled examples
+def test_loss_scaling_changes_nothing_in_float64(engine, net):
+    # the bookkeeping alone: scaled backward passes, unscaled alignments and gradients
+    factory, shape = NETS[net]
+    torch.manual_seed(0)
+    module = factory().double()
+    X, y, Xc, yc = make_batch(shape)
+    results = []
+    for loss_scale in (None, 1024.0):
+        module.zero_grad(set_to_none=True)
+        step = ENGINES[engine]().reweighted_backward(module, loss_fn, X, y, Xc, yc, clean_weight=0.5,
+                                                     weigh=lambda a, losses: normalize_weights(a),
+                                                     loss_scale=loss_scale)
+        results.append((step.alignment, step.clean_loss, [p.grad.clone() for p in module.parameters()]))
+    (a, clean, grads), (a_scaled, clean_scaled, grads_scaled) = results
+    torch.testing.assert_close(a_scaled, a)
+    torch.testing.assert_close(clean_scaled, clean)
+    for g_scaled, g in zip(grads_scaled, grads):
+        torch.testing.assert_close(g_scaled, g)
+
+
+# float16 keeps 11 bits of mantissa. Measured over 5 seeds with loss scale 2**16, as a share
+# of the largest alignment: worst 1.3% (LeNet), 0.1% (MLP); weighted gradients within 1.3%.
+FP16_TOLERANCE = 0.03
+
+
+@pytest.mark.parametrize("engine,net", [("layerwise", "mlp"), ("layerwise", "cnn"), ("jvp", "mlp"), ("jvp", "cnn")])
+def test_float16_autocast_with_loss_scaling_gives_the_float32_step(engine, net):
+    (full, low), grads = low_precision_and_float32_steps(engine, net, 0, torch.float16, loss_scale=2.0**16)
+    scale = full.alignment.abs().max()
+    assert low.alignment.dtype == torch.float32
+    assert (low.alignment - full.alignment).abs().max() <= FP16_TOLERANCE * scale
+    assert (grads[1] - grads[0]).norm() <= FP16_TOLERANCE * grads[0].norm()
+
+
+class Tiny(nn.Module):
+    """A loss small enough that its float16 gradients underflow to zero."""
+
+    def forward(self, output, target):
+        return 1e-7 * loss_fn(output, target)
+
+
+@pytest.mark.parametrize("engine", ["layerwise", "jvp"])
+def test_loss_scaling_keeps_the_gradients_float16_would_flush_to_zero(engine):
+    torch.manual_seed(0)
+    module = mlp()
+    X, y, Xc, yc = (t.float() if t.is_floating_point() else t for t in make_batch((7,), n=32, n_clean=8))
+    grads = []
+    for dtype, loss_scale in ((None, None), (torch.float16, None), (torch.float16, 2.0**16)):
+        module.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+            ENGINES[engine]().reweighted_backward(module, Tiny(), X, y, Xc, yc, loss_scale=loss_scale,
+                                                  weigh=lambda a, losses: torch.full_like(a, 1 / len(a)))
+        grads.append(torch.cat([p.grad.flatten() for p in module.parameters()]))
+    full, unscaled, scaled = grads
+    assert (unscaled - full).norm() > 0.5 * full.norm()  # lost to underflow
+    assert (scaled - full).norm() <= FP16_TOLERANCE * full.norm()
+
+
+@pytest.mark.parametrize("engine", ["layerwise", "jvp"])
+def test_an_overflowing_loss_scale_shows_in_the_gradients(engine):
+    module = mlp()
+    X, y, Xc, yc = (t.float() if t.is_floating_point() else t for t in make_batch((7,), n=32, n_clean=8))
+    with torch.autocast("cpu", dtype=torch.float16):
+        ENGINES[engine]().reweighted_backward(module, loss_fn, X, y, Xc, yc, loss_scale=2.0**40,
+                                              weigh=lambda a, losses: torch.full_like(a, 1 / len(a)))
+    assert not all(torch.isfinite(p.grad).all() for p in module.parameters())
 
 
 @pytest.mark.parametrize("engine", ["layerwise", "jvp"])
@@ -371,11 +443,34 @@ def test_layerwise_engine_declines_what_it_cannot_do_exactly():
         get_engine("layerwise", batchnorm_net())
 
 
-def test_layerwise_engine_refuses_inplace_modified_outputs():
-    module = nn.Sequential(nn.Linear(7, 4), nn.ReLU(inplace=True), nn.Linear(4, 3)).double()
+def test_layerwise_engine_takes_activations_that_modify_outputs_in_place():
+    torch.manual_seed(0)
+    inplace = nn.Sequential(nn.Linear(7, 4), nn.ReLU(inplace=True), nn.Linear(4, 3)).double()
+    outofplace = copy.deepcopy(inplace)
+    outofplace[1] = nn.ReLU()
     X, y, Xc, yc = make_batch((7,))
-    with pytest.raises(RuntimeError, match="modified in place"):
-        run_engine(ENGINES["layerwise"](), module, X, y, Xc, yc)
+    step, alignment, grads = run_engine(ENGINES["layerwise"](), inplace, X, y, Xc, yc)
+    _, expected, expected_grads = run_engine(ENGINES["reference"](), outofplace, X, y, Xc, yc)
+    torch.testing.assert_close(alignment, expected)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, expected_grads[name])
+
+
+class MutatesItsInput(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.first, self.second = nn.Linear(7, 4), nn.Linear(4, 3)
+
+    def forward(self, x):
+        z = self.first(x)
+        x.mul_(2)  # after the layer used it: its weight gradient would see the new values
+        return self.second(torch.relu(z))
+
+
+def test_layerwise_engine_refuses_a_layer_input_modified_in_place():
+    X, y, Xc, yc = make_batch((7,))
+    with pytest.raises(RuntimeError, match="input of Linear was modified in place"):
+        run_engine(ENGINES["layerwise"](), MutatesItsInput().double(), X, y, Xc, yc)
 
 
 def test_auto_falls_back_when_fast_engine_disagrees(small_data):

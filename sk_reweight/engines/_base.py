@@ -111,33 +111,51 @@ def trainable_parameters(module):
     return {n: p for n, p in module.named_parameters() if p.requires_grad}
 
 
-def clean_gradient(module, loss_fn, X_clean, y_clean, params):
-    """Gradient of the mean clean-batch loss, zeros for unused parameters."""
+def scaled(loss, loss_scale):
+    """``loss * loss_scale`` (float16 loss scaling), ``loss`` when ``loss_scale`` is ``None``."""
+    return loss if loss_scale is None else loss * loss_scale
+
+
+def clean_gradient(module, loss_fn, X_clean, y_clean, params, loss_scale=None):
+    """Gradient of the mean clean-batch loss (times ``loss_scale``), zeros for unused parameters."""
     clean_loss = loss_fn(module(X_clean), y_clean).mean()
-    grads = torch.autograd.grad(clean_loss, list(params.values()), allow_unused=True)
+    grads = torch.autograd.grad(scaled(clean_loss, loss_scale), list(params.values()), allow_unused=True)
     grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params.values(), grads)]
     return clean_loss.detach(), grads
 
 
-def weighted_backward(module, loss_fn, X, y, weights):
+def weighted_backward(module, loss_fn, X, y, weights, loss_scale=None):
     """Forward on the training batch; backpropagate ``sum_i w_i f_i``.
 
     All-zero weights give zero gradients: finding that out first would cost
-    a round trip to the host on every step.
+    a round trip to the host on every step. With ``loss_scale`` the backward
+    pass runs on the scaled loss (float16 gradients would underflow) and the
+    gradients are divided by it before they join ``.grad``.
     """
     y_pred = module(X)
     losses = loss_fn(y_pred, y)
-    torch.dot(losses, weights.to(losses.dtype)).backward()
+    weighted = torch.dot(losses, weights.to(losses.dtype))
+    if loss_scale is None:
+        weighted.backward()
+        return y_pred, losses
+    params = list(trainable_parameters(module).values())
+    grads = torch.autograd.grad(scaled(weighted, loss_scale), params, allow_unused=True)
+    with torch.no_grad():
+        for p, g in zip(params, grads):
+            if g is not None:
+                g = g / loss_scale
+                p.grad = g if p.grad is None else p.grad.add_(g)
     return y_pred, losses
 
 
-def add_clean_gradient(params, direction, clean_weight):
-    """Add ``clean_weight * grad L_clean`` (already computed) to each ``.grad``."""
+def add_clean_gradient(params, direction, clean_weight, loss_scale=None):
+    """Add ``clean_weight * grad L_clean`` (already computed, times ``loss_scale``) to each ``.grad``."""
     if not clean_weight:
         return
+    alpha = clean_weight if loss_scale is None else clean_weight / loss_scale
     with torch.no_grad():
         for p, g in zip(params.values(), direction):
-            p.grad = clean_weight * g if p.grad is None else p.grad.add_(g, alpha=clean_weight)
+            p.grad = alpha * g if p.grad is None else p.grad.add_(g, alpha=alpha)
 
 
 class MetaGradientEngine:
@@ -170,7 +188,8 @@ class MetaGradientEngine:
         """Why the engine cannot handle ``module``, or ``None``."""
         raise NotImplementedError
 
-    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0):
+    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0,
+                            loss_scale=None):
         """Compute the weights of one training batch and backpropagate.
 
         Parameters
@@ -191,6 +210,11 @@ class MetaGradientEngine:
             The clean batch's mean loss ``L_clean`` joins the step with this
             factor. Engines already hold ``grad L_clean`` (the direction the
             alignments are taken along), so this costs next to nothing.
+        loss_scale : float or None, default=None
+            float16 training: backpropagate the losses times this factor so
+            that small gradients do not underflow; the alignments and the
+            gradients come back unscaled (an overflow shows as non-finite
+            values in them).
 
         Returns
         -------

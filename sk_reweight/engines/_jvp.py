@@ -36,21 +36,40 @@ class ForwardModeEngine(MetaGradientEngine):
     def unsupported_reason(self, module):
         return None
 
-    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0):
+    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0,
+                            loss_scale=None):
         eager = eager_module(module)
         params = trainable_parameters(eager)
         with frozen_state(eager):
-            clean_loss, direction = clean_gradient(eager, loss_fn, X_clean, y_clean, params)
+            clean_loss, direction = clean_gradient(eager, loss_fn, X_clean, y_clean, params, loss_scale)
+            tangents, factor = _tangents(direction, loss_scale)
             # The JVP pass needs no autograd graph; log-softmax's forward-AD
             # formula also cannot share one with a later backward.
             with _FORWARD_AD, torch.no_grad(), fwAD.dual_level():
-                duals = {n: fwAD.make_dual(p, t) for (n, p), t in zip(params.items(), direction)}
+                duals = {n: fwAD.make_dual(p, t) for (n, p), t in zip(params.items(), tangents)}
                 losses = loss_fn(functional_call(eager, duals, (X,)), y)
                 losses, alignment = fwAD.unpack_dual(losses)
             if alignment is None:  # losses do not depend on any parameter
                 alignment = torch.zeros_like(losses)
+            elif factor is not None:
+                alignment = alignment * factor
         weights = weigh(alignment, losses)
-        y_pred, losses = weighted_backward(eager, loss_fn, X, y, weights)
+        y_pred, losses = weighted_backward(eager, loss_fn, X, y, weights, loss_scale)
         # the clean gradient, computed above with batch statistics of the clean batch
-        add_clean_gradient(params, direction, clean_weight)
+        add_clean_gradient(params, direction, clean_weight, loss_scale)
         return MetaStep(y_pred, losses.detach(), alignment, weights, clean_loss)
+
+
+def _tangents(direction, loss_scale):
+    """The JVP's tangents and the factor that turns its output into the alignments.
+
+    Without loss scaling the tangents are the clean gradient itself. With
+    it (float16) they are the scaled clean gradient divided by its norm: in
+    float16 the forward tangents would overflow at the scale or underflow
+    without it; a unit direction keeps them near the activations' size.
+    """
+    if loss_scale is None:
+        return direction, None
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(d.float()) for d in direction]))
+    norm = norm.clamp_min(torch.finfo(torch.float32).tiny)
+    return [d / norm.to(d.dtype) for d in direction], norm / loss_scale

@@ -19,9 +19,10 @@ through its own forward.
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.graph import get_gradient_edge
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ._base import MetaGradientEngine, MetaStep, autocast_off, eager_module
+from ._base import MetaGradientEngine, MetaStep, autocast_off, eager_module, scaled
 
 
 def _trainable(layer, name):
@@ -244,15 +245,22 @@ class LayerwiseEngine(MetaGradientEngine):
     def unsupported_reason(self, module):
         return unsupported_reason(module)
 
-    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0):
+    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0,
+                            loss_scale=None):
         # Examples are independent here, so the clean batch rides along in the
         # same forward and truncated backward: rows [:n] train, rows [n:] clean.
         n = len(X)
         module = eager_module(module)
-        calls = []  # (layer, input, output, output version), one per layer call
+        # (layer, input, input version, output rows, gradient edge of the output), one per
+        # layer call. The edge, not the output, is kept: autograd frees an output nothing
+        # else saves (a Linear's before its activation), and the gradient at the edge is
+        # the one at the output as the layer produced it, even if it is later modified in
+        # place (ReLU(inplace=True)).
+        calls = []
 
         def capture(layer, inputs, output):
-            calls.append((layer, inputs[0].detach(), output, output._version))
+            a = inputs[0].detach()
+            calls.append((layer, a, a._version, output.shape[0], get_gradient_edge(output)))
 
         layers = [m for m in module.modules()
                   if type(m) in RULES and any(p.requires_grad for p in m.parameters(recurse=False))]
@@ -264,44 +272,51 @@ class LayerwiseEngine(MetaGradientEngine):
                 h.remove()
         all_losses = loss_fn(output, torch.cat([y, y_clean]))
         losses, clean_loss = all_losses[:n], all_losses[n:].mean()
-        for layer, a, z, version in calls:
-            if z._version != version:
+        for layer, a, version, rows, _ in calls:
+            if a._version != version:
                 raise RuntimeError(
-                    f"The output of {type(layer).__name__} was modified in place (e.g. by "
-                    "ReLU(inplace=True)); use meta_engine='jvp' or out-of-place activations."
+                    f"The input of {type(layer).__name__} was modified in place after the layer "
+                    "used it; use meta_engine='jvp' or make that operation out of place."
                 )
-            if a.shape[0] != len(all_losses) or z.shape[0] != len(all_losses):
+            if a.shape[0] != len(all_losses) or rows != len(all_losses):
                 raise RuntimeError(
                     f"{type(layer).__name__} does not see the batch in dimension 0; "
                     "use meta_engine='jvp'."
                 )
         deltas = torch.autograd.grad(
-            losses.sum() + clean_loss, [c[2] for c in calls], allow_unused=True
+            scaled(losses.sum() + clean_loss, loss_scale), [c[4] for c in calls], allow_unused=True
         )
         # Under autocast the forward and the truncated backward ran in low
         # precision; the per-layer products below run in the parameters' dtype.
         calls = [(layer, *_in_parameter_dtype(layer, a, delta))
-                 for (layer, a, _, _), delta in zip(calls, deltas) if delta is not None]
+                 for (layer, a, *_), delta in zip(calls, deltas) if delta is not None]
         by_layer = {}
         for layer, a, delta in calls:
             by_layer.setdefault(layer, []).append((a, delta))
 
         with autocast_off(output.device.type):
             alignment = _alignment(by_layer, n, losses.new_zeros(n, dtype=_dtype(calls, losses)))
+            if loss_scale is not None:  # the training and the clean signals both carry the scale
+                alignment = alignment / loss_scale**2
             weights = weigh(alignment, losses.detach())
-            self._weighted_grads(calls, n, len(all_losses), weights, clean_weight)
+            self._weighted_grads(calls, n, len(all_losses), weights, clean_weight, loss_scale)
         return MetaStep(output[:n].detach(), losses.detach(), alignment, weights,
                         clean_loss.detach())
 
     @staticmethod
-    def _weighted_grads(calls, n, n_rows, weights, clean_weight):
+    def _weighted_grads(calls, n, n_rows, weights, clean_weight, loss_scale=None):
         # the clean rows' signals already carry d L_clean / d z: with clean_weight
         # they join the weighted gradient at the price of a few more rows. All-zero
         # weights give zero gradients (no host round trip to find out).
         rows = n_rows if clean_weight else n
         row_weights = torch.cat([weights, weights.new_full((rows - n,), clean_weight)])
+        if loss_scale is not None:  # unscaled on the way in: .grad never holds scaled values
+            row_weights = row_weights / loss_scale
         for layer, a, delta in calls:
-            wdelta = delta[:rows] * row_weights.to(delta.dtype).view(-1, *([1] * (delta.dim() - 1)))
+            w = row_weights.to(delta.dtype).view(-1, *([1] * (delta.dim() - 1)))
+            # the alignments are taken: the signal is weighted in its own memory (its last use)
+            # unless autograd handed back an expanded tensor, which cannot be written to
+            wdelta = delta[:rows].mul_(w) if delta.is_contiguous() else delta[:rows] * w
             for name, grad in RULES[type(layer)].weighted_grads(layer, a[:rows], wdelta).items():
                 p = getattr(layer, name)
                 grad = grad.contiguous() if p.is_contiguous() else grad  # as autograd lays it out

@@ -98,14 +98,15 @@ class ReferenceEngine(MetaGradientEngine):
     def unsupported_reason(self, module):
         return None
 
-    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0):
+    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0,
+                            loss_scale=None):
         alignment = -lookahead_eps_gradient(module, loss_fn, X, y, X_clean, y_clean)
         params = trainable_parameters(module)
         with frozen_state(module), torch.no_grad():
             losses = loss_fn(module(X), y)
         with frozen_state(module):
-            clean_loss, direction = clean_gradient(module, loss_fn, X_clean, y_clean, params)
+            clean_loss, direction = clean_gradient(module, loss_fn, X_clean, y_clean, params, loss_scale)
         weights = weigh(alignment, losses)
-        y_pred, losses = weighted_backward(module, loss_fn, X, y, weights)
-        add_clean_gradient(params, direction, clean_weight)
+        y_pred, losses = weighted_backward(module, loss_fn, X, y, weights, loss_scale)
+        add_clean_gradient(params, direction, clean_weight, loss_scale)
         return MetaStep(y_pred, losses.detach(), alignment, weights, clean_loss)
