@@ -35,6 +35,7 @@ import json
 import time
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.datasets import load_digits
 from sklearn.metrics import roc_auc_score
@@ -44,8 +45,6 @@ from skorch import NeuralNetClassifier
 from sk_reweight import ReweightedNeuralNetClassifier
 from sk_reweight.corruption import flip_labels_uniform, train_clean_split
 from sk_reweight.modules import MLP
-
-import pandas as pd
 
 from _harness import DEFAULT, paired_table, save
 
