@@ -16,7 +16,7 @@ from ._dataset import ArrayDataset, DatasetRows, EncodedLabelDataset, collate_ba
 from ._distributed import DataParallel
 from ._fit_state import make_fit_state
 from ._host_step import copy_to_host
-from ._loss_scale import LossScale
+from ._loss_scale import loss_scale_for
 from ._persistence import PersistenceMixin
 from ._params import check_optimizer_needs_no_closure, check_reweighting_params
 from ._random import ForwardDraws, RandomStream, drawing, fit_generators
@@ -398,7 +398,7 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         super().initialize()
         self.weight_history_ = WeightHistory()
         self.rng_ = RandomStream()
-        self.loss_scale_ = LossScale() if self.autocast_dtype is torch.float16 else None
+        self.loss_scale_ = loss_scale_for(self.autocast_dtype)
         return self
 
     def _make_weighting(self):
@@ -477,6 +477,7 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
             else:  # options may have changed since: rebuild, keep what still applies
                 weighting, self.weighting_ = self.weighting_, self._make_weighting()
                 self.weighting_.continue_from(weighting)
+                self.loss_scale_ = loss_scale_for(self.autocast_dtype, getattr(self, "loss_scale_", None))
             if parallel is not None:  # from here on every rank draws what rank 0 draws
                 parallel.start(self.module_, generator)
             check_optimizer_needs_no_closure(self.optimizer_)

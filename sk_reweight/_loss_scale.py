@@ -13,6 +13,7 @@ makes anyway.
 import math
 
 import numpy as np
+import torch
 
 
 class LossScale:
@@ -71,3 +72,11 @@ class LossScale:
 
     def __repr__(self):
         return f"LossScale(factor={self.factor:g}, overflows={self.overflows})"
+
+
+def loss_scale_for(autocast_dtype, current=None):
+    """The loss scale a fit with ``autocast_dtype`` trains with: ``current`` carried on
+    (``partial_fit``, warm start) or a new one for float16, ``None`` otherwise."""
+    if autocast_dtype is not torch.float16:
+        return None
+    return current if current is not None else LossScale()

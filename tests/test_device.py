@@ -82,7 +82,7 @@ def test_float16_overflow_lowers_the_scale_and_skips_the_step(monkeypatch):
     from sk_reweight._loss_scale import LossScale
 
     # every scaled gradient overflows float16 at first
-    monkeypatch.setattr("sk_reweight._estimator.LossScale", lambda: LossScale(init_scale=2.0**30))
+    monkeypatch.setattr("sk_reweight._loss_scale.LossScale", lambda: LossScale(init_scale=2.0**30))
     X, y = _blobs()
     net = ReweightedNeuralNetClassifier(max_epochs=3, batch_size=16, random_state=0, autocast_dtype=torch.float16)
     net.fit(X[40:], y[40:], X_clean=X[:40], y_clean=y[:40])
@@ -93,3 +93,17 @@ def test_float16_overflow_lowers_the_scale_and_skips_the_step(monkeypatch):
     assert np.isnan(weights[0]).sum() >= 8 * overflows[0]  # a skipped step trained nobody
     assert np.isfinite(weights[-1]).all() and np.isfinite(net.predict_proba(X)).all()
     assert net.history[-1, "train_loss"] < net.history[0, "train_loss"]  # it trains once the scale fits
+
+
+def test_switching_to_float16_between_partial_fits_brings_loss_scaling():
+    X, y = _blobs()
+    net = ReweightedNeuralNetClassifier(max_epochs=1, random_state=0)
+    net.partial_fit(X[40:], y[40:], X_clean=X[:40], y_clean=y[:40])
+    assert net.loss_scale_ is None
+    net.set_params(autocast_dtype=torch.float16).partial_fit(X[40:], y[40:], X_clean=X[:40], y_clean=y[:40])
+    scale = net.loss_scale_
+    assert scale is not None and net.history[-1, "overflow_steps"] == 0
+    net.partial_fit(X[40:], y[40:], X_clean=X[:40], y_clean=y[:40])
+    assert net.loss_scale_ is scale  # carried on, not restarted
+    net.set_params(autocast_dtype=None).partial_fit(X[40:], y[40:], X_clean=X[:40], y_clean=y[:40])
+    assert net.loss_scale_ is None
