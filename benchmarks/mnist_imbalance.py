@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from sk_reweight import ReweightedNeuralNetClassifier, TrainingDivergedError
@@ -42,7 +43,7 @@ from sk_reweight.modules import LeNet
 
 from _harness import (DEFAULT, PAPER, pyplot, add_common_arguments, add_method_arguments,
                       default_params_note, aggregate, map_cells, markdown_table,
-                      paper_and_default, publish)
+                      paired_table, paper_and_default, publish)
 
 PROPORTIONS = (0.9, 0.95, 0.98, 0.99, 0.995)
 PAPER_LR = 1e-3
@@ -122,7 +123,11 @@ def run(args, quick):
         per_seed = [r for (q, _), r in zip(cells, results) if q == p]
         paper[p] = aggregate([r[0] for r in per_seed])
         tuned[p] = aggregate([r[1] for r in per_seed])
-    return paper, tuned, args.seeds, args.epochs
+    # the runs cell by cell, for the default's paired comparisons: [paper lr, chosen lr]
+    cell_rows = [[{"dataset": f"{p} nines", "seed": seed, "method": m, "accuracy": 1 - r["error"]}
+                  for (p, seed), result in zip(cells, results) for m, r in result[variant].items()]
+                 for variant in (0, 1)]
+    return paper, tuned, cell_rows, args.seeds, args.epochs
 
 
 def plot(paper, path):
@@ -154,24 +159,29 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    paper, tuned, seeds, epochs = run(args, args.quick)
+    paper, tuned, cell_rows, seeds, epochs = run(args, args.quick)
     minutes = (time.perf_counter() - start) / 60
     header = (f"{seeds} seed(s), {epochs} epochs of 50 steps, test error mean ± std (lower is better). "
               f"Wall time: {minutes:.1f} min on {args.device} ({args.n_jobs} process(es))."
               f"{default_params_note(args)}\n\n")
     columns = ["error", "skipped", "seconds"]
     tables = []
-    variants = [("lr 1e-3 for every method (paper)", paper)]
+    payload = {"paper": paper, "lr_selected": tuned}
+    variants = [("lr 1e-3 for every method (paper)", paper, cell_rows[0], "paired")]
     if set(args.lr_grid) != {PAPER_LR}:
-        variants.append((f"lr chosen on the clean set from {args.lr_grid}", tuned))
-    for title, results in variants:
+        variants.append((f"lr chosen on the clean set from {args.lr_grid}", tuned, cell_rows[1],
+                         "paired_lr_selected"))
+    for title, results, cells, key in variants:
         rows = [(p, m, {k: s[k] for k in columns if k in s})
                 for p, methods in results.items() for m, s in methods.items()]
         table = markdown_table(rows, columns, row_label="share of nines", not_ranked=("skipped", "seconds"))
+        if DEFAULT in {row["method"] for row in cells}:
+            paired, summary = paired_table(pd.DataFrame(cells), "accuracy", cell="(share of nines, seed)")
+            table += paired
+            payload[key] = summary.to_dict(orient="records")
         tables.append(f"**{title}**\n\n{table}")
     text = header + "\n".join(tables)
-    publish(args.name, text, {"paper": paper, "lr_selected": tuned}, args,
-            figure=lambda path: plot(paper, path))
+    publish(args.name, text, payload, args, figure=lambda path: plot(paper, path))
     return paper, tuned
 
 

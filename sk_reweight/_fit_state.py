@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ._divergence import DivergenceGuard
-from ._params import resolve_clean_batch_size
+from ._params import check_clean_trim, resolve_clean_batch_size
 from ._sampling import CleanBatchCycler, RecordingBatchSampler, StratifiedCleanBatchCycler
 
 
@@ -20,7 +20,9 @@ class FitState:
     rows to their positions there (``None``: the same); ``parallel`` is the
     data-parallel group this process trains in (``None``: alone);
     ``generators`` the fit's :class:`~sk_reweight._random.OwnGenerators`
-    (``None``: unseeded, torch's global random state).
+    (``None``: unseeded, torch's global random state); ``engine_options`` the
+    keywords each step passes to the engine beyond the interface's first
+    ones (only those set: an engine of one's own need not know them).
     """
 
     n_train: int
@@ -37,6 +39,7 @@ class FitState:
     guard: DivergenceGuard = field(default_factory=DivergenceGuard)
     parallel: object = None
     generators: object = None
+    engine_options: dict = field(default_factory=dict)
 
     @property
     def generator(self):
@@ -62,12 +65,14 @@ class FitState:
         return self.stage
 
 
-def make_fit_state(data, batch_size, clean_batch_size, clean_sampling, device, parallel=None, generators=None):
+def make_fit_state(data, batch_size, clean_batch_size, clean_sampling, device, parallel=None, generators=None,
+                   clean_trim=0):
     """The fit state of validated data (see :func:`~sk_reweight._validation.validate_fit_data`)."""
     batch_size = batch_size if batch_size != -1 else len(data.X)
     if parallel is not None:  # batch_size is per process; the clean batch serves the global one
         batch_size *= parallel.world_size
     size = resolve_clean_batch_size(clean_batch_size, len(data.X_clean), batch_size)
+    check_clean_trim(clean_trim, size)
     generator = None if generators is None else generators.cpu
     if clean_sampling == "stratified":
         clean_batches = StratifiedCleanBatchCycler(data.y_clean, size, generator)
@@ -87,4 +92,5 @@ def make_fit_state(data, batch_size, clean_batch_size, clean_sampling, device, p
         sample_weight=sample_weight,
         parallel=parallel,
         generators=generators,
+        engine_options={"clean_trim": clean_trim} if clean_trim else {},
     )

@@ -8,6 +8,7 @@ from skorch.callbacks import Checkpoint
 
 from ._divergence import DIVERGENCE_POLICIES
 from .engines import MetaGradientEngine
+from .engines._trimming import MAX_CLEAN_GROUPS
 from .weighting import WeightingPolicy
 
 ZERO_WEIGHT_POLICIES = ("skip", "uniform")
@@ -135,6 +136,12 @@ def check_reweighting_params(estimator):
             f"finetune_epochs={epochs!r} must be an int >= 0: passes over the clean set "
             "after the reweighted epochs; 0 turns fine-tuning off."
         )
+    trim = estimator.clean_trim
+    if not _is_int(trim) or trim < 0:
+        raise ValueError(
+            f"clean_trim={trim!r} must be an int >= 0: the clean groups most opposed to a "
+            "training example that its alignment leaves out; 0 is Algorithm 1."
+        )
     clean_weight = estimator.clean_weight
     if not _is_real(clean_weight) or not 0 <= clean_weight < float("inf"):
         raise ValueError(
@@ -154,6 +161,17 @@ def resolve_clean_batch_size(clean_batch_size, n_clean, batch_size):
             f"clean set size ({n_clean}); use None for the default."
         )
     return int(clean_batch_size)
+
+
+def check_clean_trim(clean_trim, clean_batch_size):
+    """``clean_trim`` must leave each alignment at least one group of the clean batch."""
+    n_groups = min(clean_batch_size, MAX_CLEAN_GROUPS)
+    if clean_trim >= n_groups:
+        raise ValueError(
+            f"clean_trim={clean_trim} leaves nothing to align with: a clean batch of "
+            f"{clean_batch_size} example(s) forms {n_groups} group(s). Use clean_trim < {n_groups}, "
+            "or a larger clean set or clean_batch_size."
+        )
 
 
 def check_optimizer_needs_no_closure(optimizer):

@@ -25,7 +25,7 @@ def test_speed_quick(tmp_path):
     rows = load("speed").main(["--quick", "--out", str(out)])
     assert [r["workload"] for r in rows] == list(load("speed").WORKLOADS)
     for r in rows:
-        assert {"plain", "jvp", "reference", r["engine"]} <= set(r["step_ms"])
+        assert {"plain", "jvp", "reference", r["engine"], "jvp_trim", r["engine"] + "_trim"} <= set(r["step_ms"])
         assert all(v > 0 and math.isfinite(v) for v in r["step_ms"].values())
         assert set(r["epoch_s"]) == {"plain", "ours", "paper"} and all(v > 0 for v in r["epoch_s"].values())
         assert set(r["memory_bytes"]) == {"plain", r["engine"]}
@@ -184,6 +184,11 @@ def test_mnist_imbalance_quick():
             assert {name for name, m in methods.items() if "skipped" in m} == {"reweight", "reweight_paper"}
             assert all(0 <= methods[name]["skipped"][0] <= 1 for name in ("reweight", "reweight_paper"))
     assert (BENCHMARKS / "results" / "mnist_imbalance_quick.png").stat().st_size > 5_000
+    # the default against each other method, cell by cell at the paper's lr
+    saved = json.loads((BENCHMARKS / "results" / "mnist_imbalance_quick.json").read_text())
+    for paired in (saved["paired"], saved["paired_lr_selected"]):
+        assert {row["method"] for row in paired} == {"plain", "class_weight", "reweight_paper"}
+        assert all(row["wins"] + row["ties"] + row["losses"] == 2 for row in paired)
 
 
 @pytest.mark.skipif(not (SHARED / "mnist").is_dir(), reason="MNIST files not present")
@@ -191,7 +196,7 @@ def test_mnist_curves_quick():
     curves, summary = load("mnist_curves").main(["--quick"])
     assert sorted(curves) == [0.9, 0.95]
     for p, methods in curves.items():
-        assert set(methods) == {"reweight", "random_over", "reweight_smooth_clean"}
+        assert set(methods) == {"reweight", "random_over", "reweight_smooth_clean", "reweight_trim"}
         assert all(len(per_seed) == 1 and len(per_seed[0]) == 3 for per_seed in methods.values())
         for name, s in summary[p].items():  # a window spans the whole quick run
             assert s["best_window"] >= s["last_window"] and s["decay"] == pytest.approx(

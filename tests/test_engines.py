@@ -496,6 +496,49 @@ def test_auto_falls_back_when_fast_engine_disagrees(small_data):
     assert np.isfinite(net.sample_weights_).all()
 
 
+def test_auto_checks_the_fast_engine_once_per_module(small_data, monkeypatch):
+    import warnings
+
+    from sk_reweight import ReweightedNeuralNetClassifier
+    from sk_reweight.engines import _selection
+
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return agrees(*args, **kwargs)
+
+    agrees = _selection.agrees_with_generic_engine
+    monkeypatch.setattr(_selection, "agrees_with_generic_engine", counted)
+    X, y, Xc, yc = small_data
+    net = ReweightedNeuralNetClassifier(max_epochs=1, random_state=0)
+    for _ in range(3):  # an epoch per call, as a user streaming data would
+        net.partial_fit(X, y, X_clean=Xc, y_clean=yc)
+    assert len(calls) == 1 and net.meta_engine_.name == "layerwise"
+    net.fit(X, y, X_clean=Xc, y_clean=yc)  # a new module: checked again
+    assert len(calls) == 2
+    layer = next(m for m in net.module_.modules() if isinstance(m, nn.Linear))
+    layer.weight = nn.Parameter(layer.weight.detach().clone())  # a parameter replaced by hand
+    net.partial_fit(X, y, X_clean=Xc, y_clean=yc)
+    assert len(calls) == 3
+
+    class TiedWeights(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inp = nn.Linear(6, 6)
+
+        def forward(self, x):
+            return torch.nn.functional.linear(torch.tanh(self.inp(x)), self.inp.weight[:2])
+
+    tied = ReweightedNeuralNetClassifier(module=TiedWeights, max_epochs=1)
+    with pytest.warns(UserWarning, match="disagrees"):
+        tied.partial_fit(X, y, X_clean=Xc, y_clean=yc)
+    with warnings.catch_warnings():  # the verdict is kept: no second check, no second warning
+        warnings.simplefilter("error")
+        tied.partial_fit(X, y, X_clean=Xc, y_clean=yc)
+    assert tied.meta_engine_.name == "jvp" and len(calls) == 4
+
+
 class Scale(nn.Module):
     """A layer type of a user's own: one learned factor per feature."""
 

@@ -14,6 +14,10 @@ the weighted loss in the parameters' ``.grad``. They differ only in cost:
 - :class:`ReferenceEngine`: the literal lookahead definition by double
   backprop, the oracle the tests check the others against.
 
+Every engine also computes *trimmed* alignments (``clean_trim``): the
+alignment with each group of the clean batch, averaged without the groups most
+opposed to the example (``engines._trimming``).
+
 ``ReweightedNeuralNetClassifier(meta_engine=...)`` takes a name (``'auto'``,
 ``'layerwise'``, ``'jvp'``, ``'reference'``) or an instance of a
 :class:`MetaGradientEngine` subclass.

@@ -189,7 +189,7 @@ class MetaGradientEngine:
         raise NotImplementedError
 
     def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0,
-                            loss_scale=None):
+                            loss_scale=None, clean_trim=0):
         """Compute the weights of one training batch and backpropagate.
 
         Parameters
@@ -215,6 +215,14 @@ class MetaGradientEngine:
             that small gradients do not underflow; the alignments and the
             gradients come back unscaled (an overflow shows as non-finite
             values in them).
+        clean_trim : int, default=0
+            Trimmed alignments: split the clean batch into groups
+            (``engines._trimming.clean_groups``), align each training example
+            with each group's mean-loss gradient and average those (weighted
+            by group size) without the ``clean_trim`` lowest. ``0``: the
+            alignment with the whole clean batch. The estimator passes it
+            only when it is not 0, so an engine of one's own without it
+            still serves Algorithm 1.
 
         Returns
         -------

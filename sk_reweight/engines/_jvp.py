@@ -7,6 +7,7 @@ from torch.func import functional_call
 
 from ._base import (MetaGradientEngine, MetaStep, add_clean_gradient, clean_gradient, eager_module,
                     frozen_state, trainable_parameters, weighted_backward)
+from ._trimming import group_clean_gradients, trimmed_alignment
 
 # torch's forward-AD levels are process-wide: one JVP pass at a time, whatever the thread
 _FORWARD_AD = threading.Lock()
@@ -37,27 +38,40 @@ class ForwardModeEngine(MetaGradientEngine):
         return None
 
     def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0,
-                            loss_scale=None):
+                            loss_scale=None, clean_trim=0):
         eager = eager_module(module)
         params = trainable_parameters(eager)
         with frozen_state(eager):
-            clean_loss, direction = clean_gradient(eager, loss_fn, X_clean, y_clean, params, loss_scale)
-            tangents, factor = _tangents(direction, loss_scale)
-            # The JVP pass needs no autograd graph; log-softmax's forward-AD
-            # formula also cannot share one with a later backward.
-            with _FORWARD_AD, torch.no_grad(), fwAD.dual_level():
-                duals = {n: fwAD.make_dual(p, t) for (n, p), t in zip(params.items(), tangents)}
-                losses = loss_fn(functional_call(eager, duals, (X,)), y)
-                losses, alignment = fwAD.unpack_dual(losses)
-            if alignment is None:  # losses do not depend on any parameter
-                alignment = torch.zeros_like(losses)
-            elif factor is not None:
-                alignment = alignment * factor
+            if clean_trim:  # one JVP per clean group
+                clean_loss, direction, group_directions, sizes = group_clean_gradients(
+                    eager, loss_fn, X_clean, y_clean, params, loss_scale)
+                columns = [_alignment(eager, loss_fn, X, y, params, d, loss_scale) for d in group_directions]
+                losses = columns[0][0]
+                alignment = trimmed_alignment(torch.stack([c[1] for c in columns], 1), sizes, clean_trim)
+            else:
+                clean_loss, direction = clean_gradient(eager, loss_fn, X_clean, y_clean, params, loss_scale)
+                losses, alignment = _alignment(eager, loss_fn, X, y, params, direction, loss_scale)
         weights = weigh(alignment, losses)
         y_pred, losses = weighted_backward(eager, loss_fn, X, y, weights, loss_scale)
         # the clean gradient, computed above with batch statistics of the clean batch
         add_clean_gradient(params, direction, clean_weight, loss_scale)
         return MetaStep(y_pred, losses.detach(), alignment, weights, clean_loss)
+
+
+def _alignment(module, loss_fn, X, y, params, direction, loss_scale):
+    """The training losses and their directional derivatives along ``direction``."""
+    tangents, factor = _tangents(direction, loss_scale)
+    # The JVP pass needs no autograd graph; log-softmax's forward-AD
+    # formula also cannot share one with a later backward.
+    with _FORWARD_AD, torch.no_grad(), fwAD.dual_level():
+        duals = {n: fwAD.make_dual(p, t) for (n, p), t in zip(params.items(), tangents)}
+        losses = loss_fn(functional_call(module, duals, (X,)), y)
+        losses, alignment = fwAD.unpack_dual(losses)
+    if alignment is None:  # losses do not depend on any parameter
+        alignment = torch.zeros_like(losses)
+    elif factor is not None:
+        alignment = alignment * factor
+    return losses, alignment
 
 
 def _tangents(direction, loss_scale):

@@ -23,6 +23,7 @@ from torch.autograd.graph import get_gradient_edge
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ._base import MetaGradientEngine, MetaStep, autocast_off, eager_module, scaled
+from ._trimming import clean_groups, trimmed_alignment
 
 
 def _trainable(layer, name):
@@ -66,6 +67,12 @@ class LayerRule:
         """Optional shortcut: the alignments of rows ``[:n]`` against rows ``[n:]`` without forming ``G``; ``None`` to skip."""
         return None
 
+    def pair_alignments(self, layer, a, delta, n, n_groups):
+        """Optional shortcut for trimmed alignments (``clean_trim``): the ``(n, m)`` alignments
+        of each row ``[:n]`` with each row ``[n:]``, when cheaper than ``n_groups`` clean
+        gradients; ``None`` to skip."""
+        return None
+
     def unsupported(self, layer):
         """Why this layer instance cannot be handled (a configuration), or ``None``."""
         return None
@@ -93,13 +100,18 @@ class _LinearRule(LayerRule):
         """Alignment without forming G, when cheaper: for a layer called once
         on 2-d input, <G, grad f_i> = sum_j (x_i.x_j + 1)(d_i.d_j) over the
         clean rows j (d_j already carries the 1/m of the mean clean loss)."""
-        m = len(a) - n
-        if a.dim() != 2 or m * (layer.in_features + layer.out_features) >= layer.in_features * layer.out_features:
+        pairs = self.pair_alignments(layer, a, delta, n, 1)
+        return None if pairs is None else pairs.sum(1)
+
+    def pair_alignments(self, layer, a, delta, n, n_groups):
+        m, fan_in, fan_out = len(a) - n, layer.in_features, layer.out_features
+        # the kernel costs m * (in + out) per row, the clean gradients n_groups * in * out
+        if a.dim() != 2 or m * (fan_in + fan_out) >= n_groups * fan_in * fan_out:
             return None
         kernel = a[:n] @ a[n:].T if _trainable(layer, "weight") is not None else 0
         if _trainable(layer, "bias") is not None:
             kernel = kernel + 1
-        return ((delta[:n] @ delta[n:].T) * kernel).sum(1)
+        return (delta[:n] @ delta[n:].T) * kernel
 
 
 class _ConvRule(LayerRule):
@@ -246,7 +258,7 @@ class LayerwiseEngine(MetaGradientEngine):
         return unsupported_reason(module)
 
     def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0,
-                            loss_scale=None):
+                            loss_scale=None, clean_trim=0):
         # Examples are independent here, so the clean batch rides along in the
         # same forward and truncated backward: rows [:n] train, rows [n:] clean.
         n = len(X)
@@ -295,7 +307,11 @@ class LayerwiseEngine(MetaGradientEngine):
             by_layer.setdefault(layer, []).append((a, delta))
 
         with autocast_off(output.device.type):
-            alignment = _alignment(by_layer, n, losses.new_zeros(n, dtype=_dtype(calls, losses)))
+            zeros = losses.new_zeros(n, dtype=_dtype(calls, losses))
+            if clean_trim:
+                alignment = _trimmed_alignment(by_layer, n, len(all_losses) - n, clean_trim, zeros)
+            else:
+                alignment = _alignment(by_layer, n, zeros)
             if loss_scale is not None:  # the training and the clean signals both carry the scale
                 alignment = alignment / loss_scale**2
             weights = weigh(alignment, losses.detach())
@@ -351,3 +367,29 @@ def _alignment(by_layer, n, alignment):
             jvp = rule.parameter_jvp(layer, a[:n], G)
             alignment = alignment + (delta[:n] * jvp).flatten(1).sum(1)
     return alignment.detach()
+
+
+def _trimmed_alignment(by_layer, n, n_clean, trim, zeros):
+    """:func:`~sk_reweight.engines._trimming.trimmed_alignment` over the clean groups' alignments."""
+    groups = clean_groups(n_clean, zeros.device)
+    sizes = [len(g) for g in groups]
+    # the clean rows' signals carry 1/n_clean; a group's mean loss needs 1/len(group)
+    to_groups = zeros.new_zeros(n_clean, len(groups))
+    for k, idx in enumerate(groups):
+        to_groups[idx, k] = n_clean / len(idx)
+    per_group = zeros.new_zeros(n, len(groups))
+    for layer, layer_calls in by_layer.items():
+        rule = RULES[type(layer)]
+        if len(layer_calls) == 1:
+            pairs = rule.pair_alignments(layer, *layer_calls[0], n, len(groups))
+            if pairs is not None:
+                per_group = per_group + pairs @ to_groups
+                continue
+        for k, idx in enumerate(groups):  # group k's clean gradient, summed over the layer's calls
+            G = {}
+            for a, delta in layer_calls:
+                for name, g in rule.weighted_grads(layer, a[n + idx], delta[n + idx] * (n_clean / len(idx))).items():
+                    G[name] = g + G.get(name, 0)
+            for a, delta in layer_calls:
+                per_group[:, k] += (delta[:n] * rule.parameter_jvp(layer, a[:n], G)).flatten(1).sum(1)
+    return trimmed_alignment(per_group.detach(), sizes, trim)

@@ -11,6 +11,7 @@ from torch.func import functional_call
 
 from ._base import (MetaGradientEngine, MetaStep, add_clean_gradient, clean_gradient, frozen_state,
                     trainable_parameters, weighted_backward)
+from ._trimming import clean_groups, trimmed_alignment
 
 
 def lookahead_eps_gradient(module, loss_fn, X, y, X_clean, y_clean, alpha=1.0):
@@ -39,6 +40,13 @@ def lookahead_eps_gradient(module, loss_fn, X, y, X_clean, y_clean, alpha=1.0):
     >>> lookahead_eps_gradient(module, loss_fn, X, y, X, y).shape
     torch.Size([4])
     """
+    return _lookahead_eps_gradients(module, loss_fn, X, y, X_clean, y_clean, alpha)[:, 0]
+
+
+def _lookahead_eps_gradients(module, loss_fn, X, y, X_clean, y_clean, alpha=1.0, groups=None):
+    """Columns of ``d L_k(theta'(eps)) / d eps`` at ``eps = 0``, ``L_k`` the mean
+    lookahead loss of clean group ``k`` (``groups``: index tensors; default one
+    group, the whole clean batch), all from one lookahead forward."""
     params = trainable_parameters(module)
     with frozen_state(module):
         losses = loss_fn(module(X), y)
@@ -50,9 +58,14 @@ def lookahead_eps_gradient(module, loss_fn, X, y, X_clean, y_clean, alpha=1.0):
         lookahead = {
             n: p if g is None else p - alpha * g for (n, p), g in zip(params.items(), grads)
         }
-        clean_loss = loss_fn(functional_call(module, lookahead, (X_clean,)), y_clean).mean()
-        (eps_grad,) = torch.autograd.grad(clean_loss, eps, allow_unused=True)
-    return torch.zeros_like(eps) if eps_grad is None else eps_grad.detach()
+        clean_losses = loss_fn(functional_call(module, lookahead, (X_clean,)), y_clean)
+        groups = [slice(None)] if groups is None else groups
+        columns = []
+        for i, idx in enumerate(groups):
+            (eps_grad,) = torch.autograd.grad(clean_losses[idx].mean(), eps, allow_unused=True,
+                                              retain_graph=i < len(groups) - 1)
+            columns.append(torch.zeros_like(eps) if eps_grad is None else eps_grad.detach())
+    return torch.stack(columns, 1)
 
 
 def reference_weights(module, loss_fn, X, y, X_clean, y_clean):
@@ -99,8 +112,13 @@ class ReferenceEngine(MetaGradientEngine):
         return None
 
     def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0,
-                            loss_scale=None):
-        alignment = -lookahead_eps_gradient(module, loss_fn, X, y, X_clean, y_clean)
+                            loss_scale=None, clean_trim=0):
+        if clean_trim:
+            groups = clean_groups(len(X_clean), X_clean.device)
+            per_group = -_lookahead_eps_gradients(module, loss_fn, X, y, X_clean, y_clean, groups=groups)
+            alignment = trimmed_alignment(per_group, [len(g) for g in groups], clean_trim)
+        else:
+            alignment = -lookahead_eps_gradient(module, loss_fn, X, y, X_clean, y_clean)
         params = trainable_parameters(module)
         with frozen_state(module), torch.no_grad():
             losses = loss_fn(module(X), y)

@@ -1,5 +1,6 @@
 """Which engine computes the meta-gradient for a module."""
 import warnings
+import weakref
 
 import torch
 
@@ -12,6 +13,10 @@ from ._reference import ReferenceEngine
 #: engines by name; ``'auto'`` tries the first two in this order (fastest first)
 ENGINES = {engine.name: engine for engine in (LayerwiseEngine, ForwardModeEngine, ReferenceEngine)}
 AUTO_ORDER = (LayerwiseEngine, ForwardModeEngine)
+
+# 'auto''s verdict per module, so that a run of partial_fit calls (an epoch each)
+# checks once: {module: (its parameters, the engine class chosen)}
+_CHECKED = weakref.WeakKeyDictionary()
 
 
 def get_engine(spec, module):
@@ -53,7 +58,9 @@ def select_engine(spec, module, loss_fn, batch, clean_batch):
 
     When the fast engine disagrees with the generic one (a parameter used
     outside its layer, such as tied weights), warns and returns
-    :class:`ForwardModeEngine`.
+    :class:`ForwardModeEngine`. The check runs once per module: later calls
+    for the same module, with the same parameters, reuse its verdict (and do
+    not warn again).
 
     Examples
     --------
@@ -67,8 +74,16 @@ def select_engine(spec, module, loss_fn, batch, clean_batch):
     engine = get_engine(spec, module)
     if spec != "auto" or isinstance(engine, ForwardModeEngine):
         return engine
+    # the verdict holds while the module keeps the same parameter objects (tying
+    # weights by hand replaces one and brings the check back)
+    parameters = tuple((id(p), p.shape) for p in module.parameters())
+    checked = _CHECKED.get(module)
+    if checked is not None and checked[0] == parameters:
+        return checked[1]()
     if agrees_with_generic_engine(engine, module, loss_fn, *batch, *clean_batch):
+        _CHECKED[module] = (parameters, type(engine))
         return engine
+    _CHECKED[module] = (parameters, ForwardModeEngine)
     warnings.warn(
         f"The {engine.name!r} meta-gradient engine disagrees with the exact generic one "
         f"on this {type(module).__name__} (a parameter used outside its layer, such "

@@ -1,0 +1,154 @@
+"""Trimmed alignments (``clean_trim``) against the literal lookahead definition."""
+import copy
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sk_reweight import ReweightedNeuralNetClassifier
+from sk_reweight.engines import ENGINES, lookahead_eps_gradient
+from sk_reweight.engines._trimming import MAX_CLEAN_GROUPS, clean_groups, trimmed_alignment
+from sk_reweight.weighting import normalize_weights
+from test_engines import NETS, case_batch, make_batch
+
+loss_fn = nn.CrossEntropyLoss(reduction="none")
+
+
+def trimmed_step(engine, module, X, y, Xc, yc, trim):
+    seen = {}
+
+    def weigh(alignment, losses):
+        seen["alignment"] = alignment
+        return normalize_weights(alignment)
+
+    step = engine.reweighted_backward(module, loss_fn, X, y, Xc, yc, weigh, clean_trim=trim)
+    grads = {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
+    return step, seen["alignment"], grads
+
+
+def literal_trimmed(module, X, y, Xc, yc, trim):
+    """max over the ways to leave ``trim`` clean examples out of Algorithm 1's literal alignment."""
+    alpha, m = 0.1, len(Xc)
+    candidates = []
+    for left_out in itertools.combinations(range(m), trim):
+        keep = [j for j in range(m) if j not in left_out]
+        candidates.append(-lookahead_eps_gradient(module, loss_fn, X, y, Xc[keep], yc[keep], alpha=alpha) / alpha)
+    return torch.stack(candidates).max(0).values
+
+
+@pytest.mark.parametrize("trim", [1, 2])
+@pytest.mark.parametrize("net", ["mlp", "wide_mlp", "cnn", "conv1d", "sequence"])
+@pytest.mark.parametrize("engine_name", sorted(ENGINES))
+def test_trimmed_alignment_is_the_best_leave_trim_out_lookahead(engine_name, net, trim):
+    # single-example groups: leaving out the `trim` most opposed examples is the
+    # most favourable of all leave-`trim`-out clean sets
+    module, (X, y, Xc, yc) = case_batch(net)
+    reference = copy.deepcopy(module)
+    expected = literal_trimmed(reference, X, y, Xc, yc, trim)
+
+    step, alignment, grads = trimmed_step(ENGINES[engine_name](), module, X, y, Xc, yc, trim)
+    torch.testing.assert_close(alignment, expected, rtol=1e-6, atol=1e-9)
+    w = normalize_weights(expected)
+    assert (w > 0).any() and (w == 0).any(), "test batch should mix kept and dropped"
+    torch.testing.assert_close(step.weights, w, rtol=1e-6, atol=1e-9)
+    (loss_fn(reference(X), y) * w).sum().backward()  # the update, the plain way
+    for name, p in reference.named_parameters():
+        torch.testing.assert_close(grads[name], p.grad, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("engine_name", sorted(ENGINES))
+def test_large_clean_batches_are_trimmed_by_groups(engine_name):
+    module = NETS["mlp"][0]().double()
+    X, y, Xc, yc = make_batch((7,), n_clean=25)
+    groups = clean_groups(len(Xc))
+    assert len(groups) == MAX_CLEAN_GROUPS
+    # literal: each group's own lookahead alignment, then the trimmed size-weighted mean
+    per_group = torch.stack([-lookahead_eps_gradient(copy.deepcopy(module), loss_fn, X, y, Xc[g], yc[g],
+                                                     alpha=0.1) / 0.1 for g in groups], 1)
+    sizes = torch.tensor([len(g) for g in groups], dtype=torch.float64)
+    keep = per_group.argsort(1)[:, 1:]
+    expected = (per_group.gather(1, keep) * sizes[keep]).sum(1) / sizes[keep].sum(1)
+    _, alignment, _ = trimmed_step(ENGINES[engine_name](), module, X, y, Xc, yc, 1)
+    torch.testing.assert_close(alignment, expected, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("engine_name", ["layerwise", "jvp"])
+def test_loss_scaling_leaves_trimmed_alignments_unchanged_in_float64(engine_name):
+    build, shape = NETS["cnn"]
+    module = build().double()
+    X, y, Xc, yc = make_batch(shape)
+    _, expected, expected_grads = trimmed_step(ENGINES[engine_name](), copy.deepcopy(module), X, y, Xc, yc, 1)
+    seen = {}
+
+    def weigh(alignment, losses):
+        seen["alignment"] = alignment
+        return normalize_weights(alignment)
+
+    ENGINES[engine_name]().reweighted_backward(module, loss_fn, X, y, Xc, yc, weigh, loss_scale=2.0**12,
+                                               clean_trim=1)
+    torch.testing.assert_close(seen["alignment"], expected, rtol=1e-9, atol=1e-12)
+    for name, p in module.named_parameters():
+        torch.testing.assert_close(p.grad, expected_grads[name], rtol=1e-9, atol=1e-12)
+
+
+def test_batch_norm_nets_trim_the_groups_of_one_clean_forward():
+    # train-mode batch norm: the groups' losses come from one forward of the whole
+    # clean batch (its statistics), in the JVP engine as in the double-backprop one
+    build, shape = NETS["batchnorm"]
+    module = build().double()
+    X, y, Xc, yc = make_batch(shape)
+    _, expected, expected_grads = trimmed_step(ENGINES["reference"](), copy.deepcopy(module), X, y, Xc, yc, 1)
+    _, alignment, grads = trimmed_step(ENGINES["jvp"](), module, X, y, Xc, yc, 1)
+    torch.testing.assert_close(alignment, expected, rtol=1e-6, atol=1e-9)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, expected_grads[name], rtol=1e-6, atol=1e-9)
+
+
+def test_one_clean_example_can_no_longer_veto():
+    # a linear model: five clean examples agree with the training examples of class 0;
+    # a sixth, far out and labelled 1 on class 0's side, outweighs them all
+    torch.manual_seed(0)
+    module = nn.Linear(2, 2).double()
+    with torch.no_grad():
+        module.weight.copy_(torch.tensor([[1.0, 0.0], [-1.0, 0.0]]))
+        module.bias.zero_()
+    X = torch.tensor([[1.0, 0.2], [1.5, -0.3], [-1.0, 0.1], [-1.2, 0.4]], dtype=torch.float64)
+    y = torch.tensor([0, 0, 1, 1])
+    Xc = torch.tensor([[0.2, 0.0], [0.3, 0.1], [-0.2, 0.0], [-0.3, 0.1], [0.25, -0.1], [8.0, 0.0]],
+                      dtype=torch.float64)
+    yc = torch.tensor([0, 0, 1, 1, 0, 1])
+    plain = trimmed_step(ENGINES["layerwise"](), copy.deepcopy(module), X, y, Xc, yc, 0)[0].weights
+    trimmed = trimmed_step(ENGINES["layerwise"](), copy.deepcopy(module), X, y, Xc, yc, 1)[0].weights
+    assert (plain[:2] == 0).all(), "Algorithm 1: the outlier vetoes class 0"
+    assert (trimmed > 0).all(), "trimmed: the other five clean examples keep class 0 in"
+
+
+def test_trimmed_alignment_keeps_non_finite_values():
+    per_group = torch.tensor([[-float("inf"), 1.0, 2.0], [float("nan"), 1.0, 1.0], [0.0, 1.0, 2.0]])
+    out = trimmed_alignment(per_group, [1, 1, 1], 1)
+    assert torch.isnan(out[:2]).all() and out[2] == 1.5
+
+
+def test_clean_trim_is_checked(small_data):
+    X, y, Xc, yc = small_data
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match=r"clean_trim=.* must be an int >= 0"):
+            ReweightedNeuralNetClassifier(clean_trim=bad, max_epochs=1).fit(X, y, X_clean=Xc, y_clean=yc)
+    with pytest.raises(ValueError, match=r"clean_trim=3 leaves nothing to align with: a clean batch of 3 "):
+        ReweightedNeuralNetClassifier(clean_trim=3, clean_batch_size=3, max_epochs=1).fit(
+            X, y, X_clean=Xc, y_clean=yc)
+
+
+@pytest.mark.parametrize("meta_engine", ["layerwise", "jvp"])
+def test_a_trimmed_fit_is_reproducible_and_differs_from_algorithm_1(small_data, meta_engine):
+    X, y, Xc, yc = small_data
+    params = dict(max_epochs=3, random_state=0, lr=0.05, meta_engine=meta_engine)
+    first = ReweightedNeuralNetClassifier(clean_trim=1, **params).fit(X, y, X_clean=Xc, y_clean=yc)
+    again = ReweightedNeuralNetClassifier(clean_trim=1, **params).fit(X, y, X_clean=Xc, y_clean=yc)
+    plain = ReweightedNeuralNetClassifier(**params).fit(X, y, X_clean=Xc, y_clean=yc)
+    np.testing.assert_array_equal(first.sample_weights_, again.sample_weights_)
+    assert np.isfinite(first.sample_weights_).all()
+    assert not np.array_equal(first.sample_weights_, plain.sample_weights_)
+    assert first.get_params()["clean_trim"] == 1
