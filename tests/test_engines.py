@@ -47,14 +47,14 @@ def make_batch(shape, n=12, n_clean=6, seed=0):
 loss_fn = nn.CrossEntropyLoss(reduction="none")
 
 
-def run_engine(engine, module, X, y, Xc, yc, clean_weight=0.0):
+def run_engine(engine, module, X, y, Xc, yc, clean_weight=0.0, **options):
     seen = {}
 
     def weigh(alignment, losses):
         seen["alignment"] = alignment
         return normalize_weights(alignment)
 
-    step = engine.reweighted_backward(module, loss_fn, X, y, Xc, yc, weigh, clean_weight=clean_weight)
+    step = engine.reweighted_backward(module, loss_fn, X, y, Xc, yc, weigh, clean_weight=clean_weight, **options)
     grads = {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
     return step, seen["alignment"], grads
 
@@ -473,19 +473,20 @@ def test_layerwise_engine_refuses_a_layer_input_modified_in_place():
         run_engine(ENGINES["layerwise"](), MutatesItsInput().double(), X, y, Xc, yc)
 
 
+class TiedWeights(nn.Module):
+    """The output layer reuses the first layer's weight outside its forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp = nn.Linear(6, 6)
+
+    def forward(self, x):
+        return torch.nn.functional.linear(torch.tanh(self.inp(x)), self.inp.weight[:2])
+
+
 def test_auto_falls_back_when_fast_engine_disagrees(small_data):
     import numpy as np
     from sk_reweight import ReweightedNeuralNetClassifier
-
-    class TiedWeights(nn.Module):
-        """The output layer reuses the first layer's weight outside its forward."""
-
-        def __init__(self):
-            super().__init__()
-            self.inp = nn.Linear(6, 6)
-
-        def forward(self, x):
-            return torch.nn.functional.linear(torch.tanh(self.inp(x)), self.inp.weight[:2])
 
     X, y, Xc, yc = small_data
     with pytest.warns(UserWarning, match="'layerwise' meta-gradient engine disagrees"):
@@ -521,14 +522,6 @@ def test_auto_checks_the_fast_engine_once_per_module(small_data, monkeypatch):
     layer.weight = nn.Parameter(layer.weight.detach().clone())  # a parameter replaced by hand
     net.partial_fit(X, y, X_clean=Xc, y_clean=yc)
     assert len(calls) == 3
-
-    class TiedWeights(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.inp = nn.Linear(6, 6)
-
-        def forward(self, x):
-            return torch.nn.functional.linear(torch.tanh(self.inp(x)), self.inp.weight[:2])
 
     tied = ReweightedNeuralNetClassifier(module=TiedWeights, max_epochs=1)
     with pytest.warns(UserWarning, match="disagrees"):

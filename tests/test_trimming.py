@@ -11,21 +11,13 @@ from sk_reweight import ReweightedNeuralNetClassifier
 from sk_reweight.engines import ENGINES, lookahead_eps_gradient
 from sk_reweight.engines._trimming import MAX_CLEAN_GROUPS, clean_groups, trimmed_alignment
 from sk_reweight.weighting import normalize_weights
-from test_engines import NETS, case_batch, make_batch
+from test_engines import NETS, case_batch, make_batch, run_engine
 
 loss_fn = nn.CrossEntropyLoss(reduction="none")
 
 
-def trimmed_step(engine, module, X, y, Xc, yc, trim):
-    seen = {}
-
-    def weigh(alignment, losses):
-        seen["alignment"] = alignment
-        return normalize_weights(alignment)
-
-    step = engine.reweighted_backward(module, loss_fn, X, y, Xc, yc, weigh, clean_trim=trim)
-    grads = {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
-    return step, seen["alignment"], grads
+def trimmed_step(engine, module, X, y, Xc, yc, trim, **options):
+    return run_engine(engine, module, X, y, Xc, yc, clean_trim=trim, **options)
 
 
 def literal_trimmed(module, X, y, Xc, yc, trim):
@@ -80,17 +72,10 @@ def test_loss_scaling_leaves_trimmed_alignments_unchanged_in_float64(engine_name
     module = build().double()
     X, y, Xc, yc = make_batch(shape)
     _, expected, expected_grads = trimmed_step(ENGINES[engine_name](), copy.deepcopy(module), X, y, Xc, yc, 1)
-    seen = {}
-
-    def weigh(alignment, losses):
-        seen["alignment"] = alignment
-        return normalize_weights(alignment)
-
-    ENGINES[engine_name]().reweighted_backward(module, loss_fn, X, y, Xc, yc, weigh, loss_scale=2.0**12,
-                                               clean_trim=1)
-    torch.testing.assert_close(seen["alignment"], expected, rtol=1e-9, atol=1e-12)
-    for name, p in module.named_parameters():
-        torch.testing.assert_close(p.grad, expected_grads[name], rtol=1e-9, atol=1e-12)
+    _, alignment, grads = trimmed_step(ENGINES[engine_name](), module, X, y, Xc, yc, 1, loss_scale=2.0**12)
+    torch.testing.assert_close(alignment, expected, rtol=1e-9, atol=1e-12)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, expected_grads[name], rtol=1e-9, atol=1e-12)
 
 
 def test_batch_norm_nets_trim_the_groups_of_one_clean_forward():
