@@ -81,6 +81,11 @@ def add_method_arguments(parser, name):
     parser.add_argument("--methods", nargs="+", default=None,
                         help=f"baseline names and {PAPER!r} (default: all)")
     add_name_argument(parser, name)
+    add_default_params_argument(parser)
+
+
+def add_default_params_argument(parser):
+    """--default-params NAME=VALUE ...: options of the ``reweight`` (default) rows."""
     parser.add_argument("--default-params", nargs="+", type=_option, action=_OptionsAction,
                         default={}, metavar="NAME=VALUE",
                         help="change the estimator's default options in its default rows, e.g. "

@@ -28,7 +28,8 @@ own threshold (and of reweighting's top m), and the ROC AUC of the ranking.
 Per method, a paired table gives the default's wins, ties and losses over the
 (noise, seed) cells with a two-sided sign test, for the ROC AUC and for the
 precision at k. Run ``python benchmarks/label_issues.py`` (``--quick`` for a
-smoke test).
+smoke test; ``--default-params`` changes the default rows' options, ``--name``
+the results file).
 """
 import argparse
 import json
@@ -46,8 +47,7 @@ from sk_reweight import ReweightedNeuralNetClassifier
 from sk_reweight.corruption import flip_labels_uniform, train_clean_split
 from sk_reweight.modules import MLP
 
-from _harness import DEFAULT, paired_table, save
-
+from _harness import DEFAULT, add_default_params_argument, add_name_argument, default_params_note, paired_table, save
 
 
 def recipe(epochs):
@@ -64,7 +64,7 @@ def scores(ranking, flipped, m):
                 recall_at_m=flipped[top_m].sum() / k)
 
 
-def run_one(noise, seed, epochs):
+def run_one(noise, seed, epochs, default_params=None):
     from cleanlab.filter import find_label_issues
 
     X, y = load_digits(return_X_y=True)
@@ -84,7 +84,7 @@ def run_one(noise, seed, epochs):
         low_weight = -np.nanmean(net.sample_weights_[-last:], axis=0)
         return (ranked.index, score, seconds), (np.argsort(-low_weight, kind="stable"), low_weight, seconds)
 
-    ours = dict(zip([DEFAULT, f"{DEFAULT} (mean weight)"], weights_ranking({})))
+    ours = dict(zip([DEFAULT, f"{DEFAULT} (mean weight)"], weights_ranking(default_params or {})))
     ours["reweight_smooth_clean"] = weights_ranking(dict(weight_smoothing=0.9, clean_weight=1.0))[0]
 
     t0 = time.perf_counter()
@@ -125,13 +125,15 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--noise", type=float, nargs="+", default=[0.2, 0.4])
     parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--quick", action="store_true", help="1 seed, 5 epochs, 40% noise")
+    parser.add_argument("--quick", action="store_true", help="1 seed, 5 epochs, 40%% noise")
+    add_name_argument(parser, "label_issues")
+    add_default_params_argument(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     seeds, noises, epochs = (1, [0.4], 5) if args.quick else (args.seeds, args.noise, args.epochs)
     results, rows = {}, []
     for noise in noises:
-        runs = [run_one(noise, seed, epochs) for seed in range(seeds)]
+        runs = [run_one(noise, seed, epochs, args.default_params) for seed in range(seeds)]
         results[noise] = {method: {key: (float(np.mean([r[method][key] for r in runs])),
                                          float(np.std([r[method][key] for r in runs])))
                                    for key in runs[0][method]} for method in runs[0]}
@@ -146,7 +148,7 @@ def main(argv=None):
         return f"{mean:.3f} ± {std:.3f}"
 
     lines = [f"Digits, {len(range(seeds))} seeds, {epochs} epochs (Adam, constant lr), mean ± std. k = number "
-             "of flipped labels; m = number cleanlab flags.", "",
+             "of flipped labels; m = number cleanlab flags." + default_params_note(args), "",
              "| noise | method | precision@k (= recall@k) | precision@m | recall@m | ROC AUC | seconds |",
              "|---|---|---|---|---|---|---|"]
     for noise, methods in results.items():
@@ -157,7 +159,7 @@ def main(argv=None):
     paired = [paired_table(cells, metric, cell="(noise, seed)")[0] for metric in ("roc_auc", "precision_at_k")]
     table = "\n".join(lines) + "\n" + "".join(paired)
     print(table)
-    save("label_issues", table, {"results": {str(k): v for k, v in results.items()}, "cells": rows}, args.quick)
+    save(args.name, table, {"results": {str(k): v for k, v in results.items()}, "cells": rows}, args.quick)
     return results
 
 

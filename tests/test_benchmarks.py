@@ -20,6 +20,14 @@ def load(name):
     return module
 
 
+@pytest.mark.parametrize("name", sorted(p.stem for p in BENCHMARKS.glob("*.py") if not p.stem.startswith("_")))
+def test_every_script_explains_its_options(name, capsys):
+    with pytest.raises(SystemExit) as exited:  # argparse formats every help string here
+        load(name).main(["--help"])
+    assert exited.value.code == 0
+    assert "usage:" in capsys.readouterr().out
+
+
 def test_speed_quick(tmp_path):
     out = tmp_path / "speed.md"
     rows = load("speed").main(["--quick", "--out", str(out)])

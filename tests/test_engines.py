@@ -80,6 +80,18 @@ class Conv3dNet(nn.Module):
         return self.head(torch.relu(self.conv(x)).mean(dim=(2, 3, 4)))
 
 
+class StridedConvNet(nn.Module):
+    """Conv2d with stride, padding and dilation that differ per dimension."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, (3, 2), stride=(2, 1), padding=(1, 2), dilation=(1, 2))
+        self.head = nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.conv(x)).mean(dim=(2, 3)))
+
+
 class SequenceNet(nn.Module):
     """Embedding (with padding_idx), Linear over (batch, time, features), shared layer."""
 
@@ -107,6 +119,7 @@ NETS.update({
     "wide_mlp": (lambda: MLP(n_features=7, n_classes=3, hidden_units=(40, 40)), (7,)),
     "conv1d": (Conv1dNet, (2, 9)),
     "conv3d": (Conv3dNet, (1, 5, 6, 4)),
+    "strided_conv": (StridedConvNet, (2, 7, 6)),
     "dropout_eval": (lambda: MLP(n_features=7, n_classes=3, dropout=0.5).eval(), (7,)),
 })
 CASES = [(engine, net) for engine in sorted(ENGINES) for net in sorted(NETS)

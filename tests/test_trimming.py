@@ -8,7 +8,9 @@ import torch
 from torch import nn
 
 from sk_reweight import ReweightedNeuralNetClassifier
-from sk_reweight.engines import ENGINES, lookahead_eps_gradient
+from sk_reweight.engines import ENGINES, LayerwiseEngine, lookahead_eps_gradient
+from sk_reweight.engines import _layerwise
+from sk_reweight.engines._layerwise import _ConvRule, _LinearRule
 from sk_reweight.engines._trimming import MAX_CLEAN_GROUPS, clean_groups, trimmed_alignment
 from sk_reweight.weighting import normalize_weights
 from test_engines import NETS, case_batch, make_batch, run_engine
@@ -31,7 +33,7 @@ def literal_trimmed(module, X, y, Xc, yc, trim):
 
 
 @pytest.mark.parametrize("trim", [1, 2])
-@pytest.mark.parametrize("net", ["mlp", "wide_mlp", "cnn", "conv1d", "sequence"])
+@pytest.mark.parametrize("net", ["mlp", "wide_mlp", "cnn", "conv1d", "strided_conv", "sequence"])
 @pytest.mark.parametrize("engine_name", sorted(ENGINES))
 def test_trimmed_alignment_is_the_best_leave_trim_out_lookahead(engine_name, net, trim):
     # single-example groups: leaving out the `trim` most opposed examples is the
@@ -48,6 +50,34 @@ def test_trimmed_alignment_is_the_best_leave_trim_out_lookahead(engine_name, net
     (loss_fn(reference(X), y) * w).sum().backward()  # the update, the plain way
     for name, p in reference.named_parameters():
         torch.testing.assert_close(grads[name], p.grad, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("net,rule", [("cnn", _ConvRule), ("conv1d", _ConvRule), ("strided_conv", _ConvRule),
+                                      ("mlp", _LinearRule), ("wide_mlp", _LinearRule)])
+def test_pair_alignments_and_the_loop_over_groups_agree(net, rule, monkeypatch):
+    # a layer's pair_alignments (kernel for Linear, per-example gradients for
+    # convolutions) and the loop over the clean groups are two routes to the same result
+    module, batch = case_batch(net)
+    paired = []
+    pair_alignments = rule.pair_alignments
+
+    def spy(self, *args):
+        paired.append(pair_alignments(self, *args))
+        return paired[-1]
+
+    monkeypatch.setattr(rule, "pair_alignments", spy)
+    fast = trimmed_step(LayerwiseEngine(), copy.deepcopy(module), *batch, 1)
+    assert any(p is not None for p in paired)  # (grouped convolutions loop)
+    monkeypatch.setattr(_layerwise, "PER_EXAMPLE_BUDGET", 0)  # convolutions too large now
+    monkeypatch.setattr(_layerwise, "LOOP_OVERHEAD_MACS", 0)
+    paired.clear()
+    trimmed_step(LayerwiseEngine(), copy.deepcopy(module), *batch, 1)
+    assert rule is _LinearRule or all(p is None for p in paired)
+    monkeypatch.setattr(rule, "pair_alignments", lambda self, *args: None)
+    looped = trimmed_step(LayerwiseEngine(), copy.deepcopy(module), *batch, 1)
+    torch.testing.assert_close(fast[1], looped[1], rtol=1e-9, atol=1e-12)
+    for name in fast[2]:
+        torch.testing.assert_close(fast[2][name], looped[2][name], rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("engine_name", sorted(ENGINES))

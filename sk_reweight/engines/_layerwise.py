@@ -78,6 +78,11 @@ class LayerRule:
         return None
 
 
+#: multiply-adds one group of the clean-gradient loop costs in operation overhead alone
+#: (about ten small operations on a CPU thread): tiny layers take the kernel instead
+LOOP_OVERHEAD_MACS = 2**20
+
+
 class _LinearRule(LayerRule):
     def parameter_jvp(self, layer, a, G):
         out = 0
@@ -105,13 +110,24 @@ class _LinearRule(LayerRule):
 
     def pair_alignments(self, layer, a, delta, n, n_groups):
         m, fan_in, fan_out = len(a) - n, layer.in_features, layer.out_features
-        # the kernel costs m * (in + out) per row, the clean gradients n_groups * in * out
-        if a.dim() != 2 or m * (fan_in + fan_out) >= n_groups * fan_in * fan_out:
+        # multiply-adds of the kernel against those of the clean gradients and their JVPs,
+        # plus what a group's dozen small operations cost in time whatever the layer's size
+        loop = (m + n_groups * n) * fan_in * fan_out + n_groups * LOOP_OVERHEAD_MACS
+        if a.dim() != 2 or n * m * (fan_in + fan_out) >= loop:
             return None
         kernel = a[:n] @ a[n:].T if _trainable(layer, "weight") is not None else 0
         if _trainable(layer, "bias") is not None:
             kernel = kernel + 1
         return (delta[:n] @ delta[n:].T) * kernel
+
+
+#: elements of the unfolded inputs and per-example gradients a convolution's
+#: ``pair_alignments`` may hold at once (256 MiB in float32); larger layers loop over groups
+PER_EXAMPLE_BUDGET = 2**26
+
+
+def _pair(value, dims):
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * dims
 
 
 class _ConvRule(LayerRule):
@@ -138,6 +154,34 @@ class _ConvRule(LayerRule):
         if _trainable(layer, "bias") is not None:
             grads["bias"] = wdelta.sum(dim=[0, *range(2, wdelta.dim())])
         return grads
+
+    def pair_alignments(self, layer, a, delta, n, n_groups):
+        # Per-example gradients (unfolded input times output signal) cost one weight-gradient
+        # pass over the rows; the group loop costs n_groups convolutions of the training rows.
+        weight, bias = _trainable(layer, "weight"), _trainable(layer, "bias")
+        if a.dim() not in (3, 4) or layer.groups != 1 or n_groups < 2:
+            return None
+        d = delta.flatten(2)  # (rows, out channels, positions)
+        pairs = 0
+        if weight is not None:
+            geometry = self._geometry(layer)
+            kernel = layer.kernel_size
+            if a.dim() == 3:  # Conv1d as a convolution over a height of one
+                a, kernel = a.unsqueeze(2), (1, *kernel)
+                geometry = {k: (1 if k != "padding" else 0, *_pair(v, 1)) for k, v in geometry.items()
+                            if k != "groups"}
+            else:
+                geometry = {k: _pair(v, 2) for k, v in geometry.items() if k != "groups"}
+            rows, positions = len(a), d.shape[2]
+            if rows * layer.weight[0].numel() * (positions + layer.out_channels) > PER_EXAMPLE_BUDGET:
+                return None
+            columns = F.unfold(a, kernel, **geometry)  # (rows, in channels * kernel, positions)
+            grads = torch.bmm(d, columns.transpose(1, 2)).flatten(1)
+            pairs = grads[:n] @ grads[n:].T
+        if bias is not None:
+            b = d.sum(2)
+            pairs = pairs + b[:n] @ b[n:].T
+        return pairs
 
     def unsupported(self, layer):
         if layer.padding_mode != "zeros":
