@@ -13,7 +13,8 @@ their difference (the decay), and the final accuracy. ``reweight`` is the
 estimator's default (Algorithm 1 as published, like ``reweight_paper``);
 ``reweight_smooth_clean`` the options that were the default before 0.2
 (``weight_smoothing=0.9, clean_weight=1``); ``reweight_trim`` Algorithm 1
-with trimmed alignments (``clean_trim=1``).
+with trimmed alignments (``clean_trim=1``); ``reweight_cap`` with capped
+ones (``clean_cap=1``).
 
 Run ``python benchmarks/mnist_curves.py --n-jobs 2`` (``--quick`` for a
 smoke test).
@@ -36,7 +37,8 @@ from mnist_imbalance import PROPORTIONS, SHARED, make_split
 
 WINDOW = 10
 # reweighting with other options, run under their own names
-VARIANTS = {"reweight_smooth_clean": dict(weight_smoothing=0.9, clean_weight=1.0), "reweight_trim": dict(clean_trim=1)}
+VARIANTS = {"reweight_smooth_clean": dict(weight_smoothing=0.9, clean_weight=1.0), "reweight_trim": dict(clean_trim=1),
+            "reweight_cap": dict(clean_cap=1.0)}
 
 
 class TestAccuracy(Callback):

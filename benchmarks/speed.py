@@ -10,6 +10,8 @@ noise hits every method alike), times:
   double backprop; ``sk_reweight._reference``), then the weighted step;
 - ``layerwise_trim`` / ``jvp_trim``: the reweighted step with trimmed
   alignments (``clean_trim=1``: one alignment per group of the clean batch);
+- ``layerwise_cap`` / ``jvp_cap``: the same with capped alignments
+  (``clean_cap=1``: the groups' gradient norms too);
 
 and a whole epoch of skorch's ``NeuralNetClassifier`` against
 ``ReweightedNeuralNetClassifier`` with its default options (data loading,
@@ -102,6 +104,7 @@ def step_functions(module, data):
     for name in ("layerwise", "jvp"):
         if name in steps:
             steps[f"{name}_trim"] = engine_step(ENGINES[name](), clean_trim=1)
+            steps[f"{name}_cap"] = engine_step(ENGINES[name](), clean_cap=1.0)
     return steps
 
 
@@ -254,8 +257,9 @@ def markdown(rows, device, quick):
         f"Device: {where}; torch {torch.__version__}" + (" (--quick sizes)" if quick else ""),
         "",
         "| workload | batch / clean | default engine | ours/plain step | jvp/plain step | "
-        "reference/ours step | trimmed/ours step | ours/plain epoch | default/paper epoch | memory ours/plain |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "reference/ours step | trimmed/ours step | capped/ours step | ours/plain epoch | default/paper epoch | "
+        "memory ours/plain |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         s, e = r["step_ms"], r["engine"]
@@ -264,7 +268,7 @@ def markdown(rows, device, quick):
         jvp = f"{s['jvp'] / s['plain']:.2f}" if "jvp" in s else "-"
         lines.append(
             f"| {r['workload']} | {r['batch']} / {r['clean_batch']} | {e} | "
-            f"{s[e] / s['plain']:.2f} | {jvp} | {s['reference'] / s[e]:.2f} | {s[e + '_trim'] / s[e]:.2f} | "
+            f"{s[e] / s['plain']:.2f} | {jvp} | {s['reference'] / s[e]:.2f} | {s[e + '_trim'] / s[e]:.2f} | {s[e + '_cap'] / s[e]:.2f} | "
             f"{r['epoch_s']['ours'] / r['epoch_s']['plain']:.2f} | "
             f"{r['epoch_s']['ours'] / r['epoch_s']['paper']:.2f} | {mem_ratio:.2f} |"
         )

@@ -244,13 +244,12 @@ class DataParallelEngine(MetaGradientEngine):
         return self.engine.unsupported_reason(module)
 
     def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0,
-                            loss_scale=None, clean_trim=0):
-        record = {}
-        trim = {"clean_trim": clean_trim} if clean_trim else {}  # engines of one's own need not know it
+                            loss_scale=None, **options):
+        record = {}  # options (clean_trim, clean_cap) pass through: the whole clean batch is on every rank
         # every rank holds the whole clean gradient: its share of the sum is 1 / world_size
         step = self.engine.reweighted_backward(
             module, loss_fn, X, y, X_clean, y_clean, self.parallel.weigh_globally(weigh, record),
-            clean_weight=clean_weight / self.parallel.world_size, loss_scale=loss_scale, **trim)
+            clean_weight=clean_weight / self.parallel.world_size, loss_scale=loss_scale, **options)
         self.parallel.all_reduce_gradients(module)
         self.parallel.broadcast_buffers(module)
         return replace(step, **record)

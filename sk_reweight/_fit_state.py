@@ -66,7 +66,7 @@ class FitState:
 
 
 def make_fit_state(data, batch_size, clean_batch_size, clean_sampling, device, parallel=None, generators=None,
-                   clean_trim=0):
+                   clean_trim=0, clean_cap=None):
     """The fit state of validated data (see :func:`~sk_reweight._validation.validate_fit_data`)."""
     batch_size = batch_size if batch_size != -1 else len(data.X)
     if parallel is not None:  # batch_size is per process; the clean batch serves the global one
@@ -92,5 +92,6 @@ def make_fit_state(data, batch_size, clean_batch_size, clean_sampling, device, p
         sample_weight=sample_weight,
         parallel=parallel,
         generators=generators,
-        engine_options={"clean_trim": clean_trim} if clean_trim else {},
+        # only options that are set: an engine of one's own need not know them
+        engine_options={k: v for k, v in (("clean_trim", clean_trim), ("clean_cap", clean_cap)) if v},
     )

@@ -142,6 +142,12 @@ def check_reweighting_params(estimator):
             f"clean_trim={trim!r} must be an int >= 0: the clean groups most opposed to a "
             "training example that its alignment leaves out; 0 is Algorithm 1."
         )
+    cap = estimator.clean_cap
+    if cap is not None and (not _is_real(cap) or not 0 < cap < float("inf")):
+        raise ValueError(
+            f"clean_cap={cap!r} must be a positive finite number or None: no clean group's "
+            "gradient counts more than clean_cap times the median group's; None is Algorithm 1."
+        )
     clean_weight = estimator.clean_weight
     if not _is_real(clean_weight) or not 0 <= clean_weight < float("inf"):
         raise ValueError(

@@ -204,7 +204,7 @@ def test_mnist_curves_quick():
     curves, summary = load("mnist_curves").main(["--quick"])
     assert sorted(curves) == [0.9, 0.95]
     for p, methods in curves.items():
-        assert set(methods) == {"reweight", "random_over", "reweight_smooth_clean", "reweight_trim"}
+        assert set(methods) == {"reweight", "random_over", "reweight_smooth_clean", "reweight_trim", "reweight_cap"}
         assert all(len(per_seed) == 1 and len(per_seed[0]) == 3 for per_seed in methods.values())
         for name, s in summary[p].items():  # a window spans the whole quick run
             assert s["best_window"] >= s["last_window"] and s["decay"] == pytest.approx(

@@ -16,7 +16,9 @@ the weighted loss in the parameters' ``.grad``. They differ only in cost:
 
 Every engine also computes *trimmed* alignments (``clean_trim``): the
 alignment with each group of the clean batch, averaged without the groups most
-opposed to the example (``engines._trimming``).
+opposed to the example; and *capped* ones (``clean_cap``): the alignment with
+a clean loss in which no group's gradient counts more than a multiple of the
+median group's (``engines._trimming``).
 
 ``ReweightedNeuralNetClassifier(meta_engine=...)`` takes a name (``'auto'``,
 ``'layerwise'``, ``'jvp'``, ``'reference'``) or an instance of a

@@ -189,7 +189,7 @@ class MetaGradientEngine:
         raise NotImplementedError
 
     def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0,
-                            loss_scale=None, clean_trim=0):
+                            loss_scale=None, clean_trim=0, clean_cap=None):
         """Compute the weights of one training batch and backpropagate.
 
         Parameters
@@ -223,6 +223,13 @@ class MetaGradientEngine:
             alignment with the whole clean batch. The estimator passes it
             only when it is not 0, so an engine of one's own without it
             still serves Algorithm 1.
+        clean_cap : float or None, default=None
+            Capped alignments: each group's alignment is scaled by
+            ``min(1, clean_cap * median / norm)``, its gradient's norm
+            against the median of the groups' non-zero norms
+            (``engines._trimming.capped``), before the (trimmed) mean: the
+            alignment with a clean loss in which no group pulls harder than
+            ``clean_cap`` times the median one. Passed only when set.
 
         Returns
         -------

@@ -23,7 +23,7 @@ from torch.autograd.graph import get_gradient_edge
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ._base import MetaGradientEngine, MetaStep, autocast_off, eager_module, scaled
-from ._trimming import clean_groups, trimmed_alignment
+from ._trimming import capped, clean_groups, trimmed_alignment
 
 
 def _trainable(layer, name):
@@ -302,7 +302,7 @@ class LayerwiseEngine(MetaGradientEngine):
         return unsupported_reason(module)
 
     def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0,
-                            loss_scale=None, clean_trim=0):
+                            loss_scale=None, clean_trim=0, clean_cap=None):
         # Examples are independent here, so the clean batch rides along in the
         # same forward and truncated backward: rows [:n] train, rows [n:] clean.
         n = len(X)
@@ -352,8 +352,8 @@ class LayerwiseEngine(MetaGradientEngine):
 
         with autocast_off(output.device.type):
             zeros = losses.new_zeros(n, dtype=_dtype(calls, losses))
-            if clean_trim:
-                alignment = _trimmed_alignment(by_layer, n, len(all_losses) - n, clean_trim, zeros)
+            if clean_trim or clean_cap is not None:
+                alignment = _trimmed_alignment(by_layer, n, len(all_losses) - n, clean_trim, zeros, clean_cap)
             else:
                 alignment = _alignment(by_layer, n, zeros)
             if loss_scale is not None:  # the training and the clean signals both carry the scale
@@ -413,27 +413,42 @@ def _alignment(by_layer, n, alignment):
     return alignment.detach()
 
 
-def _trimmed_alignment(by_layer, n, n_clean, trim, zeros):
-    """:func:`~sk_reweight.engines._trimming.trimmed_alignment` over the clean groups' alignments."""
+def _group_gradient(rule, layer, layer_calls, n, idx, n_clean):
+    """The gradient of the mean loss of clean group ``idx`` for one layer, summed over its calls."""
+    G = {}
+    # the clean rows' signals carry 1/n_clean; a group's mean loss needs 1/len(group)
+    for a, delta in layer_calls:
+        for name, g in rule.weighted_grads(layer, a[n + idx], delta[n + idx] * (n_clean / len(idx))).items():
+            G[name] = g + G.get(name, 0)
+    return G
+
+
+def _trimmed_alignment(by_layer, n, n_clean, trim, zeros, cap=None):
+    """:func:`~sk_reweight.engines._trimming.trimmed_alignment` over the clean groups' alignments,
+    :func:`~sk_reweight.engines._trimming.capped` by ``cap``."""
     groups = clean_groups(n_clean, zeros.device)
     sizes = [len(g) for g in groups]
-    # the clean rows' signals carry 1/n_clean; a group's mean loss needs 1/len(group)
     to_groups = zeros.new_zeros(n_clean, len(groups))
     for k, idx in enumerate(groups):
         to_groups[idx, k] = n_clean / len(idx)
     per_group = zeros.new_zeros(n, len(groups))
+    squared_norms = zeros.new_zeros(len(groups))
     for layer, layer_calls in by_layer.items():
         rule = RULES[type(layer)]
+        pairs = None
         if len(layer_calls) == 1:
-            pairs = rule.pair_alignments(layer, *layer_calls[0], n, len(groups))
-            if pairs is not None:
-                per_group = per_group + pairs @ to_groups
-                continue
+            a, delta = layer_calls[0]
+            if cap is not None:  # the clean rows once more: their pairs among themselves give the norms
+                a, delta = torch.cat([a, a[n:]]), torch.cat([delta, delta[n:]])
+            pairs = rule.pair_alignments(layer, a, delta, len(a) - n_clean, len(groups))
+        if pairs is not None:
+            per_group = per_group + pairs[:n] @ to_groups
+            if cap is not None:  # diag(T' Gram T)
+                squared_norms += (pairs[n:] @ to_groups * to_groups).sum(0)
+            continue
         for k, idx in enumerate(groups):  # group k's clean gradient, summed over the layer's calls
-            G = {}
-            for a, delta in layer_calls:
-                for name, g in rule.weighted_grads(layer, a[n + idx], delta[n + idx] * (n_clean / len(idx))).items():
-                    G[name] = g + G.get(name, 0)
+            G = _group_gradient(rule, layer, layer_calls, n, idx, n_clean)
+            squared_norms[k] += sum(g.pow(2).sum() for g in G.values())
             for a, delta in layer_calls:
                 per_group[:, k] += (delta[:n] * rule.parameter_jvp(layer, a[:n], G)).flatten(1).sum(1)
-    return trimmed_alignment(per_group.detach(), sizes, trim)
+    return trimmed_alignment(capped(per_group.detach(), squared_norms.sqrt(), cap), sizes, trim)

@@ -11,7 +11,7 @@ from torch.func import functional_call
 
 from ._base import (MetaGradientEngine, MetaStep, add_clean_gradient, clean_gradient, frozen_state,
                     trainable_parameters, weighted_backward)
-from ._trimming import clean_groups, trimmed_alignment
+from ._trimming import capped, clean_groups, group_clean_gradients, group_norms, trimmed_alignment
 
 
 def lookahead_eps_gradient(module, loss_fn, X, y, X_clean, y_clean, alpha=1.0):
@@ -112,14 +112,18 @@ class ReferenceEngine(MetaGradientEngine):
         return None
 
     def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0,
-                            loss_scale=None, clean_trim=0):
-        if clean_trim:
+                            loss_scale=None, clean_trim=0, clean_cap=None):
+        params = trainable_parameters(module)
+        if clean_trim or clean_cap is not None:
             groups = clean_groups(len(X_clean), X_clean.device)
             per_group = -_lookahead_eps_gradients(module, loss_fn, X, y, X_clean, y_clean, groups=groups)
+            if clean_cap is not None:  # the groups' gradients at theta set the caps
+                with frozen_state(module):
+                    group_directions = group_clean_gradients(module, loss_fn, X_clean, y_clean, params)[2]
+                per_group = capped(per_group, group_norms(group_directions), clean_cap)
             alignment = trimmed_alignment(per_group, [len(g) for g in groups], clean_trim)
         else:
             alignment = -lookahead_eps_gradient(module, loss_fn, X, y, X_clean, y_clean)
-        params = trainable_parameters(module)
         with frozen_state(module), torch.no_grad():
             losses = loss_fn(module(X), y)
         with frozen_state(module):

@@ -1,4 +1,4 @@
-"""Trimmed alignments: no single clean example can veto a training example.
+"""Trimmed and capped alignments: no single clean example can veto a training example, or steer them all.
 
 Algorithm 1's alignment is the mean over the clean batch of
 ``<grad l_j, grad f_i>``. With a clean set of a few examples, one that the
@@ -11,6 +11,12 @@ take each training example's alignment with each group's mean-loss gradient,
 and average them (weighted by group size) after leaving out the ``k`` groups
 most opposed to that example: an example is rejected only when the rest of
 the clean batch, too, speaks against it. ``k=0`` is Algorithm 1.
+
+Capping (``clean_cap=c``) acts on the clean side instead: the alignments are
+taken with the gradient of a weighted clean loss in which no group's gradient
+counts more than ``c`` times the median group's norm, so that one or two clean
+examples the network cannot fit no longer steer every batch. Both are exact
+lookahead meta-gradients of a modified clean loss (``tests/test_trimming.py``).
 """
 import torch
 
@@ -67,6 +73,37 @@ def trimmed_alignment(per_group, sizes, trim):
     trimmed = (per_group.gather(1, keep) * kept_sizes).sum(1) / kept_sizes.sum(1)
     # a non-finite alignment must not be trimmed away: it stops training
     return torch.where(torch.isfinite(per_group).all(1), trimmed, per_group.sum(1) * float("nan"))
+
+
+def group_norms(group_directions):
+    """The norm of each group's clean gradient (a list of per-parameter tensors per group)."""
+    return torch.stack([torch.sqrt(sum(g.pow(2).sum() for g in d)) for d in group_directions])
+
+
+def capped(per_group, norms, cap):
+    """``per_group`` with group ``k``'s column times ``min(1, cap * median / norms[k])``.
+
+    The median is over the groups with a non-zero gradient (the lower middle
+    value for an even count): a group the network fits exactly pulls with
+    nothing and must not set the scale. ``cap=None`` or a non-finite norm
+    leaves ``per_group`` unchanged (a non-finite alignment must reach the
+    divergence check).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_reweight.engines._trimming import capped
+    >>> per_group = torch.tensor([[1.0, 1.0, 1.0, 1.0]])
+    >>> capped(per_group, torch.tensor([1.0, 2.0, 8.0, 0.0]), 1.0)
+    tensor([[1.0000, 1.0000, 0.2500, 1.0000]])
+    """
+    if cap is None:
+        return per_group
+    # all on the device (no host synchronisation): NaN ceilings compare False
+    ceiling = cap * torch.where(norms > 0, norms, float("nan")).nanmedian()
+    scale = torch.isfinite(norms).all() & (norms > ceiling)
+    factors = torch.where(scale, ceiling / norms, torch.ones_like(norms))
+    return per_group * factors.to(per_group.dtype)
 
 
 def group_clean_gradients(module, loss_fn, X_clean, y_clean, params, loss_scale=None):
