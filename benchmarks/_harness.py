@@ -60,8 +60,8 @@ def add_common_arguments(parser, quick_help):
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--n-jobs", type=int, default=1,
-                        help="worker processes, one torch thread each (--n-jobs 1 uses --threads; "
-                             "another thread count rounds differently)")
+                        help="worker processes, one torch thread each (--n-jobs 1 --threads 1 gives "
+                             "the same results; another thread count rounds differently)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the main process")
     parser.add_argument("--quick", action="store_true", help=quick_help)
 
@@ -103,7 +103,8 @@ def map_cells(function, cells, n_jobs=1):
     nearly double the throughput). The thread count does change the rounding,
     and long runs amplify it: ``n_jobs=1`` runs in the calling process with
     its threads (noisy labels, MNIST, 100 clean, seed 0, 30 epochs:
-    Algorithm 1 at 0.939 with two threads, 0.925 in a worker).
+    Algorithm 1 at 0.939 with two threads, 0.925 in a worker and 0.925 with
+    ``--n-jobs 1 --threads 1``).
     """
     if n_jobs == 1:
         return [function(*cell) for cell in cells]
