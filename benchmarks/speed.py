@@ -268,7 +268,8 @@ def markdown(rows, device, quick):
         jvp = f"{s['jvp'] / s['plain']:.2f}" if "jvp" in s else "-"
         lines.append(
             f"| {r['workload']} | {r['batch']} / {r['clean_batch']} | {e} | "
-            f"{s[e] / s['plain']:.2f} | {jvp} | {s['reference'] / s[e]:.2f} | {s[e + '_trim'] / s[e]:.2f} | {s[e + '_cap'] / s[e]:.2f} | "
+            f"{s[e] / s['plain']:.2f} | {jvp} | {s['reference'] / s[e]:.2f} | {s[e + '_trim'] / s[e]:.2f} | "
+            f"{s[e + '_cap'] / s[e]:.2f} | "
             f"{r['epoch_s']['ours'] / r['epoch_s']['plain']:.2f} | "
             f"{r['epoch_s']['ours'] / r['epoch_s']['paper']:.2f} | {mem_ratio:.2f} |"
         )

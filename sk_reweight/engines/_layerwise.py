@@ -448,7 +448,8 @@ def _trimmed_alignment(by_layer, n, n_clean, trim, zeros, cap=None):
             continue
         for k, idx in enumerate(groups):  # group k's clean gradient, summed over the layer's calls
             G = _group_gradient(rule, layer, layer_calls, n, idx, n_clean)
-            squared_norms[k] += sum(g.pow(2).sum() for g in G.values())
+            if cap is not None:
+                squared_norms[k] += sum(g.pow(2).sum() for g in G.values())
             for a, delta in layer_calls:
                 per_group[:, k] += (delta[:n] * rule.parameter_jvp(layer, a[:n], G)).flatten(1).sum(1)
     return trimmed_alignment(capped(per_group.detach(), squared_norms.sqrt(), cap), sizes, trim)
