@@ -9,7 +9,7 @@ from torch import nn
 
 from sk_reweight import ReweightedNeuralNetClassifier
 from sk_reweight.engines import ENGINES, LayerwiseEngine, lookahead_eps_gradient
-from sk_reweight.engines import _layerwise
+from sk_reweight.engines import _jvp, _layerwise
 from sk_reweight.engines._layerwise import _ConvRule, _LinearRule
 from sk_reweight.engines._trimming import MAX_CLEAN_GROUPS, capped, clean_groups, trimmed_alignment
 from sk_reweight.weighting import normalize_weights
@@ -235,6 +235,24 @@ def test_batch_norm_nets_cap_with_the_norms_of_one_clean_forward():
     torch.testing.assert_close(alignment, expected, rtol=1e-6, atol=1e-9)
     for name, grad in grads.items():
         torch.testing.assert_close(grad, expected_grads[name], rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("engine_name,owner,name", [("jvp", _jvp, "_alignment"),
+                                                     ("layerwise", _ConvRule, "parameter_jvp")])
+def test_capping_alone_costs_one_alignment_pass(engine_name, owner, name, monkeypatch):
+    # capping only reweights the clean loss: one alignment along its gradient, not one per clean group
+    module, (X, y, Xc, yc) = case_batch("cnn")
+    calls, original = [], getattr(owner, name)
+
+    def counted(*args, **kwargs):
+        calls.append(name)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    run_engine(ENGINES[engine_name](), copy.deepcopy(module), X, y, Xc, yc)
+    uncapped = len(calls)
+    run_engine(ENGINES[engine_name](), copy.deepcopy(module), X, y, Xc, yc, clean_cap=1.0)
+    assert uncapped > 0 and len(calls) == 2 * uncapped
 
 
 def test_one_clean_example_no_longer_steers_every_batch():

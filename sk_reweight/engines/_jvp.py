@@ -7,7 +7,7 @@ from torch.func import functional_call
 
 from ._base import (MetaGradientEngine, MetaStep, add_clean_gradient, clean_gradient, eager_module,
                     frozen_state, trainable_parameters, weighted_backward)
-from ._trimming import capped, group_clean_gradients, group_norms, trimmed_alignment
+from ._trimming import capped, capped_direction, group_clean_gradients, group_norms, trimmed_alignment
 
 # torch's forward-AD levels are process-wide: one JVP pass at a time, whatever the thread
 _FORWARD_AD = threading.Lock()
@@ -42,13 +42,18 @@ class ForwardModeEngine(MetaGradientEngine):
         eager = eager_module(module)
         params = trainable_parameters(eager)
         with frozen_state(eager):
-            if clean_trim or clean_cap is not None:  # one JVP per clean group
+            if clean_trim:  # one JVP per clean group
                 clean_loss, direction, group_directions, sizes = group_clean_gradients(
                     eager, loss_fn, X_clean, y_clean, params, loss_scale)
                 columns = [_alignment(eager, loss_fn, X, y, params, d, loss_scale) for d in group_directions]
                 losses = columns[0][0]
                 per_group = capped(torch.stack([c[1] for c in columns], 1), group_norms(group_directions), clean_cap)
                 alignment = trimmed_alignment(per_group, sizes, clean_trim)
+            elif clean_cap is not None:  # the capped clean loss's gradient: one JVP
+                clean_loss, direction, group_directions, sizes = group_clean_gradients(
+                    eager, loss_fn, X_clean, y_clean, params, loss_scale)
+                losses, alignment = _alignment(eager, loss_fn, X, y, params,
+                                               capped_direction(group_directions, sizes, clean_cap), loss_scale)
             else:
                 clean_loss, direction = clean_gradient(eager, loss_fn, X_clean, y_clean, params, loss_scale)
                 losses, alignment = _alignment(eager, loss_fn, X, y, params, direction, loss_scale)

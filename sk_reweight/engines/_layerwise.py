@@ -23,7 +23,7 @@ from torch.autograd.graph import get_gradient_edge
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ._base import MetaGradientEngine, MetaStep, autocast_off, eager_module, scaled
-from ._trimming import capped, clean_groups, trimmed_alignment
+from ._trimming import cap_factors, clean_groups, trimmed_alignment
 
 
 def _trainable(layer, name):
@@ -393,24 +393,36 @@ def _in_parameter_dtype(layer, a, delta):
     return a, delta.to(dtype)
 
 
-def _alignment(by_layer, n, alignment):
-    """Adds ``sum_layers <delta_i, layer(a_i; G)>`` for the training rows ``[:n]`` to ``alignment``."""
+def _alignment(by_layer, n, alignment, clean_rows=None):
+    """Adds ``sum_layers <delta_i, layer(a_i; G)>`` for the training rows ``[:n]`` to ``alignment``.
+
+    ``clean_rows``: a factor per clean row (capping reweights the clean loss), ``None`` for ones.
+    """
     for layer, layer_calls in by_layer.items():
         rule = RULES[type(layer)]
         if len(layer_calls) == 1:
-            part = rule.kernel_alignment(layer, *layer_calls[0], n)
+            if clean_rows is None:
+                part = rule.kernel_alignment(layer, *layer_calls[0], n)
+            else:
+                part = rule.pair_alignments(layer, *layer_calls[0], n, 1)
+                part = None if part is None else part @ clean_rows.to(part.dtype)
             if part is not None:
                 alignment = alignment + part
                 continue
         # clean gradient G of the layer, summed over its calls (shared weights)
         G = {}
         for a, delta in layer_calls:
-            for name, g in rule.weighted_grads(layer, a[n:], delta[n:]).items():
+            clean = delta[n:] if clean_rows is None else delta[n:] * _per_row(clean_rows, delta)
+            for name, g in rule.weighted_grads(layer, a[n:], clean).items():
                 G[name] = g + G.get(name, 0)
         for a, delta in layer_calls:
             jvp = rule.parameter_jvp(layer, a[:n], G)
             alignment = alignment + (delta[:n] * jvp).flatten(1).sum(1)
     return alignment.detach()
+
+
+def _per_row(values, like):
+    return values.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
 
 
 def _group_gradient(rule, layer, layer_calls, n, idx, n_clean):
@@ -425,31 +437,44 @@ def _group_gradient(rule, layer, layer_calls, n, idx, n_clean):
 
 def _trimmed_alignment(by_layer, n, n_clean, trim, zeros, cap=None):
     """:func:`~sk_reweight.engines._trimming.trimmed_alignment` over the clean groups' alignments,
-    :func:`~sk_reweight.engines._trimming.capped` by ``cap``."""
+    each group's times its :func:`~sk_reweight.engines._trimming.cap_factors` by ``cap``."""
     groups = clean_groups(n_clean, zeros.device)
     sizes = [len(g) for g in groups]
     to_groups = zeros.new_zeros(n_clean, len(groups))
     for k, idx in enumerate(groups):
         to_groups[idx, k] = n_clean / len(idx)
+    factors = None if cap is None else cap_factors(_group_norms(by_layer, n, n_clean, groups, to_groups), cap)
+    if not trim:  # capping alone reweights the clean loss: one alignment with the clean rows weighted
+        return _alignment(by_layer, n, zeros, to_groups.bool().to(factors.dtype) @ factors)
     per_group = zeros.new_zeros(n, len(groups))
-    squared_norms = zeros.new_zeros(len(groups))
+    for layer, layer_calls in by_layer.items():
+        rule = RULES[type(layer)]
+        pairs = rule.pair_alignments(layer, *layer_calls[0], n, len(groups)) if len(layer_calls) == 1 else None
+        if pairs is not None:
+            per_group = per_group + pairs @ to_groups
+            continue
+        for k, idx in enumerate(groups):
+            G = _group_gradient(rule, layer, layer_calls, n, idx, n_clean)
+            for a, delta in layer_calls:
+                per_group[:, k] += (delta[:n] * rule.parameter_jvp(layer, a[:n], G)).flatten(1).sum(1)
+    if factors is not None:
+        per_group = per_group * factors.to(per_group.dtype)
+    return trimmed_alignment(per_group.detach(), sizes, trim)
+
+
+def _group_norms(by_layer, n, n_clean, groups, to_groups):
+    """The norm of each clean group's mean-loss gradient, from the clean rows paired among themselves."""
+    squared = to_groups.new_zeros(len(groups))
     for layer, layer_calls in by_layer.items():
         rule = RULES[type(layer)]
         pairs = None
-        if len(layer_calls) == 1:
-            a, delta = layer_calls[0]
-            if cap is not None:  # the clean rows once more: their pairs among themselves give the norms
-                a, delta = torch.cat([a, a[n:]]), torch.cat([delta, delta[n:]])
-            pairs = rule.pair_alignments(layer, a, delta, len(a) - n_clean, len(groups))
+        if len(layer_calls) == 1:  # the clean rows twice: pairs [:n_clean] x [n_clean:] are their Gram matrix
+            a, delta = (x[n:] for x in layer_calls[0])
+            pairs = rule.pair_alignments(layer, torch.cat([a, a]), torch.cat([delta, delta]), n_clean, len(groups))
         if pairs is not None:
-            per_group = per_group + pairs[:n] @ to_groups
-            if cap is not None:  # diag(T' Gram T)
-                squared_norms += (pairs[n:] @ to_groups * to_groups).sum(0)
+            squared += (pairs @ to_groups * to_groups).sum(0)  # diag(T' Gram T)
             continue
-        for k, idx in enumerate(groups):  # group k's clean gradient, summed over the layer's calls
+        for k, idx in enumerate(groups):
             G = _group_gradient(rule, layer, layer_calls, n, idx, n_clean)
-            if cap is not None:
-                squared_norms[k] += sum(g.pow(2).sum() for g in G.values())
-            for a, delta in layer_calls:
-                per_group[:, k] += (delta[:n] * rule.parameter_jvp(layer, a[:n], G)).flatten(1).sum(1)
-    return trimmed_alignment(capped(per_group.detach(), squared_norms.sqrt(), cap), sizes, trim)
+            squared[k] += sum(g.pow(2).sum() for g in G.values())
+    return squared.detach().sqrt()

@@ -80,14 +80,29 @@ def group_norms(group_directions):
     return torch.stack([torch.sqrt(sum(g.pow(2).sum() for g in d)) for d in group_directions])
 
 
-def capped(per_group, norms, cap):
-    """``per_group`` with group ``k``'s column times ``min(1, cap * median / norms[k])``.
+def cap_factors(norms, cap):
+    """Each group's factor ``min(1, cap * median / norms[k])`` in the capped clean loss.
 
     The median is over the groups with a non-zero gradient (the lower middle
     value for an even count): a group the network fits exactly pulls with
-    nothing and must not set the scale. ``cap=None`` or a non-finite norm
-    leaves ``per_group`` unchanged (a non-finite alignment must reach the
-    divergence check).
+    nothing and must not set the scale. A non-finite norm gives factors of 1
+    (a non-finite alignment must reach the divergence check).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_reweight.engines._trimming import cap_factors
+    >>> cap_factors(torch.tensor([1.0, 2.0, 8.0, 0.0]), 1.0)
+    tensor([1.0000, 1.0000, 0.2500, 1.0000])
+    """
+    # all on the device (no host synchronisation): NaN ceilings compare False
+    ceiling = cap * torch.where(norms > 0, norms, float("nan")).nanmedian()
+    scale = torch.isfinite(norms).all() & (norms > ceiling)
+    return torch.where(scale, ceiling / norms, torch.ones_like(norms))
+
+
+def capped(per_group, norms, cap):
+    """``per_group`` with group ``k``'s column times its :func:`cap_factors`; ``cap=None``: unchanged.
 
     Examples
     --------
@@ -99,11 +114,17 @@ def capped(per_group, norms, cap):
     """
     if cap is None:
         return per_group
-    # all on the device (no host synchronisation): NaN ceilings compare False
-    ceiling = cap * torch.where(norms > 0, norms, float("nan")).nanmedian()
-    scale = torch.isfinite(norms).all() & (norms > ceiling)
-    factors = torch.where(scale, ceiling / norms, torch.ones_like(norms))
-    return per_group * factors.to(per_group.dtype)
+    return per_group * cap_factors(norms, cap).to(per_group.dtype)
+
+
+def capped_direction(group_directions, sizes, cap):
+    """The gradient of the capped clean loss: the groups' gradients, each times its
+    :func:`cap_factors` and its share of the clean batch. Capping alone only reweights
+    the clean loss, so one alignment along this direction is the capped alignment."""
+    norms = group_norms(group_directions)
+    weights = cap_factors(norms, cap) * torch.as_tensor(sizes, dtype=norms.dtype, device=norms.device) / sum(sizes)
+    return [sum(d[j] * w.to(d[j].dtype) for d, w in zip(group_directions, weights))
+            for j in range(len(group_directions[0]))]
 
 
 def group_clean_gradients(module, loss_fn, X_clean, y_clean, params, loss_scale=None):
