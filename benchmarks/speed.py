@@ -13,7 +13,10 @@ noise hits every method alike), times:
 - ``layerwise_cap`` / ``jvp_cap``: the same with capped alignments
   (``clean_cap=1``: the groups' gradient norms too);
 
-and a whole epoch of skorch's ``NeuralNetClassifier`` against
+the floating-point operations of the plain and the default engine's step
+(``ours/plain FLOPs``: matrix products and convolutions, counted by
+``torch.utils.flop_counter``; the arithmetic floor of the step ratio, which
+per-operation overhead can only raise); and a whole epoch of skorch's ``NeuralNetClassifier`` against
 ``ReweightedNeuralNetClassifier`` with its default options (data loading,
 history, weight recording included), and that epoch against the paper-exact
 setting (``PAPER_EXACT``), i.e. the cost of the default options. Peak memory
@@ -130,6 +133,19 @@ def time_steps(steps, device, rounds, per_round):
     return {name: statistics.median(v) for name, v in samples.items()}
 
 
+def count_flops(steps, names):
+    """Floating-point operations of one step per method (matrix products and convolutions,
+    ``torch.utils.flop_counter``): the arithmetic floor of each method's time."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    flops = {}
+    for name in names:
+        with FlopCounterMode(display=False) as counter:
+            steps[name]()
+        flops[name] = counter.get_total_flops()
+    return flops
+
+
 def time_epochs(factory, shape, n_classes, batch, clean, n_train, device, rounds):
     """Seconds per epoch of the two estimators (same module, data and settings)."""
     from skorch import NeuralNetClassifier
@@ -242,7 +258,7 @@ def run(device, quick, rounds, per_round):
         mem = peak_memory(name, ["plain", engine], device, quick)
         rows.append({
             "workload": name, "batch": batch, "clean_batch": clean, "engine": engine,
-            "step_ms": {k: v * 1e3 for k, v in t.items()},
+            "step_ms": {k: v * 1e3 for k, v in t.items()}, "step_flops": count_flops(steps, ["plain", engine]),
             "epoch_s": epochs, "memory_bytes": mem,
         })
         print(json.dumps(rows[-1]), flush=True)
@@ -256,19 +272,19 @@ def markdown(rows, device, quick):
     lines = [
         f"Device: {where}; torch {torch.__version__}" + (" (--quick sizes)" if quick else ""),
         "",
-        "| workload | batch / clean | default engine | ours/plain step | jvp/plain step | "
+        "| workload | batch / clean | default engine | ours/plain step | ours/plain FLOPs | jvp/plain step | "
         "reference/ours step | trimmed/ours step | capped/ours step | ours/plain epoch | default/paper epoch | "
         "memory ours/plain |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        s, e = r["step_ms"], r["engine"]
+        s, e, flops = r["step_ms"], r["engine"], r["step_flops"]
         mem = r["memory_bytes"]
         mem_ratio = mem[e] / mem["plain"] if mem["plain"] > 0 else float("nan")
         jvp = f"{s['jvp'] / s['plain']:.2f}" if "jvp" in s else "-"
         lines.append(
             f"| {r['workload']} | {r['batch']} / {r['clean_batch']} | {e} | "
-            f"{s[e] / s['plain']:.2f} | {jvp} | {s['reference'] / s[e]:.2f} | {s[e + '_trim'] / s[e]:.2f} | "
+            f"{s[e] / s['plain']:.2f} | {flops[e] / flops['plain']:.2f} | {jvp} | {s['reference'] / s[e]:.2f} | {s[e + '_trim'] / s[e]:.2f} | "
             f"{s[e + '_cap'] / s[e]:.2f} | "
             f"{r['epoch_s']['ours'] / r['epoch_s']['plain']:.2f} | "
             f"{r['epoch_s']['ours'] / r['epoch_s']['paper']:.2f} | {mem_ratio:.2f} |"

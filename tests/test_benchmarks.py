@@ -37,6 +37,8 @@ def test_speed_quick(tmp_path):
         assert all(v > 0 and math.isfinite(v) for v in r["step_ms"].values())
         assert set(r["epoch_s"]) == {"plain", "ours", "paper"} and all(v > 0 for v in r["epoch_s"].values())
         assert set(r["memory_bytes"]) == {"plain", r["engine"]}
+        # the alignments add arithmetic to a plain step, never remove it
+        assert set(r["step_flops"]) == {"plain", r["engine"]} and r["step_flops"][r["engine"]] > r["step_flops"]["plain"] > 0
     assert rows[0]["engine"] == "layerwise" and rows[2]["engine"] == "jvp"  # ResNet has batch norm
     table = out.read_text()
     assert table.count("\n| ") == 1 + len(rows)  # header + one line per workload
