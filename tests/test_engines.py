@@ -297,7 +297,7 @@ def test_all_zero_weights_produce_zero_gradients(engine):
 BF16_TOLERANCE = 0.06
 
 
-def low_precision_and_float32_steps(engine, net, seed, dtype=torch.bfloat16, loss_scale=None):
+def low_precision_and_float32_steps(engine, net, seed, dtype=torch.bfloat16, loss_scale=None, **options):
     factory, shape = NETS[net]
     torch.manual_seed(seed)
     module = factory()
@@ -308,7 +308,7 @@ def low_precision_and_float32_steps(engine, net, seed, dtype=torch.bfloat16, los
         with torch.autocast("cpu", dtype=dtype, enabled=autocast):
             steps.append(ENGINES[engine]().reweighted_backward(
                 module, loss_fn, X, y, Xc, yc, weigh=lambda a, losses: normalize_weights(a),
-                loss_scale=loss_scale if autocast else None))
+                loss_scale=loss_scale if autocast else None, **options))
         grads.append(torch.cat([p.grad.flatten() for p in module.parameters()]))
     return steps, grads
 
@@ -365,6 +365,17 @@ def test_float16_autocast_with_loss_scaling_gives_the_float32_step(engine, net):
     (full, low), grads = low_precision_and_float32_steps(engine, net, 0, torch.float16, loss_scale=2.0**16)
     scale = full.alignment.abs().max()
     assert low.alignment.dtype == torch.float32
+    assert (low.alignment - full.alignment).abs().max() <= FP16_TOLERANCE * scale
+    assert (grads[1] - grads[0]).norm() <= FP16_TOLERANCE * grads[0].norm()
+
+
+@pytest.mark.parametrize("options", [{"clean_trim": 1}, {"clean_cap": 1.0}], ids=["trimmed", "capped"])
+@pytest.mark.parametrize("engine,net", [("layerwise", "mlp"), ("layerwise", "cnn"), ("jvp", "mlp"), ("jvp", "cnn")])
+def test_float16_loss_scaling_keeps_trimmed_and_capped_alignments(engine, net, options):
+    # the groups' alignments and gradient norms carry the scale too: it must cancel out of both
+    (full, low), grads = low_precision_and_float32_steps(engine, net, 0, torch.float16, loss_scale=2.0**16,
+                                                         **options)
+    scale = full.alignment.abs().max()
     assert (low.alignment - full.alignment).abs().max() <= FP16_TOLERANCE * scale
     assert (grads[1] - grads[0]).norm() <= FP16_TOLERANCE * grads[0].norm()
 
