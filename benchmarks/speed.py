@@ -22,7 +22,7 @@ history, weight recording included), and that epoch against the paper-exact
 setting (``PAPER_EXACT``), i.e. the cost of the default options. Peak memory
 of the step above the set-up: CUDA allocator peak on a
 GPU; on CPU the growth of the process's peak RSS, each method in a fresh
-subprocess.
+subprocess (median of 3).
 
 Run ``python benchmarks/speed.py`` (``--device cuda`` on a GPU, ``--quick`` for
 a smoke test); ``--profile`` prints instead where one epoch of the estimator
@@ -179,12 +179,14 @@ def time_epochs(factory, shape, n_classes, batch, clean, n_train, device, rounds
     return {k: statistics.median(v) for k, v in samples.items()}, ours.meta_engine_.name
 
 
-def peak_memory(workload, methods, device, quick):
+def peak_memory(workload, methods, device, quick, repeats=3):
     """Bytes each method's step needs above the set-up, {method: bytes}.
 
     On CPU, in a fresh process where glibc maps every block of 64 KiB or more
     with mmap (so a freed tensor leaves the resident set at once), the peak
-    RSS counter is reset before each method and read after its steps.
+    RSS counter is reset before each method and read after its steps. A small
+    network's figure is a difference of a few hundred KiB of pages, so it is the
+    median over ``repeats`` fresh processes.
     """
     if device == "cuda":
         return {m: _measure_memory(workload, m, device, quick) for m in methods}
@@ -192,8 +194,9 @@ def peak_memory(workload, methods, device, quick):
     if quick:
         cmd.append("--quick")
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    runs = [json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+                       .stdout.strip().splitlines()[-1]) for _ in range(1 if quick else repeats)]
+    return {m: int(statistics.median(run[m] for run in runs)) for m in methods}
 
 
 def _measure_memory(workload, method, device, quick):
