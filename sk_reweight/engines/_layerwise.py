@@ -373,7 +373,7 @@ class LayerwiseEngine(MetaGradientEngine):
         if loss_scale is not None:  # unscaled on the way in: .grad never holds scaled values
             row_weights = row_weights / loss_scale
         for layer, a, delta in calls:
-            w = row_weights.to(delta.dtype).view(-1, *([1] * (delta.dim() - 1)))
+            w = _per_row(row_weights, delta)
             # the alignments are taken: the signal is weighted in its own memory (its last use)
             # unless autograd handed back an expanded tensor, which cannot be written to
             wdelta = delta[:rows].mul_(w) if delta.is_contiguous() else delta[:rows] * w
@@ -422,6 +422,7 @@ def _alignment(by_layer, n, alignment, clean_rows=None):
 
 
 def _per_row(values, like):
+    """``values`` (one per row) shaped to broadcast over ``like``'s rows, in its dtype."""
     return values.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
 
 
