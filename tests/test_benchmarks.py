@@ -223,6 +223,36 @@ def test_curve_summary_measures_decay():
     assert s["decaying"]["decay"] == pytest.approx(0.1) and s["decaying"]["best_window"] == pytest.approx(0.9)
 
 
+@pytest.mark.skipif(not (SHARED / "mnist").is_dir(), reason="MNIST files not present")
+def test_mnist_trace_quick():
+    traces, summary = load("mnist_trace").main(["--quick"])
+    (run, t), = traces.items()
+    assert run == "0.98 nines, seed 2" and set(summary) == {run}
+    assert all(len(values) == 3 for values in t.values())
+    assert all(0 <= v <= 1 for key in ("accepted_share", "minority_weight_share", "majority_zero_share")
+               for v in t[key])
+    assert all(v >= 0 for v in t["accepted_per_step"]) and all(v > 0 for v in t["clean_loss"])
+    assert summary[run]["last_window"] == pytest.approx(np.mean(t["test_acc"]))
+    table = (BENCHMARKS / "results" / "mnist_trace_quick.md").read_text()
+    assert table.count(f"| {run} |") == 3
+
+
+def test_trace_reads_the_steering_signal_of_a_fit():
+    # two epochs of two steps over four rows; rows 0-1 are the minority
+    class Fitted:
+        sample_alignments_ = np.array([[2.0, -1.0, 1.0, -4.0], [0.5, 0.5, -1.0, np.nan]])
+        sample_weights_ = np.array([[2.0, 0.0, 2.0, 0.0], [1.0, 1.0, 0.0, np.nan]])
+        history = [{"batches": [{"clean_loss": 0.5}, {"clean_loss": 0.3}], "train_loss": 0.7},
+                   {"batches": [{"clean_loss": 0.2}, {}], "train_loss": 0.6}]
+
+    t = load("mnist_trace").trace(Fitted(), [0.6, 0.8], minority=np.array([True, True, False, False]))
+    assert t["accepted_per_step"] == pytest.approx([1.5, 0.5])
+    assert t["accepted_share"] == pytest.approx([3 / 8, 1 / 2])
+    assert t["clean_loss"] == pytest.approx([0.4, 0.2])
+    assert t["minority_weight_share"] == pytest.approx([0.5, 1.0])
+    assert t["majority_zero_share"] == pytest.approx([0.5, 1.0])
+
+
 @pytest.mark.skipif(not (SHARED / "fashion-mnist").is_dir(), reason="Fashion-MNIST files not present")
 def test_noisy_labels_quick():
     payload = load("noisy_labels").main(["--quick"])
