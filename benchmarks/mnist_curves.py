@@ -21,6 +21,7 @@ smoke test).
 """
 import argparse
 import time
+from functools import partial
 
 import numpy as np
 import torch
@@ -73,17 +74,24 @@ def _network(estimator, fitted=False):
     return net[-1] if hasattr(net, "steps") else net  # a sampler pipeline ends with the net
 
 
-def run_cell(proportion, seed, args, quick):
+def build_methods(names, reweight_params, args, seed):
+    """The protocol's methods (``make_baselines``): LeNet, SGD momentum 0.9, lr 1e-3, batch 100."""
+    return make_baselines(LeNet, module_params=dict(n_classes=2), sample_shape=(1, 28, 28), lr=1e-3,
+                          optimizer=torch.optim.SGD, optimizer_params=dict(momentum=0.9),
+                          max_epochs=args.epochs, batch_size=100, random_state=seed,
+                          device=args.device, include=names, reweight_params=reweight_params)
+
+
+def load_split(proportion, seed, args, quick):
+    """The run's split of MNIST 4-vs-9 (300 training images with ``quick``, else 5,000)."""
     X, y = load_mnist(args.data, split="train")
     X_test, y_test = load_mnist(args.data, split="test")
-    data = make_split(X, y, X_test, y_test, proportion, seed, n_train=300 if quick else 5000)
+    return make_split(X, y, X_test, y_test, proportion, seed, n_train=300 if quick else 5000)
 
-    def build(names, reweight_params):
-        return make_baselines(LeNet, module_params=dict(n_classes=2), sample_shape=(1, 28, 28), lr=1e-3,
-                              optimizer=torch.optim.SGD, optimizer_params=dict(momentum=0.9),
-                              max_epochs=args.epochs, batch_size=100, random_state=seed,
-                              device=args.device, include=names, reweight_params=reweight_params)
 
+def run_cell(proportion, seed, args, quick):
+    data = load_split(proportion, seed, args, quick)
+    build = partial(build_methods, args=args, seed=seed)
     methods = paper_and_default(build, [m for m in args.methods if m not in VARIANTS], args.default_params)
     methods.update({m: build([DEFAULT], VARIANTS[m])[DEFAULT] for m in args.methods if m in VARIANTS})
     curves = {}

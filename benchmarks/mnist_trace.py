@@ -29,14 +29,10 @@ import time
 import numpy as np
 import torch
 
-from sk_reweight.baselines import make_baselines
-from sk_reweight.datasets import load_mnist
-from sk_reweight.modules import LeNet
-
 from _harness import (DEFAULT, add_common_arguments, add_default_params_argument, add_name_argument,
                       default_params_note, map_cells, publish)
-from mnist_curves import WINDOW, TestAccuracy
-from mnist_imbalance import SHARED, make_split
+from mnist_curves import WINDOW, TestAccuracy, build_methods, load_split
+from mnist_imbalance import SHARED
 
 
 def _run(text):
@@ -66,13 +62,8 @@ def trace(net, curve, minority):
 
 
 def run_cell(proportion, seed, args, quick):
-    X, y = load_mnist(args.data, split="train")
-    X_test, y_test = load_mnist(args.data, split="test")
-    data = make_split(X, y, X_test, y_test, proportion, seed, n_train=300 if quick else 5000)
-    net = make_baselines(LeNet, module_params=dict(n_classes=2), sample_shape=(1, 28, 28), lr=1e-3,
-                         optimizer=torch.optim.SGD, optimizer_params=dict(momentum=0.9), max_epochs=args.epochs,
-                         batch_size=100, random_state=seed, device=args.device, include=[DEFAULT],
-                         reweight_params=args.default_params)[DEFAULT]
+    data = load_split(proportion, seed, args, quick)
+    net = build_methods([DEFAULT], args.default_params, args, seed)[DEFAULT]
     steps_per_epoch = -(-len(data["y_train"]) // 100)
     recorder = TestAccuracy(data["X_test"], data["y_test"], every=steps_per_epoch, points=args.epochs)
     net.set_params(callbacks=[("test_acc", recorder)])
