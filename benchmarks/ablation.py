@@ -57,6 +57,7 @@ VARIANTS = {
         "weight_smoothing": 0.9, "clean_weight": 1.0, "finetune_epochs": 40},
     "clean_trim=1": {"clean_trim": 1},
     "clean_cap=1": {"clean_cap": 1.0},
+    "unlearning_tolerance=0.1": {"unlearning_tolerance": 0.1},
 }
 
 

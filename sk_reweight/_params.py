@@ -142,6 +142,13 @@ def check_reweighting_params(estimator):
             f"clean_trim={trim!r} must be an int >= 0: the clean groups most opposed to a "
             "training example that its alignment leaves out; 0 is Algorithm 1."
         )
+    tolerance = estimator.unlearning_tolerance
+    if tolerance is not None and (not _is_real(tolerance) or not 0 <= tolerance < float("inf")):
+        raise ValueError(
+            f"unlearning_tolerance={tolerance!r} must be a finite number >= 0 or None: how far "
+            "(in loss units) a class's epoch mean training loss may rise above its best before the "
+            "class trains with its mean weights; None turns the guard off (the paper)."
+        )
     cap = estimator.clean_cap
     if cap is not None and (not _is_real(cap) or not 0 < cap < float("inf")):
         raise ValueError(

@@ -61,6 +61,14 @@ class FitData:
         if self.n_rows is None:
             self.n_rows = len(self.X)
 
+    def targets_by_position(self):
+        """Each position's class index in the X given; -1 for the trusted rows (``clean_mask``)."""
+        if self.rows is None:
+            return torch.as_tensor(self.y)
+        targets = torch.full((self.n_rows,), -1, dtype=torch.int64)
+        targets[torch.as_tensor(self.rows)] = torch.as_tensor(self.y)
+        return targets
+
 
 def validate_fit_data(estimator, X, y, X_clean, y_clean, sample_weight, reset, clean_mask=None):
     """Validate and encode the training and clean sets.

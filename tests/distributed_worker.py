@@ -87,7 +87,7 @@ CASES = {
     "paper_exact_tiny_batches": (41, 2, dict(**PAPER_EXACT, **{**SGD, "lr": 0.01})),
     "options": (203, 16, dict(clean_weight=0.5, weight_smoothing=0.9, weight_shrinkage=0.1,
                               clean_sampling="stratified", clean_batch_size=8, finetune_epochs=1,
-                              clean_trim=1, clean_cap=1.0, lr=0.01)),
+                              clean_trim=1, clean_cap=1.0, unlearning_tolerance=0.001, lr=0.01)),
     "meta_net": (203, 16, dict(weighting="meta_net", lr=0.01)),
     "batch_norm": (203, 16, dict(module=BatchNormNet, lr=0.01)),
     "unseeded": (203, 16, dict(lr=0.01, random_state=None)),

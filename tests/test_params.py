@@ -32,6 +32,8 @@ LOSSES = torch.tensor([0.5, 0.5])  # what the engines pass along; unused by alig
     ({"lr": float("nan")}, r"lr=nan must be a positive finite number"),
     ({"device": "gpu0"}, r"device='gpu0' is not a torch device.*'auto', 'cpu', 'cuda'"),
     ({"on_divergence": "retry"}, r"on_divergence='retry' is not one of \['raise', 'skip'\]"),
+    ({"unlearning_tolerance": -0.1}, r"unlearning_tolerance=-0.1 must be a finite number >= 0 or None"),
+    ({"unlearning_tolerance": "0.1"}, r"unlearning_tolerance='0.1' must be a finite number >= 0 or None"),
 ])
 def test_bad_options_fail_clearly(small_data, params, message):
     X, y, Xc, yc = small_data
