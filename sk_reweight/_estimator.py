@@ -180,16 +180,19 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         Guards a class the steering is unlearning: when a class's mean
         unweighted training loss over an epoch lies more than this many
         loss units (nats for the cross-entropy) above its lowest epoch mean
-        so far, its examples train with their mean weight over all their
-        visits instead of this step's until an epoch brings the loss back
+        so far, it gets back its usual share of each batch (the sum of its
+        examples' mean weights over their visits), spread by this step's
+        weights, so an example the step rejects stays at 0; a class the
+        step shuts out entirely trains with those mean weights. The guard
+        holds until an epoch brings the loss back
         (:class:`~sk_reweight.weighting.UnlearningGuard`). Once a small
         clean set is fitted, Algorithm 1 can shut a whole class out for the
         rest of the run while the clean loss still falls (the docs' MNIST
         benchmark, "What the decaying runs have in common"); the guard uses
         the training set's loss, not only the clean set. ``None``: no guard
         (the paper). 0.1 removed Algorithm 1's late decay on MNIST 4-vs-9
-        but, with many small classes and noisy labels, gives mislabelled
-        examples their early weight back (the docs' options page). Costs a
+        and kept its weights' ranking of flipped labels on long-tailed
+        noisy digits (the docs' options page). Costs a
         running sum per example and per class (1.1x the time of a tiny
         tabular step).
     finetune_epochs : int, default=0

@@ -42,27 +42,37 @@ def make_demo_data(seed=0, imbalance_factor=20, noise=0.3, clean_per_class=5):
                 X_test=X_test, y_test=y_test)
 
 
-def run_demo(out, seed=0, device="cpu", methods=None, max_epochs=60, show=print):
-    """Train reweighting and the strongest baselines on the demo data; write results."""
-    import torch
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
-    from tqdm.auto import tqdm
+def make_demo_methods(seed=0, device="cpu", methods=None, max_epochs=60, reweight_params=None):
+    """The demo's methods (``make_baselines`` names) with its network and recipe.
 
+    An MLP with 128 hidden units, Adam at lr 3e-3, batches of 64,
+    ``max_epochs`` epochs (fine-tuning: 20). ``methods``: default reweight
+    and the strongest baselines (cleanlab only where installed);
+    ``reweight_params``: options of ``reweight``.
+    """
     from .baselines import make_baselines
     from .modules import MLP
+
+    methods = methods or ["reweight", "plain", "class_weight", "smote", "finetune", "cleanlab"]
+    return make_baselines(
+        MLP, module_params=dict(n_features=64, n_classes=10, hidden_units=(128,)), lr=3e-3,
+        optimizer=torch.optim.Adam, max_epochs=max_epochs, batch_size=64,
+        finetune_epochs=20, reweight_params=reweight_params, random_state=seed, device=device,
+        include=[m for m in methods if m != "cleanlab" or _has_cleanlab()],
+    )
+
+
+def run_demo(out, seed=0, device="cpu", methods=None, max_epochs=60, show=print):
+    """Train reweighting and the strongest baselines on the demo data; write results."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+    from tqdm.auto import tqdm
 
     data = make_demo_data(seed)
     n_train = len(data["y_train"])
     show(f"Digits, long-tailed (imbalance factor 20) with 30% flipped labels: {n_train} training "
          f"examples, {int(data['flipped'].sum())} of them mislabelled; a trusted clean set of "
          f"{len(data['y_clean'])} (5 per class); {len(data['y_test'])} untouched test examples.")
-    methods = methods or ["reweight", "plain", "class_weight", "smote", "finetune", "cleanlab"]
-    estimators = make_baselines(
-        MLP, module_params=dict(n_features=64, n_classes=10, hidden_units=(128,)), lr=3e-3,
-        optimizer=torch.optim.Adam, max_epochs=max_epochs, batch_size=64,
-        finetune_epochs=20, random_state=seed, device=device,
-        include=[m for m in methods if m != "cleanlab" or _has_cleanlab()],
-    )
+    estimators = make_demo_methods(seed, device, methods, max_epochs)
     rows = []
     for name, est in tqdm(estimators.items(), desc="training", unit="method"):
         t0 = time.perf_counter()

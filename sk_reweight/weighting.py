@@ -418,10 +418,15 @@ class UnlearningGuard(WeightStage):
     class, this stage records that loss and, after each epoch's worth of
     visits, *guards* a class whose mean loss over that epoch lies more than
     ``tolerance`` above its lowest epoch mean so far, until an epoch brings
-    it back. A guarded class's examples train with their running mean
-    weight (over all their visits, on the scale where 1 is uniform) instead
-    of this step's, and the batch is normalised again; the other classes'
-    examples keep this step's weights.
+    it back. A guarded class gets back its usual share of the batch: its
+    examples keep this step's weights relative to each other, scaled so
+    that together they carry the sum of their running mean weights (over
+    all their visits, on the scale where 1 is uniform); if this step gives
+    the whole class weight 0, its examples train with those mean weights.
+    The batch is normalised again; the other classes' weights are
+    untouched. Keeping the step's weights inside a guarded class keeps its
+    mislabelled examples at weight 0 (with the mean weights instead, the
+    weights of long-tailed noisy classes fade towards uniform).
 
     Parameters
     ----------
@@ -448,7 +453,7 @@ class UnlearningGuard(WeightStage):
     >>> guard.observe(torch.tensor([0.3, 0.9]), positions=[0, 1])  # epoch 2: class 1 at 0.9 > 0.3 + 0.1
     >>> guard.guarded
     tensor([False,  True])
-    >>> guard(torch.tensor([1.0, 0.0]), positions=[0, 1])  # 2 (this step's) against 1's mean, 0.5
+    >>> guard(torch.tensor([1.0, 0.0]), positions=[0, 1])  # class 1 shut out: its mean weight, 0.5
     tensor([0.8000, 0.2000])
     """
 
@@ -515,9 +520,15 @@ class UnlearningGuard(WeightStage):
         state["visits"].index_add_(0, rows, finite.to(self._dtype))
         if self._targets is None:
             return w
-        guarded = state["guarded"][self._targets[positions]]
+        classes = self._targets[positions]
+        guarded = state["guarded"][classes]
         mean_weight = state["weight_sum"][positions] / state["visits"][positions].clamp(min=1)
-        return _normalize(torch.where(guarded, mean_weight, scaled)).to(w.dtype)
+        usable = torch.where(finite, scaled, 0.0)
+        mass = usable.new_zeros(len(state["guarded"])).index_add_(0, classes, usable)[classes]
+        usual = usable.new_zeros(len(state["guarded"])).index_add_(0, classes, mean_weight)[classes]
+        restored = torch.where(mass > 0, usable * usual / mass.clamp(min=torch.finfo(mass.dtype).tiny), mean_weight)
+        # nothing guarded: the step's own weights, bit for bit (a where, not an if: no host sync)
+        return torch.where(guarded.any(), _normalize(torch.where(guarded, restored, scaled)).to(w.dtype), w)
 
     def state_dict(self):
         if self._state is None:

@@ -71,6 +71,29 @@ def test_label_issues_quick():
     assert all(0 <= s["roc_auc"][0] <= 1 for s in scores.values())
 
 
+def test_long_tail_noise_quick():
+    rows = load("long_tail_noise").main(["--quick", "--methods", "plain", "reweight_paper", "reweight",
+                                        "--default-params", "unlearning_tolerance=0.0"])
+    assert sorted(map(tuple, rows[["method", "seed"]].values)) == [
+        (m, s) for m in ("plain", "reweight", "reweight_paper") for s in (0, 1)]
+    paper = rows[rows.method == "reweight_paper"]
+    assert (paper.weight_auc > 0.5).all() and (paper.weight_auc <= 1).all()  # flipped labels weigh less
+    assert rows[rows.method == "plain"].weight_auc.isna().all()
+    table = (BENCHMARKS / "results" / "long_tail_noise_quick.md").read_text()
+    assert "unlearning_tolerance=0.0" in table and "sign test" in table
+
+
+def test_weight_signal_reads_early_and_late_epochs():
+    class Fit:  # three epochs of four examples; example 3 is flipped and loses its weight late
+        sample_weights_ = np.array([[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 2.0], [1.0, 2.0, 1.0, 0.0]])
+
+    signal = load("long_tail_noise").weight_signal(Fit(), np.array([False, False, False, True]), window=1)
+    assert signal["flipped_weight_early"] == 1.0 and signal["flipped_weight_late"] == 0.0
+    assert signal["late_weight_auc"] == 1.0  # ranked last in the last epoch
+    # over the run its mean (1.0) ties examples 0 and 2 and is below example 1's (4/3): (0.5 + 1 + 0.5) / 3
+    assert signal["weight_auc"] == pytest.approx(2 / 3)
+
+
 def test_default_params_reach_only_the_default_rows():
     harness = load("_harness")
     parser = argparse.ArgumentParser()

@@ -109,7 +109,7 @@ def _guard_epoch(guard, losses, weights, positions=(0, 1, 2, 3)):
     return guard(torch.tensor(weights), list(positions))
 
 
-def test_unlearning_guard_gives_an_unlearned_class_its_mean_weights_until_it_recovers():
+def test_unlearning_guard_gives_a_shut_out_class_its_mean_weights_until_it_recovers():
     guard = UnlearningGuard(tolerance=0.1)
     guard.start(n_train=4, device="cpu")
     guard.set_targets(torch.tensor([0, 0, 1, 1]))  # an epoch is one batch of the four
@@ -133,6 +133,19 @@ def test_unlearning_guard_gives_an_unlearned_class_its_mean_weights_until_it_rec
     w = _guard_epoch(guard, [0.1, 0.1, 0.35, 0.35], [0.25, 0.25, 0.0, 0.5])
     assert not guard.guarded.any()
     torch.testing.assert_close(w, torch.tensor([0.25, 0.25, 0.0, 0.5]))
+
+
+def test_unlearning_guard_restores_a_class_share_but_keeps_its_zero_weights():
+    guard = UnlearningGuard(tolerance=0.1)
+    guard.start(n_train=4, device="cpu")
+    guard.set_targets(torch.tensor([0, 0, 1, 1]))
+    _guard_epoch(guard, [0.2, 0.2, 0.3, 0.3], [0.25, 0.25, 0.25, 0.25])
+    # epoch 2: class 1 guarded; this step gives it 1.6 (example 2) and 0 (example 3, e.g. a wrong label)
+    w = _guard_epoch(guard, [0.2, 0.2, 0.6, 0.6], [0.3, 0.3, 0.4, 0.0])
+    assert guard.guarded.tolist() == [False, True]
+    # class 1's usual mass: mean weights (1 + 1.6) / 2 + (1 + 0) / 2 = 1.8, all on example 2
+    expected = torch.tensor([1.2, 1.2, 1.8, 0.0])
+    torch.testing.assert_close(w, (expected / expected.sum()).float())
 
 
 def test_unlearning_guard_counts_an_epoch_in_training_rows_and_ignores_trusted_ones():
