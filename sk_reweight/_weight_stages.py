@@ -1,0 +1,297 @@
+"""The stages after a weighting policy: each adjusts a batch's normalised weights.
+
+:class:`WeightStage` is their base; the options beyond the paper are stages
+(``weight_shrinkage``: :class:`Shrinkage`, ``weight_smoothing``:
+:class:`Smoothing`, ``unlearning_tolerance``: :class:`UnlearningGuard`,
+``zero_weights='uniform'``: :class:`UniformIfAllZero`). Also here: what
+stages and policies share (:class:`_Part`, :func:`_normalize`). Public
+through :mod:`sk_reweight.weighting`.
+"""
+import torch
+
+def _normalize(w):
+    total = w.sum()
+    return torch.where(total > 0, w / total, torch.zeros_like(w))
+
+
+
+class _Part:
+    """What policies and stages share: a start hook, state for saving, a readable repr."""
+
+    def start(self, n_train, device):
+        """Called at the start of every ``fit``/``partial_fit``."""
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state_dict):
+        pass
+
+    def __repr__(self):
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({params})"
+
+
+
+class WeightStage(_Part):
+    """Base class of the steps that adjust a policy's normalised weights.
+
+    Subclasses implement ``__call__(w, positions, sample_weight)`` and
+    return weights that again sum to 1 (or are all zero); a stage with
+    state overrides :meth:`start`, :meth:`state_dict` and
+    :meth:`load_state_dict`, and one that needs the classes or the losses
+    :meth:`set_targets` and :meth:`observe`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_reweight.weighting import WeightStage
+    >>> class Cap(WeightStage):  # no example above twice the uniform weight
+    ...     def __call__(self, w, positions, sample_weight=None):
+    ...         w = w.clamp(max=2 / len(w))
+    ...         return w / w.sum()
+    >>> Cap()(torch.tensor([0.9, 0.1, 0.0, 0.0]), positions=[0, 1, 2, 3])
+    tensor([0.8333, 0.1667, 0.0000, 0.0000])
+    """
+
+    def __call__(self, w, positions, sample_weight=None):
+        raise NotImplementedError
+
+    def set_targets(self, targets):
+        """Called after :meth:`start` with each training position's class index (-1: no class).
+
+        The estimator passes them for every fit; a stage that needs classes keeps them.
+        """
+
+    def observe(self, losses, positions):
+        """Called at every step, before :meth:`__call__`, with the batch's unweighted losses."""
+
+
+def _uniform(w, sample_weight):
+    """Plain training's weights for the batch: ``sample_weight`` (or 1) normalised."""
+    return _normalize(torch.ones_like(w) if sample_weight is None else sample_weight.to(w.dtype))
+
+
+class Shrinkage(WeightStage):
+    """``(1 - amount) * w + amount * uniform`` (``weight_shrinkage``).
+
+    A defensive mixture (Hesterberg, 1995): no weight falls below
+    ``amount`` times the uniform weight (times ``sample_weight``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_reweight.weighting import Shrinkage
+    >>> Shrinkage(0.5)(torch.tensor([1.0, 0.0]), positions=[0, 1])
+    tensor([0.7500, 0.2500])
+    """
+
+    def __init__(self, amount):
+        self.amount = amount
+
+    def __call__(self, w, positions, sample_weight=None):
+        return (1 - self.amount) * w + self.amount * _uniform(w, sample_weight)
+
+
+class Smoothing(WeightStage):
+    """Per-example exponential moving average of the weights (``weight_smoothing``).
+
+    On the scale where 1 is the uniform weight, each example keeps
+    ``s <- momentum * s + (1 - momentum) * w`` (``s = w`` on its first
+    visit); the step uses the averages of the examples this step's weights
+    accept (``w > 0``), normalised within the batch. An example the clean
+    set rejects now gets weight 0, whatever its average: smoothing damps
+    the sizes of the weights, never the selection.
+
+    Attributes
+    ----------
+    averages : torch.Tensor of shape (n_train,) or None
+        ``NaN`` for examples not visited yet.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_reweight.weighting import Smoothing
+    >>> smoothing = Smoothing(0.5)
+    >>> smoothing.start(n_train=2, device="cpu")
+    >>> smoothing(torch.tensor([1.0, 0.0]), positions=[0, 1])  # first visit: as given
+    tensor([1., 0.])
+    >>> smoothing(torch.tensor([0.4, 0.6]), positions=[0, 1])  # then averaged
+    tensor([0.7000, 0.3000])
+    >>> smoothing(torch.tensor([0.0, 1.0]), positions=[0, 1])  # a rejection is not averaged away
+    tensor([0., 1.])
+    """
+
+    def __init__(self, momentum):
+        self.momentum = momentum
+        self.averages = None
+
+    def start(self, n_train, device):
+        if self.averages is None or len(self.averages) != n_train:
+            self.averages = torch.full((n_train,), float("nan"), device=device)
+        else:
+            self.averages = self.averages.to(device)
+
+    def __call__(self, w, positions, sample_weight=None):
+        scaled = w * len(w)
+        previous = self.averages[positions]
+        averaged = torch.where(torch.isnan(previous), scaled,
+                               self.momentum * previous + (1 - self.momentum) * scaled)
+        self.averages[positions] = averaged
+        # the average sets the size, this step decides who trains: averaging a rejection
+        # away would train the examples the clean set turned down (a majority class)
+        return _normalize(averaged * (w > 0))
+
+    def state_dict(self):
+        return {} if self.averages is None else {"averages": self.averages.detach().cpu()}
+
+    def load_state_dict(self, state_dict):
+        if "averages" in state_dict:
+            self.averages = state_dict["averages"].clone()
+
+
+class UnlearningGuard(WeightStage):
+    """Keeps a class the steering is unlearning in training (``unlearning_tolerance``).
+
+    Once a small clean set is fitted, its gradient can keep steering the
+    weights away from a whole class (at 98% nines on MNIST 4-vs-9 the nines
+    get weight 0 on nearly every visit and the network unlearns them while
+    the clean loss still falls); the unweighted training loss shows it. Per
+    class, this stage records that loss and, after each epoch's worth of
+    visits, *guards* a class whose mean loss over that epoch lies more than
+    ``tolerance`` above its lowest epoch mean so far, until an epoch brings
+    it back. A guarded class gets back its usual share of the batch: its
+    examples keep this step's weights relative to each other, scaled so
+    that together they carry the sum of their running mean weights (over
+    all their visits, on the scale where 1 is uniform); if this step gives
+    the whole class weight 0, its examples train with those mean weights.
+    The batch is normalised again; the other classes' weights are
+    untouched. Keeping the step's weights inside a guarded class keeps its
+    mislabelled examples at weight 0 (with the mean weights instead, the
+    weights of long-tailed noisy classes fade towards uniform).
+
+    Parameters
+    ----------
+    tolerance : float >= 0
+        In units of the training loss (nats for the cross-entropy).
+
+    Attributes
+    ----------
+    mean_weights : torch.Tensor of shape (n_train,) or None
+        Each example's mean weight over its visits (``NaN`` before the first).
+    guarded : torch.Tensor of shape (n_classes,) or None
+        Which classes the current epoch guards.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_reweight.weighting import UnlearningGuard
+    >>> guard = UnlearningGuard(tolerance=0.1)
+    >>> guard.start(n_train=2, device="cpu")
+    >>> guard.set_targets(torch.tensor([0, 1]))  # one example per class: one step per epoch
+    >>> guard.observe(torch.tensor([0.3, 0.3]), positions=[0, 1])  # epoch 1: both classes at 0.3
+    >>> guard(torch.tensor([0.5, 0.5]), positions=[0, 1])
+    tensor([0.5000, 0.5000])
+    >>> guard.observe(torch.tensor([0.3, 0.9]), positions=[0, 1])  # epoch 2: class 1 at 0.9 > 0.3 + 0.1
+    >>> guard.guarded
+    tensor([False,  True])
+    >>> guard(torch.tensor([1.0, 0.0]), positions=[0, 1])  # class 1 shut out: its mean weight, 0.5
+    tensor([0.8000, 0.2000])
+    """
+
+    def __init__(self, tolerance):
+        self.tolerance = tolerance
+        self._state = self._targets = None
+
+    @property
+    def mean_weights(self):
+        state = self._state
+        return None if state is None else state["weight_sum"] / state["visits"]  # NaN where not visited
+
+    @property
+    def guarded(self):
+        return None if self._state is None else self._state.get("guarded")
+
+    def start(self, n_train, device):
+        device = torch.device(device)
+        # sums over a long run in double precision, where the device has it
+        self._dtype = torch.float32 if device.type == "mps" else torch.float64
+        if self._state is None or len(self._state["weight_sum"]) != n_train:
+            zeros = torch.zeros(n_train, dtype=self._dtype, device=device)
+            self._state = {"weight_sum": zeros, "visits": zeros.clone()}
+        else:
+            self._state = {k: v.to(device, self._dtype if v.is_floating_point() else v.dtype)
+                           if torch.is_tensor(v) else v for k, v in self._state.items()}
+        self._targets = None
+
+    def set_targets(self, targets):
+        device = self._state["visits"].device
+        self._targets = torch.as_tensor(targets, device=device)
+        self._epoch_rows = int((self._targets >= 0).sum())
+        n_classes = int(self._targets.max()) + 1
+        if len(self._state.get("best", ())) != n_classes:  # a fresh start, or other classes
+            zeros = torch.zeros(n_classes, dtype=self._dtype, device=device)
+            self._state.update(loss_sum=zeros, loss_count=zeros.clone(), best=torch.full_like(zeros, float("inf")),
+                               guarded=torch.zeros(n_classes, dtype=torch.bool, device=device), seen=0)
+
+    def observe(self, losses, positions):
+        if self._targets is None:
+            raise ValueError("UnlearningGuard needs the class of every training example "
+                             "(Weighting.start(..., targets=...)); it applies to classifiers only.")
+        state, classes = self._state, self._targets[positions]
+        losses = losses.detach().to(self._dtype)
+        finite = torch.isfinite(losses)  # a step that diverges (and is skipped) must not poison the means
+        state["loss_sum"].index_add_(0, classes, torch.where(finite, losses, 0.0))
+        state["loss_count"].index_add_(0, classes, finite.to(self._dtype))
+        state["seen"] += len(classes)
+        if state["seen"] >= self._epoch_rows:  # an epoch's worth of visits: compare with the best
+            mean = state["loss_sum"] / state["loss_count"]
+            present = state["loss_count"] > 0
+            state["best"] = torch.where(present, torch.minimum(state["best"], mean), state["best"])
+            state["guarded"] = present & (mean > state["best"] + self.tolerance)
+            state["loss_sum"].zero_()
+            state["loss_count"].zero_()
+            state["seen"] = 0
+
+    def __call__(self, w, positions, sample_weight=None):
+        state = self._state
+        scaled = (w * len(w)).detach().to(self._dtype)
+        finite = torch.isfinite(scaled)
+        rows = torch.as_tensor(positions, device=scaled.device)  # index_add_: a row twice in a batch counts twice
+        state["weight_sum"].index_add_(0, rows, torch.where(finite, scaled, 0.0))
+        state["visits"].index_add_(0, rows, finite.to(self._dtype))
+        if self._targets is None:
+            return w
+        classes = self._targets[positions]
+        guarded = state["guarded"][classes]
+        mean_weight = state["weight_sum"][positions] / state["visits"][positions].clamp(min=1)
+        usable = torch.where(finite, scaled, 0.0)
+        mass = usable.new_zeros(len(state["guarded"])).index_add_(0, classes, usable)[classes]
+        usual = usable.new_zeros(len(state["guarded"])).index_add_(0, classes, mean_weight)[classes]
+        restored = torch.where(mass > 0, usable * usual / mass.clamp(min=torch.finfo(mass.dtype).tiny), mean_weight)
+        # nothing guarded: the step's own weights, bit for bit (a where, not an if: no host sync)
+        return torch.where(guarded.any(), _normalize(torch.where(guarded, restored, scaled)).to(w.dtype), w)
+
+    def state_dict(self):
+        if self._state is None:
+            return {}
+        return {k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in self._state.items()}
+
+    def load_state_dict(self, state_dict):
+        if state_dict:
+            self._state = {k: v.clone() if torch.is_tensor(v) else v for k, v in state_dict.items()}
+
+
+class UniformIfAllZero(WeightStage):
+    """An all-zero batch trains with uniform weights (``zero_weights='uniform'``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_reweight.weighting import UniformIfAllZero
+    >>> UniformIfAllZero()(torch.zeros(4), positions=[0, 1, 2, 3])
+    tensor([0.2500, 0.2500, 0.2500, 0.2500])
+    """
+
+    def __call__(self, w, positions, sample_weight=None):
+        return torch.where(w.sum() > 0, w, _uniform(w, sample_weight))
