@@ -5,11 +5,13 @@ before corruption, then a share of the training labels flipped uniformly to
 another class. Rankings of the training examples:
 
 - ``reweight``: ``ReweightedNeuralNetClassifier().suspicious_examples`` with
-  the default options (Algorithm 1): the share of visits in which the clean
-  set rejected the example plus one minus the model's probability of its
-  label, over the last half of training;
+  the default options (Algorithm 1 with the unlearning guard): the share of
+  visits in which the clean set rejected the example plus one minus the
+  model's probability of its label, over the last half of training;
 - ``reweight (mean weight)``: the same fit, ranked by the mean of
   ``sample_weights_`` alone (lowest first), the ranking before 0.2;
+- ``reweight_paper`` and ``reweight_paper (mean weight)``: the same two
+  rankings after a fit of Algorithm 1 as published (``PAPER_EXACT``);
 - ``reweight_smooth_clean``: ``suspicious_examples`` after a fit with the
   options that were the default before 0.2 (``weight_smoothing=0.9,
   clean_weight=1``);
@@ -43,11 +45,11 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import cross_val_predict
 from skorch import NeuralNetClassifier
 
-from sk_reweight import ReweightedNeuralNetClassifier
+from sk_reweight import PAPER_EXACT, ReweightedNeuralNetClassifier
 from sk_reweight.corruption import flip_labels_uniform, train_clean_split
 from sk_reweight.modules import MLP
 
-from _harness import DEFAULT, add_default_params_argument, add_name_argument, default_params_note, paired_table, save
+from _harness import DEFAULT, PAPER, add_default_params_argument, add_name_argument, default_params_note, paired_table, save
 
 
 def recipe(epochs):
@@ -85,6 +87,7 @@ def run_one(noise, seed, epochs, default_params=None):
         return (ranked.index, score, seconds), (np.argsort(-low_weight, kind="stable"), low_weight, seconds)
 
     ours = dict(zip([DEFAULT, f"{DEFAULT} (mean weight)"], weights_ranking(default_params or {})))
+    ours.update(zip([PAPER, f"{PAPER} (mean weight)"], weights_ranking(PAPER_EXACT)))
     ours["reweight_smooth_clean"] = weights_ranking(dict(weight_smoothing=0.9, clean_weight=1.0))[0]
 
     t0 = time.perf_counter()

@@ -10,7 +10,8 @@ per epoch, is measured at the same steps), so a method whose accuracy
 decays late shows it. Per proportion and method the table gives the mean
 over seeds of: the last 10 epochs' accuracy, the best 10-epoch window and
 their difference (the decay), and the final accuracy. ``reweight`` is the
-estimator's default (Algorithm 1 as published, like ``reweight_paper``);
+estimator's default (Algorithm 1 with the unlearning guard,
+``unlearning_tolerance=0.1``), ``reweight_paper`` Algorithm 1 as published;
 ``reweight_smooth_clean`` the options that were the default before 0.2
 (``weight_smoothing=0.9, clean_weight=1``); ``reweight_trim`` Algorithm 1
 with trimmed alignments (``clean_trim=1``); ``reweight_cap`` with capped

@@ -15,7 +15,7 @@ from sk_reweight.cli import make_demo_data
 from sk_reweight.plotting import plot_training_curves, plot_weight_distribution, plot_weight_history
 
 data = make_demo_data(seed=0)  # digits: long-tailed, 30% flipped, 5 clean per class
-# the defaults: Algorithm 1, steered by a clean set the network does not train on
+# the defaults: Algorithm 1 (with the unlearning guard), steered by a clean set the network does not train on
 net = ReweightedNeuralNetClassifier(module__hidden_units=(128,), lr=3e-3, max_epochs=40,
                                     batch_size=64, random_state=0)
 net.fit(data["X_train"], data["y_train"], X_clean=data["X_clean"], y_clean=data["y_clean"])

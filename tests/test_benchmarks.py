@@ -64,8 +64,9 @@ def test_load_quick():
 def test_label_issues_quick():
     results = load("label_issues").main(["--quick"])
     scores = results[0.4]
-    assert set(scores) == {"reweight", "reweight (mean weight)", "reweight_smooth_clean", "cleanlab", "plain_loss"}
-    for method in ("reweight", "cleanlab", "plain_loss"):
+    assert set(scores) == {"reweight", "reweight (mean weight)", "reweight_paper", "reweight_paper (mean weight)",
+                           "reweight_smooth_clean", "cleanlab", "plain_loss"}
+    for method in ("reweight", "reweight_paper", "cleanlab", "plain_loss"):
         precision = scores[method]["precision_at_k"][0]
         assert 0.4 < precision <= 1  # better than the 40% a random ranking finds
     assert all(0 <= s["roc_auc"][0] <= 1 for s in scores.values())

@@ -370,8 +370,8 @@ def _extreme_imbalance(seed=0):
     return draw(1990, 10), draw(5, 5), draw(500, 500)  # train 99.5:0.5, clean, balanced test
 
 
-@pytest.mark.parametrize("params", [{}, {"weight_smoothing": 0.9}, {"clean_cap": 1.0}, {"unlearning_tolerance": 0.1}],
-                         ids=["default", "smoothing", "cap", "guard"])
+@pytest.mark.parametrize("params", [{}, PAPER_EXACT, {"weight_smoothing": 0.9}, {"clean_cap": 1.0}],
+                         ids=["default", "paper", "smoothing", "cap"])
 def test_weights_keep_rejecting_the_majority_for_the_whole_run(params):
     (X, y), (Xc, yc), (Xt, yt) = _extreme_imbalance()
     net = ReweightedNeuralNetClassifier(max_epochs=60, batch_size=100, lr=1e-2, optimizer=torch.optim.SGD,

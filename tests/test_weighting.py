@@ -100,7 +100,8 @@ def test_smoothed_weights_survive_partial_fit_and_saving(small_data):
     # into an estimator whose options build other parts: a clear error, nothing half-loaded
     buffer.seek(0)
     other = ReweightedNeuralNetClassifier(module=MLP, module__n_features=6, module__n_classes=2).initialize()
-    with pytest.raises(ValueError, match=r"belongs to \['AlignmentWeighting', 'Smoothing'\]"):
+    with pytest.raises(ValueError, match=r"belongs to \['AlignmentWeighting', 'Smoothing', 'UnlearningGuard'\], but this "
+                       r"estimator's options build \['AlignmentWeighting', 'UnlearningGuard'\]"):
         other.load_params(f_weighting=buffer)
 
 
@@ -132,11 +133,11 @@ def test_guard_fits_saves_and_continues(small_data):
     torch.testing.assert_close(loaded.weighting_.stages[0].mean_weights, guard.mean_weights)
 
 
-def test_the_guard_is_an_option_off_by_default_and_in_paper_exact():
-    assert ReweightedNeuralNetClassifier()._make_weighting().stages == []
-    assert ReweightedNeuralNetClassifier(**PAPER_EXACT)._make_weighting().stages == []
-    stages = ReweightedNeuralNetClassifier(unlearning_tolerance=0.1)._make_weighting().stages
+def test_the_guard_is_on_by_default_and_off_in_paper_exact():
+    stages = ReweightedNeuralNetClassifier()._make_weighting().stages
     assert [(type(s), s.tolerance) for s in stages] == [(UnlearningGuard, 0.1)]
+    assert ReweightedNeuralNetClassifier(**PAPER_EXACT)._make_weighting().stages == []
+    assert ReweightedNeuralNetClassifier(unlearning_tolerance=None)._make_weighting().stages == []
 
 
 def test_weight_shrinkage_mixes_uniform_weights_into_the_learned_ones():
