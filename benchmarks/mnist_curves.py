@@ -18,9 +18,16 @@ with trimmed alignments (``clean_trim=1``); ``reweight_cap`` with capped
 ones (``clean_cap=1``).
 
 Run ``python benchmarks/mnist_curves.py --n-jobs 2`` (``--quick`` for a
-smoke test).
+smoke test). ``--pool FILE:METHOD=LABEL ...`` trains nothing: it pools the
+last-10-epoch accuracy per seed of earlier result files (``FILE`` names
+``results/FILE.json``) under labels, and compares each label with the first
+one seed by seed at every proportion (mean difference, wins/ties/losses and a
+two-sided sign test), so that runs over different seed sets, or a method that
+ran under another name when it was the default, add up to one comparison.
 """
 import argparse
+import json
+import re
 import time
 from functools import partial
 
@@ -33,8 +40,8 @@ from sk_reweight.baselines import make_baselines
 from sk_reweight.datasets import load_mnist
 from sk_reweight.modules import LeNet
 
-from _harness import (DEFAULT, add_common_arguments, add_method_arguments, default_params_note, map_cells,
-                      paper_and_default, publish, pyplot)
+from _harness import (DEFAULT, RESULTS, add_common_arguments, add_method_arguments, default_params_note,
+                      map_cells, paper_and_default, publish, pyplot)
 from mnist_imbalance import PROPORTIONS, SHARED, make_split
 
 WINDOW = 10
@@ -133,6 +140,63 @@ def table(summary):
     return "\n".join(lines) + "\n"
 
 
+def _seeds(stem, payload, n):
+    """The seeds of a result file: recorded in it, or (files written before 2026-12-04) its table's header."""
+    if "seeds" in payload:
+        return payload["seeds"]
+    found = re.search(r"seeds? (\d+)(?:-(\d+))?,", stem.with_suffix(".md").read_text())
+    if found is None:
+        raise ValueError(f"{stem}.json records no seeds and its table's header names none.")
+    first = int(found.group(1))
+    return list(range(first, first + n))
+
+
+def pool(specs, results=RESULTS):
+    """Rows (label, proportion, seed, last-window accuracy) from ``FILE:METHOD=LABEL`` specs."""
+    rows = []
+    for spec in specs:
+        found = re.fullmatch(r"([^:]+):([^=]+)=(.+)", spec)
+        if found is None:
+            raise ValueError(f"--pool takes FILE:METHOD=LABEL, got {spec!r}.")
+        name, method, label = found.groups()
+        stem = results / name
+        payload = json.loads(stem.with_suffix(".json").read_text())
+        before = len(rows)
+        for p, methods in payload["summary"].items():
+            if method not in methods:
+                continue
+            per_seed = methods[method]["last_window_per_seed"]
+            for seed, value in zip(_seeds(stem, payload, len(per_seed)), per_seed):
+                rows.append({"method": label, "dataset": float(p), "seed": seed, "last_window": value})
+        if len(rows) == before:
+            raise ValueError(f"{name} has no method {method!r}.")
+    if len({(r["method"], r["dataset"], r["seed"]) for r in rows}) < len(rows):
+        raise ValueError("--pool gives one (label, proportion, seed) twice; each seed may come from one file only.")
+    return rows
+
+
+def pooled_table(rows):
+    """Markdown: each label against the first one, per proportion, over the seeds both have."""
+    import pandas as pd
+
+    from sk_reweight.comparison import paired_summary
+
+    results = pd.DataFrame(rows)
+    reference = results["method"].iloc[0]
+    lines = [f"| share of nines | label | seeds | mean last {WINDOW} | `{reference}` mean | `{reference}` minus it "
+             "(points) | wins | ties | losses | p |", "|---|---|---|---|---|---|---|---|---|---|"]
+    summaries = {}
+    for p, cells in results.groupby("dataset", sort=True):
+        if reference not in set(cells["method"]):
+            continue
+        summaries[p] = summary = paired_summary(cells, reference=reference, metric="last_window")
+        for row in summary.itertuples():
+            lines.append(f"| {p:g} | {row.method} | {row.n_cells} | {row.mean:.4f} | {row.reference_mean:.4f} | "
+                         f"{100 * row.mean_difference:+.2f} | {row.wins} | {row.ties} | {row.losses} | "
+                         f"{row.p_value:.3f} |")
+    return "\n".join(lines) + "\n", summaries
+
+
 def plot(curves, path):
     plt = pyplot()
     fig, axes = plt.subplots(1, len(curves), figsize=(3.6 * len(curves), 3.4), layout="constrained",
@@ -157,9 +221,19 @@ def main(argv=None):
     parser.add_argument("--proportions", type=float, nargs="+", default=list(PROPORTIONS))
     parser.add_argument("--data", default=str(SHARED) if SHARED.is_dir() else None,
                         help="directory with the MNIST IDX files (default: $SK_REWEIGHT_MNIST)")
+    parser.add_argument("--pool", nargs="+", metavar="FILE:METHOD=LABEL",
+                        help="train nothing: pool the last-10-epoch accuracies of earlier result files")
     add_method_arguments(parser, "mnist_curves")
     add_common_arguments(parser, quick_help="300 images, 3 epochs, 1 seed, 2 proportions")
     args = parser.parse_args(argv)
+    if args.pool:
+        rows = pool(args.pool)
+        table_md, summaries = pooled_table(rows)
+        header = (f"MNIST 4-vs-9, mean test accuracy of the last {WINDOW} epochs per seed, pooled from "
+                  + ", ".join(f"`{spec}`" for spec in args.pool) + "; each label against the first, seed by "
+                  "seed (two-sided sign test).\n\n")
+        publish(args.name, header + table_md, {"rows": rows}, args)
+        return rows, summaries
     # random_over: the best baseline at 15 epochs (mnist_imbalance.py)
     args.methods = args.methods or [DEFAULT, "random_over", *VARIANTS]
     if args.quick:
@@ -179,7 +253,8 @@ def main(argv=None):
               f"constant lr 1e-3; test accuracy, mean over seeds (decay = best {WINDOW}-epoch window "
               f"minus the last). Wall time {minutes:.1f} min, {args.n_jobs} process(es) of one torch "
               "thread on 2 CPU cores." + default_params_note(args) + "\n\n")
-    publish(args.name, header + table(summary), {"curves": curves, "summary": summary}, args,
+    seeds_run = list(range(args.first_seed, args.first_seed + args.seeds))
+    publish(args.name, header + table(summary), {"curves": curves, "summary": summary, "seeds": seeds_run}, args,
             figure=lambda path: plot(curves, path))
     return curves, summary
 

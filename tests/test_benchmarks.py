@@ -247,6 +247,38 @@ def test_curve_summary_measures_decay():
     assert s["decaying"]["decay"] == pytest.approx(0.1) and s["decaying"]["best_window"] == pytest.approx(0.9)
 
 
+def test_curve_pooling_pairs_seeds_across_files(tmp_path):
+    curves = load("mnist_curves")
+
+    def write(name, methods, seeds=None, header="MNIST 4-vs-9, seeds 3-4, 80 epochs"):
+        payload = {"summary": {"0.98": {m: {"last_window_per_seed": v} for m, v in methods.items()}}}
+        if seeds is not None:
+            payload["seeds"] = seeds
+        (tmp_path / f"{name}.json").write_text(json.dumps(payload))
+        (tmp_path / f"{name}.md").write_text(header + "\n")
+
+    write("old", {"reweight": [0.90, 0.80]})  # seeds from the header: 3, 4
+    write("new", {"reweight": [0.95, 0.70], "reweight_paper": [0.93, 0.70]}, seeds=[5, 6])
+    write("guard", {"reweight": [0.92, 0.85]}, header="MNIST 4-vs-9, seeds 3-4,")
+    rows = curves.pool(["guard:reweight=guard", "new:reweight=guard", "old:reweight=alg1",
+                        "new:reweight_paper=alg1"], results=tmp_path)
+    assert {(r["method"], r["seed"]) for r in rows} == {(m, s) for m in ("guard", "alg1") for s in (3, 4, 5, 6)}
+    table, summaries = curves.pooled_table(rows)
+    row = summaries[0.98].iloc[0]
+    assert (row.method, row.n_cells, row.wins, row.ties, row.losses) == ("alg1", 4, 3, 1, 0)
+    assert row.mean_difference == pytest.approx((0.02 + 0.05 + 0.02 + 0.0) / 4)
+    assert "| 0.98 | alg1 | 4 |" in table and "+2.25" in table
+    with pytest.raises(ValueError, match="twice"):
+        curves.pool(["old:reweight=a", "guard:reweight=a"], results=tmp_path)
+    with pytest.raises(ValueError, match="no method 'plain'"):
+        curves.pool(["old:plain=a"], results=tmp_path)
+    with pytest.raises(ValueError, match="FILE:METHOD=LABEL"):
+        curves.pool(["old-reweight"], results=tmp_path)
+    write("bare", {"reweight": [0.9]}, header="no seeds here")
+    with pytest.raises(ValueError, match="records no seeds"):
+        curves.pool(["bare:reweight=a"], results=tmp_path)
+
+
 @pytest.mark.skipif(not (SHARED / "mnist").is_dir(), reason="MNIST files not present")
 def test_mnist_trace_quick():
     traces, summary = load("mnist_trace").main(["--quick"])
