@@ -141,7 +141,7 @@ def table(summary):
 
 
 def _seeds(stem, payload, n):
-    """The seeds of a result file: recorded in it, or (files written before 2026-12-04) its table's header."""
+    """The seeds of a result file: recorded in it, or (older files) read from its table's header."""
     if "seeds" in payload:
         return payload["seeds"]
     found = re.search(r"seeds? (\d+)(?:-(\d+))?,", stem.with_suffix(".md").read_text())
