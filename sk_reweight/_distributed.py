@@ -177,10 +177,12 @@ class DataParallel:
         ``weigh`` to them, stores the global ``alignment``, ``losses`` and
         ``weights`` in the dict ``record`` and returns this rank's share.
         """
-        def weigh_global(alignment, losses):
-            both = torch.stack([alignment.detach(), losses.detach().to(alignment.dtype)])
-            alignment, losses = self.gather(both)
-            weights = weigh(alignment, losses)
+        def weigh_global(alignment, losses, **folds):  # fold_alignment: cross-fitting's columns
+            rows = [alignment.detach(), losses.detach().to(alignment.dtype)]
+            rows += [f.T.to(alignment.dtype) for f in folds.values()]
+            gathered = self.gather(torch.cat([r.reshape(-1, len(alignment)) for r in rows]))
+            alignment, losses = gathered[0], gathered[1]
+            weights = weigh(alignment, losses, **{k: gathered[2:].T for k in folds})
             record.update(alignment=alignment, losses=losses, weights=weights)
             return self.shard(weights)
         return weigh_global

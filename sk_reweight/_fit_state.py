@@ -46,6 +46,19 @@ class FitState:
         """The CPU generator the fit draws from: its own, or torch's global one when unseeded."""
         return torch.default_generator if self.generators is None else self.generators.cpu
 
+    def training_sampler(self, dataset, kwargs, batch_size):
+        """The batch sampler of an epoch over ``dataset`` (kept as :attr:`sampler`); takes
+        ``batch_size``, ``shuffle`` and ``drop_last`` out of the iterator's ``kwargs``."""
+        batch_size = kwargs.pop("batch_size", batch_size)
+        positions = getattr(dataset, "indices", None)  # a Subset from train_split
+        if self.rows is not None:  # positions in the X given to fit (clean_mask)
+            positions = self.rows[slice(None) if positions is None else positions]
+        self.sampler = RecordingBatchSampler(
+            len(dataset), len(dataset) if batch_size == -1 else batch_size, shuffle=kwargs.pop("shuffle", True),
+            drop_last=kwargs.pop("drop_last", False), positions=positions, parallel=self.parallel,
+            generator=self.generator)
+        return self.sampler
+
     def clean_batch(self):
         idx = self.clean_batches.next_indices().to(self.X_clean.device)
         return self.X_clean[idx], self.y_clean[idx]
@@ -65,14 +78,19 @@ class FitState:
         return self.stage
 
 
+def _is_zero(value):
+    return isinstance(value, (int, float)) and value == 0
+
+
 def make_fit_state(data, batch_size, clean_batch_size, clean_sampling, device, parallel=None, generators=None,
-                   clean_trim=0, clean_cap=None):
+                   engine_options=None):
     """The fit state of validated data (see :func:`~sk_reweight._validation.validate_fit_data`)."""
     batch_size = batch_size if batch_size != -1 else len(data.X)
     if parallel is not None:  # batch_size is per process; the clean batch serves the global one
         batch_size *= parallel.world_size
     size = resolve_clean_batch_size(clean_batch_size, len(data.X_clean), batch_size)
-    check_clean_trim(clean_trim, size)
+    engine_options = engine_options or {}
+    check_clean_trim(engine_options.get("clean_trim", 0), size)
     generator = None if generators is None else generators.cpu
     if clean_sampling == "stratified":
         clean_batches = StratifiedCleanBatchCycler(data.y_clean, size, generator)
@@ -93,5 +111,5 @@ def make_fit_state(data, batch_size, clean_batch_size, clean_sampling, device, p
         parallel=parallel,
         generators=generators,
         # only options that are set: an engine of one's own need not know them
-        engine_options={k: v for k, v in (("clean_trim", clean_trim), ("clean_cap", clean_cap)) if v},
+        engine_options={k: v for k, v in engine_options.items() if v is not None and not _is_zero(v)},
     )

@@ -9,10 +9,10 @@ from skorch.callbacks import Checkpoint
 from ._divergence import DIVERGENCE_POLICIES
 from .engines import MetaGradientEngine
 from .engines._trimming import MAX_CLEAN_GROUPS
-from .weighting import WeightingPolicy
+from .weighting import Weighting, WeightingPolicy
 
 ZERO_WEIGHT_POLICIES = ("skip", "uniform")
-WEIGHTINGS = ("alignment", "meta_net")
+WEIGHTINGS = ("cross_fit", "alignment", "meta_net")
 CLEAN_SAMPLINGS = ("cycle", "stratified")
 
 
@@ -116,10 +116,10 @@ def check_reweighting_params(estimator):
             f"clean_sampling={estimator.clean_sampling!r} is not one of {list(CLEAN_SAMPLINGS)}."
         )
     weighting = estimator.weighting
-    if not isinstance(weighting, WeightingPolicy) and weighting not in WEIGHTINGS:
+    if not isinstance(weighting, (WeightingPolicy, Weighting)) and weighting not in WEIGHTINGS:
         raise ValueError(
-            f"weighting={weighting!r} is not one of {list(WEIGHTINGS)} or a "
-            "sk_reweight.weighting.WeightingPolicy instance."
+            f"weighting={weighting!r} is not one of {list(WEIGHTINGS)}, a "
+            "sk_reweight.weighting.WeightingPolicy instance or a sk_reweight.weighting.Weighting."
         )
     engine = estimator.meta_engine
     if not isinstance(engine, (str, MetaGradientEngine)):

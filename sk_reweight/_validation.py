@@ -1,4 +1,5 @@
 """Checks on the data given to ``fit``: clear errors that say how to fix them."""
+import copy
 import inspect
 import numbers
 import warnings
@@ -386,6 +387,24 @@ def check_per_example_losses(losses, y_true):
             "criterion that accepts reduction='none', or one that returns a vector."
         )
     return losses
+
+
+def split_class_weight(net, criterion):
+    """``(criterion, class_weight)``: a class-weighted ``CrossEntropyLoss``/``NLLLoss`` without its
+    class weights, and those weights (``None`` for any other criterion).
+
+    The weights then define the clean loss (the engines' ``clean_class_weight``) and
+    weigh :class:`~sk_reweight.weighting.CrossFitTrust`'s fallback; the training losses
+    stay unweighted, so that a class's weight enters each step once, through what the
+    clean set asks for, and not again through the alignment and the step.
+    """
+    weight = getattr(criterion, "weight", None)
+    if not isinstance(criterion, (torch.nn.CrossEntropyLoss, torch.nn.NLLLoss)) or weight is None:
+        return criterion, None
+    if criterion is net.criterion:  # the user's instance is never changed
+        criterion = copy.deepcopy(criterion)
+    criterion.weight = None
+    return criterion, weight.detach().clone()
 
 
 def per_example_criterion(criterion, kwargs):

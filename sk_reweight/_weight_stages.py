@@ -54,6 +54,11 @@ class WeightStage(_Part):
     tensor([0.8333, 0.1667, 0.0000, 0.0000])
     """
 
+    #: clean-batch folds whose alignments :meth:`observe_folds` needs (0: none)
+    clean_folds = 0
+    #: the weight of the clean batch's mean loss this stage adds to each step
+    extra_clean_weight = 0.0
+
     def __call__(self, w, positions, sample_weight=None):
         raise NotImplementedError
 
@@ -63,8 +68,20 @@ class WeightStage(_Part):
         The estimator passes them for every fit; a stage that needs classes keeps them.
         """
 
+    def set_clean_targets(self, clean_targets, class_weight=None):
+        """Called after :meth:`set_targets` with the clean set's class indices and the
+        criterion's class weights (``None``: unweighted), which define the clean loss."""
+
     def observe(self, losses, positions):
         """Called at every step, before :meth:`__call__`, with the batch's unweighted losses."""
+
+    def observe_folds(self, fold_alignment, positions, sample_weight=None):
+        """Called at every step, before :meth:`__call__`, when :attr:`clean_folds` is set:
+        ``fold_alignment[i, k]`` is example ``i``'s alignment with clean fold ``k``'s gradient."""
+
+    def end_epoch(self):
+        """Called after each reweighted epoch; returns values to record in the history (a dict)."""
+        return {}
 
 
 def _uniform(w, sample_weight):

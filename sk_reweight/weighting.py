@@ -28,6 +28,7 @@ import copy
 import torch
 
 from ._random import preserved_random_state
+from ._trust import CrossFitTrust
 from ._weight_stages import (Shrinkage, Smoothing, UniformIfAllZero, UnlearningGuard, WeightStage, _normalize,
                              _Part)
 
@@ -42,6 +43,7 @@ __all__ = [
     "Smoothing",
     "UnlearningGuard",
     "UniformIfAllZero",
+    "CrossFitTrust",
     "Weighting",
     "normalize_weights",
     "PAPER_EXACT",
@@ -167,37 +169,58 @@ class LossWeightNet(torch.nn.Module):
 
     One hidden layer of 100 ReLU units and a sigmoid output, as in Shu et al.,
     "Meta-Weight-Net: Learning an Explicit Mapping For Sample Weighting"
-    (NeurIPS 2019).
+    (NeurIPS 2019). The hidden layer is initialised as torch does; the output
+    layer starts at zero, so the initial map is the constant 1/2 (uniform
+    weights): the net prefers no loss range before the clean set has spoken,
+    whereas a random output layer gives the map a random slope, increasing
+    in the loss for some seeds.
 
     Examples
     --------
     >>> import torch
     >>> from sk_reweight.weighting import LossWeightNet
-    >>> LossWeightNet()(torch.tensor([0.1, 2.0])).shape
-    torch.Size([2])
+    >>> with torch.no_grad():
+    ...     LossWeightNet()(torch.tensor([0.1, 2.0]))
+    tensor([0.5000, 0.5000])
     """
 
     def __init__(self, hidden_units=100):
         super().__init__()
         self.layers = torch.nn.Sequential(
             torch.nn.Linear(1, hidden_units), torch.nn.ReLU(), torch.nn.Linear(hidden_units, 1))
+        with torch.no_grad():  # after torch's initialisation: the same random draws as before
+            self.layers[-1].weight.zero_()
+            self.layers[-1].bias.zero_()
+
+    def logits(self, losses):
+        """The sigmoid's input for each loss."""
+        return self.layers(losses[:, None]).squeeze(1)
 
     def forward(self, losses):
-        return torch.sigmoid(self.layers(losses[:, None])).squeeze(1)
+        return torch.sigmoid(self.logits(losses))
 
 
 class MetaNetWeighting(WeightingPolicy):
     """Weights from a :class:`LossWeightNet` trained on the clean set as it goes.
 
-    At each step the net's parameters ``phi`` take one Adam step on the
-    lookahead clean loss. With ``theta'(phi) = theta - alpha * grad sum_i
-    v_i(phi) f_i``, that loss's gradient is
-    ``-alpha * sum_i a_i * d v_i / d phi`` to first order in ``alpha``,
-    where ``a_i`` is the alignment the engines compute exactly, so the
-    update needs no second-order backprop (Meta-Weight-Net itself
-    backpropagates through ``theta'``). The gradient is taken through the
-    normalisation of the weights within the batch, which the step then
-    applies to the updated net's weights.
+    With ``theta'(phi) = theta - alpha * grad sum_i v_i(phi) f_i`` the
+    lookahead parameters, the gradient of the clean loss at ``theta'`` with
+    respect to the net's parameters ``phi`` is ``-alpha * sum_i a_i * d v_i /
+    d phi`` to first order in ``alpha``, where ``a_i`` is the alignment the
+    engines compute exactly (Meta-Weight-Net itself backpropagates through
+    ``theta'``). That first-order objective is linear in each weight: it asks
+    for ``v = 1`` at the losses where alignments are positive on average and
+    ``v = 0`` where they are negative. At each step the net takes one Adam
+    step on its calibrated surrogate, the logistic loss of the net's output
+    against ``a_i > 0`` weighted by ``|a_i|`` (times ``sample_weight``),
+    normalised by the batch's total weight. Its minimiser,
+    ``v(loss) = E[max(a, 0) | loss] / E[|a| | loss]``, is above 1/2 exactly
+    where the clean set's first-order verdict is "helps"; and unlike the
+    linear objective, whose gradient carries the sigmoid's slope ``v (1 -
+    v)``, its gradient does not vanish where the sigmoid saturates on the
+    wrong side, so a map pushed to 1 while most alignments are positive comes
+    back down where they turn negative. The step then uses the updated net's
+    weights, normalised in the batch.
 
     Parameters
     ----------
@@ -212,6 +235,17 @@ class MetaNetWeighting(WeightingPolicy):
         assigns, before normalisation).
     optimizer : torch.optim.Adam or None
 
+    Notes
+    -----
+    The objective is not taken through the normalisation of the weights in
+    the batch: the normalised weights of a sigmoid are not invariant to a
+    common shift of its input, and raising every input flattens them towards
+    uniform. Through the normalisation, a map that ranks the examples against
+    their alignments can thus lower that objective by saturating the sigmoid
+    at 1 everywhere, where every gradient vanishes: it then freezes at
+    uniform weights that keep its wrong ranking (what an early version did
+    under label noise).
+
     Examples
     --------
     >>> import torch
@@ -220,6 +254,9 @@ class MetaNetWeighting(WeightingPolicy):
     >>> policy.start(n_train=4, device="cpu")
     >>> round(float(policy(torch.tensor([1.0, -1.0]), torch.tensor([0.2, 2.0])).sum()), 4)
     1.0
+    >>> with torch.no_grad():  # the example the clean set agrees with now weighs more
+    ...     bool(policy.net(torch.tensor([0.2])) > policy.net(torch.tensor([2.0])))
+    True
     """
 
     def __init__(self, lr=1e-3, hidden_units=100):
@@ -244,11 +281,12 @@ class MetaNetWeighting(WeightingPolicy):
     def __call__(self, alignment, losses, sample_weight=None):
         alignment, losses = alignment.detach(), losses.detach()
         with torch.enable_grad():
-            # through the normalisation: only the weights' relative sizes matter, so
-            # raising every weight at once earns nothing
-            w = super().__call__(alignment, losses, sample_weight)
+            logits = self.net.logits(losses)
+            helps = (alignment > 0).to(logits.dtype)
+            strength = _times(alignment.abs(), sample_weight).to(logits.dtype)
+            surprise = torch.nn.functional.binary_cross_entropy_with_logits(logits, helps, reduction="none")
             # scale-free: Adam's step size does not depend on the alignments' units
-            meta_loss = -(alignment * w).sum() / alignment.abs().sum().clamp(min=1e-30)
+            meta_loss = (strength * surprise).sum() / strength.sum().clamp(min=1e-30)
             self.optimizer.zero_grad()
             meta_loss.backward()
             self.optimizer.step()
@@ -293,22 +331,44 @@ class Weighting:
         self.policy = policy
         self.stages = list(stages)
 
-    def start(self, n_train, device, generator=None, targets=None):
+    def start(self, n_train, device, generator=None, targets=None, clean_targets=None, class_weight=None):
         """Start a fit; ``generator`` is what the policy draws from (``None``: torch's global state),
-        ``targets`` each training position's class index (-1 for trusted rows), if known."""
+        ``targets`` each training position's class index (-1 for trusted rows), if known,
+        ``clean_targets`` the clean set's and ``class_weight`` the criterion's class weights."""
         self.policy._generator = generator
         self.policy.start(n_train, device)
         for stage in self.stages:
             stage.start(n_train, device)
             if targets is not None:
                 stage.set_targets(targets)
+            if clean_targets is not None:
+                stage.set_clean_targets(clean_targets, class_weight)
 
-    def __call__(self, alignment, losses, positions, sample_weight=None):
+    def __call__(self, alignment, losses, positions, sample_weight=None, fold_alignment=None):
         w = self.policy(alignment, losses, sample_weight)
         for stage in self.stages:
             stage.observe(losses, positions)
+            if fold_alignment is not None and stage.clean_folds:
+                stage.observe_folds(fold_alignment, positions, sample_weight)
             w = stage(w, positions, sample_weight)
         return w
+
+    @property
+    def clean_folds(self):
+        """The clean-batch folds the stages need alignments with (0: none; the engines' ``clean_folds``)."""
+        return max((stage.clean_folds for stage in self.stages), default=0)
+
+    @property
+    def extra_clean_weight(self):
+        """The weight of the clean batch's mean loss the stages add to the step now."""
+        return float(sum(stage.extra_clean_weight for stage in self.stages))
+
+    def end_epoch(self):
+        """After each reweighted epoch: what the stages record in the history (a dict)."""
+        summary = {}
+        for stage in self.stages:
+            summary.update(stage.end_epoch())
+        return summary
 
     def _parts(self):
         return [type(self.policy).__name__] + [type(stage).__name__ for stage in self.stages]
@@ -342,13 +402,15 @@ class Weighting:
 
 def make_weighting(weighting, meta_net_lr, shrinkage, smoothing, zero_weights, unlearning_tolerance=None):
     """The :class:`Weighting` an estimator's parameters describe (validated before)."""
-    if isinstance(weighting, WeightingPolicy):
-        policy = copy.deepcopy(weighting)  # the parameter itself is never fitted
+    if isinstance(weighting, Weighting):
+        built = copy.deepcopy(weighting)  # the parameter itself is never fitted
+        policy, stages = built.policy, built.stages
+    elif isinstance(weighting, WeightingPolicy):
+        policy, stages = copy.deepcopy(weighting), []
     elif weighting == "meta_net":
-        policy = MetaNetWeighting(lr=meta_net_lr)
+        policy, stages = MetaNetWeighting(lr=meta_net_lr), []
     else:
-        policy = AlignmentWeighting()
-    stages = []
+        policy, stages = AlignmentWeighting(), []
     if shrinkage:
         stages.append(Shrinkage(shrinkage))
     if smoothing:
@@ -357,4 +419,6 @@ def make_weighting(weighting, meta_net_lr, shrinkage, smoothing, zero_weights, u
         stages.append(UnlearningGuard(unlearning_tolerance))
     if zero_weights == "uniform":
         stages.append(UniformIfAllZero())
+    if weighting == "cross_fit":  # last: it mixes the weights the other stages made with its fallback
+        stages.append(CrossFitTrust())
     return Weighting(policy, stages)

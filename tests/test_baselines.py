@@ -83,7 +83,7 @@ def test_meta_weight_net_is_its_own_row():
                          include=["meta_weight_net", "reweight"])
     params = est["meta_weight_net"].get_params()
     assert params["weighting"] == "meta_net" and params["clean_weight"] == 0
-    assert est["reweight"].get_params()["weighting"] == "alignment"
+    assert est["reweight"].get_params()["weighting"] == "cross_fit"
 
 
 def test_baseline_net_sizes_the_default_mlp_from_the_data_and_takes_any_table():

@@ -8,8 +8,8 @@ import torch
 
 from sk_reweight import PAPER_EXACT, ReweightedNeuralNetClassifier
 from sk_reweight.engines import reference_weights
-from sk_reweight.weighting import (AlignmentWeighting, MetaNetWeighting, Shrinkage, Smoothing, UnlearningGuard,
-                                   Weighting)
+from sk_reweight.weighting import (AlignmentWeighting, CrossFitTrust, MetaNetWeighting, Shrinkage, Smoothing,
+                                   UnlearningGuard, Weighting)
 from sk_reweight.modules import MLP
 
 from conftest import RejectAll, make_noisy_problem
@@ -100,8 +100,9 @@ def test_smoothed_weights_survive_partial_fit_and_saving(small_data):
     # into an estimator whose options build other parts: a clear error, nothing half-loaded
     buffer.seek(0)
     other = ReweightedNeuralNetClassifier(module=MLP, module__n_features=6, module__n_classes=2).initialize()
-    with pytest.raises(ValueError, match=r"belongs to \['AlignmentWeighting', 'Smoothing', 'UnlearningGuard'\], but this "
-                       r"estimator's options build \['AlignmentWeighting', 'UnlearningGuard'\]"):
+    with pytest.raises(ValueError, match=r"belongs to \['AlignmentWeighting', 'Smoothing', 'UnlearningGuard', "
+                       r"'CrossFitTrust'\], but this estimator's options build \['AlignmentWeighting', "
+                       r"'UnlearningGuard', 'CrossFitTrust'\]"):
         other.load_params(f_weighting=buffer)
 
 
@@ -133,11 +134,11 @@ def test_guard_fits_saves_and_continues(small_data):
     torch.testing.assert_close(loaded.weighting_.stages[0].mean_weights, guard.mean_weights)
 
 
-def test_the_guard_is_on_by_default_and_off_in_paper_exact():
+def test_the_guard_and_the_trust_are_on_by_default_and_off_in_paper_exact():
     stages = ReweightedNeuralNetClassifier()._make_weighting().stages
-    assert [(type(s), s.tolerance) for s in stages] == [(UnlearningGuard, 0.1)]
+    assert [type(s) for s in stages] == [UnlearningGuard, CrossFitTrust] and stages[0].tolerance == 0.1
     assert ReweightedNeuralNetClassifier(**PAPER_EXACT)._make_weighting().stages == []
-    assert ReweightedNeuralNetClassifier(unlearning_tolerance=None)._make_weighting().stages == []
+    assert ReweightedNeuralNetClassifier(weighting="alignment", unlearning_tolerance=None)._make_weighting().stages == []
 
 
 def test_weight_shrinkage_mixes_uniform_weights_into_the_learned_ones():

@@ -148,6 +148,26 @@ def weighted_backward(module, loss_fn, X, y, weights, loss_scale=None):
     return y_pred, losses
 
 
+def class_weighted(loss_fn, class_weight):
+    """``loss_fn`` with each example's loss times its class's weight; ``class_weight=None``: ``loss_fn``.
+
+    The engines' clean loss with ``clean_class_weight``: the criterion's class weights
+    define the loss the clean set measures (the training losses stay unweighted).
+    """
+    if class_weight is None:
+        return loss_fn
+
+    def weighted(output, target):
+        losses = loss_fn(output, target)
+        return losses * class_weight.to(losses.device, losses.dtype)[target]
+    return weighted
+
+
+def weigh_batch(weigh, alignment, losses, folds=None):
+    """``weigh(alignment, losses)``; with cross-fitting (``clean_folds``) also ``fold_alignment=folds``."""
+    return weigh(alignment, losses) if folds is None else weigh(alignment, losses, fold_alignment=folds)
+
+
 def add_clean_gradient(params, direction, clean_weight, loss_scale=None):
     """Add ``clean_weight * grad L_clean`` (already computed, times ``loss_scale``) to each ``.grad``."""
     if not clean_weight:
@@ -189,7 +209,8 @@ class MetaGradientEngine:
         raise NotImplementedError
 
     def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0,
-                            loss_scale=None, clean_trim=0, clean_cap=None):
+                            loss_scale=None, clean_trim=0, clean_cap=None, clean_folds=0,
+                            clean_class_weight=None):
         """Compute the weights of one training batch and backpropagate.
 
         Parameters
@@ -230,6 +251,20 @@ class MetaGradientEngine:
             (``engines._trimming.capped``), before the (trimmed) mean: the
             alignment with a clean loss in which no group pulls harder than
             ``clean_cap`` times the median one. Passed only when set.
+        clean_folds : int, default=0
+            Cross-fitting: also split the clean batch into this many
+            contiguous folds (of the groups, when trimming or capping makes
+            them) and call ``weigh(alignment, losses, fold_alignment=F)``
+            with ``F`` of shape (batch_size, clean_folds), the alignments
+            with each fold's mean-loss gradient (whose size-weighted mean is
+            ``alignment``). Passed only when set (a stage such as
+            :class:`~sk_reweight.weighting.CrossFitTrust` asks for it).
+        clean_class_weight : torch.Tensor of shape (n_classes,) or None, default=None
+            The clean loss is the mean of ``clean_class_weight[y_j] * l_j``
+            over the clean batch (:func:`class_weighted`): a class-weighted
+            criterion's weights define the loss the clean set measures,
+            while the training losses ``f_i`` (the alignments' other side
+            and the step) stay unweighted. Passed only when set.
 
         Returns
         -------

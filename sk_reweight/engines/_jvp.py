@@ -5,9 +5,10 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from torch.func import functional_call
 
-from ._base import (MetaGradientEngine, MetaStep, add_clean_gradient, clean_gradient, eager_module,
-                    frozen_state, trainable_parameters, weighted_backward)
-from ._trimming import capped, capped_direction, group_clean_gradients, group_norms, trimmed_alignment
+from ._base import (MetaGradientEngine, MetaStep, add_clean_gradient, class_weighted, clean_gradient,
+                    eager_module, frozen_state, trainable_parameters, weigh_batch, weighted_backward)
+from ._trimming import (balanced_folds, capped, capped_direction, fold_alignments, group_clean_gradients,
+                        group_norms, groups_needed, trimmed_alignment, weighted_clean_gradients)
 
 # torch's forward-AD levels are process-wide: one JVP pass at a time, whatever the thread
 _FORWARD_AD = threading.Lock()
@@ -38,26 +39,38 @@ class ForwardModeEngine(MetaGradientEngine):
         return None
 
     def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0,
-                            loss_scale=None, clean_trim=0, clean_cap=None):
+                            loss_scale=None, clean_trim=0, clean_cap=None, clean_folds=0, clean_class_weight=None):
         eager = eager_module(module)
+        clean_loss_fn = class_weighted(loss_fn, clean_class_weight)
         params = trainable_parameters(eager)
+        folds = None
         with frozen_state(eager):
-            if clean_trim:  # one JVP per clean group
+            if clean_folds and not clean_trim and clean_cap is None:  # the whole batch's JVP, then one per fold
+                row_weights = torch.cat([torch.full((len(X_clean), 1), 1 / len(X_clean), device=X_clean.device),
+                                         balanced_folds(y_clean, clean_folds).to(X_clean.device)], 1)
+                clean_loss, directions = weighted_clean_gradients(eager, clean_loss_fn, X_clean, y_clean, params,
+                                                                  row_weights, loss_scale)
+                columns = [_alignment(eager, loss_fn, X, y, params, d, loss_scale) for d in directions]
+                (losses, alignment), direction = columns[0], directions[0]
+                folds = torch.stack([c[1] for c in columns[1:]], 1)
+            elif clean_trim or clean_folds:  # one JVP per clean group
                 clean_loss, direction, group_directions, sizes = group_clean_gradients(
-                    eager, loss_fn, X_clean, y_clean, params, loss_scale)
+                    eager, clean_loss_fn, X_clean, y_clean, params, loss_scale,
+                    groups_needed(clean_trim, clean_cap, clean_folds))
                 columns = [_alignment(eager, loss_fn, X, y, params, d, loss_scale) for d in group_directions]
                 losses = columns[0][0]
                 per_group = capped(torch.stack([c[1] for c in columns], 1), group_norms(group_directions), clean_cap)
                 alignment = trimmed_alignment(per_group, sizes, clean_trim)
+                folds = fold_alignments(per_group, sizes, clean_folds)
             elif clean_cap is not None:  # the capped clean loss's gradient: one JVP
                 clean_loss, direction, group_directions, sizes = group_clean_gradients(
-                    eager, loss_fn, X_clean, y_clean, params, loss_scale)
+                    eager, clean_loss_fn, X_clean, y_clean, params, loss_scale)
                 losses, alignment = _alignment(eager, loss_fn, X, y, params,
                                                capped_direction(group_directions, sizes, clean_cap), loss_scale)
             else:
-                clean_loss, direction = clean_gradient(eager, loss_fn, X_clean, y_clean, params, loss_scale)
+                clean_loss, direction = clean_gradient(eager, clean_loss_fn, X_clean, y_clean, params, loss_scale)
                 losses, alignment = _alignment(eager, loss_fn, X, y, params, direction, loss_scale)
-        weights = weigh(alignment, losses)
+        weights = weigh_batch(weigh, alignment, losses, folds)
         y_pred, losses = weighted_backward(eager, loss_fn, X, y, weights, loss_scale)
         # the clean gradient, computed above with batch statistics of the clean batch
         add_clean_gradient(params, direction, clean_weight, loss_scale)

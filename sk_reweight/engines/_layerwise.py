@@ -22,8 +22,9 @@ from torch import nn
 from torch.autograd.graph import get_gradient_edge
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ._base import MetaGradientEngine, MetaStep, autocast_off, eager_module, scaled
-from ._trimming import cap_factors, clean_groups, trimmed_alignment
+from ._base import MetaGradientEngine, MetaStep, autocast_off, eager_module, scaled, weigh_batch
+from ._trimming import (balanced_folds, cap_factors, clean_groups, fold_alignments, groups_needed,
+                        trimmed_alignment)
 
 
 def _trainable(layer, name):
@@ -302,7 +303,7 @@ class LayerwiseEngine(MetaGradientEngine):
         return unsupported_reason(module)
 
     def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0,
-                            loss_scale=None, clean_trim=0, clean_cap=None):
+                            loss_scale=None, clean_trim=0, clean_cap=None, clean_folds=0, clean_class_weight=None):
         # Examples are independent here, so the clean batch rides along in the
         # same forward and truncated backward: rows [:n] train, rows [n:] clean.
         n = len(X)
@@ -327,7 +328,10 @@ class LayerwiseEngine(MetaGradientEngine):
             for h in handles:
                 h.remove()
         all_losses = loss_fn(output, torch.cat([y, y_clean]))
-        losses, clean_loss = all_losses[:n], all_losses[n:].mean()
+        clean_losses = all_losses[n:]
+        if clean_class_weight is not None:  # the clean rows' backward signals carry their class weights
+            clean_losses = clean_losses * clean_class_weight.to(clean_losses.device, clean_losses.dtype)[y_clean]
+        losses, clean_loss = all_losses[:n], clean_losses.mean()
         for layer, a, version, rows, _ in calls:
             if a._version != version:
                 raise RuntimeError(
@@ -352,13 +356,18 @@ class LayerwiseEngine(MetaGradientEngine):
 
         with autocast_off(output.device.type):
             zeros = losses.new_zeros(n, dtype=_dtype(calls, losses))
+            folds = None
             if clean_trim or clean_cap is not None:
-                alignment = _trimmed_alignment(by_layer, n, len(all_losses) - n, clean_trim, zeros, clean_cap)
+                alignment, folds = _trimmed_alignment(by_layer, n, len(all_losses) - n, clean_trim, zeros, clean_cap,
+                                                      clean_folds)
             else:
                 alignment = _alignment(by_layer, n, zeros)
+                if clean_folds:
+                    folds = _fold_alignments(by_layer, n, y_clean, clean_folds, zeros)
             if loss_scale is not None:  # the training and the clean signals both carry the scale
                 alignment = alignment / loss_scale**2
-            weights = weigh(alignment, losses.detach())
+                folds = None if folds is None else folds / loss_scale**2
+            weights = weigh_batch(weigh, alignment, losses.detach(), folds)
             self._weighted_grads(calls, n, len(all_losses), weights, clean_weight, loss_scale)
         return MetaStep(output[:n].detach(), losses.detach(), alignment, weights,
                         clean_loss.detach())
@@ -426,41 +435,58 @@ def _per_row(values, like):
     return values.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
 
 
-def _group_gradient(rule, layer, layer_calls, n, idx, n_clean):
-    """The gradient of the mean loss of clean group ``idx`` for one layer, summed over its calls."""
+def _group_gradient(rule, layer, layer_calls, n, factors):
+    """The gradient of one clean group's loss for one layer, summed over its calls: ``factors``
+    (one per clean row, 0 outside the group) scale the clean rows' signals."""
     G = {}
-    # the clean rows' signals carry 1/n_clean; a group's mean loss needs 1/len(group)
+    rows = torch.nonzero(factors).flatten()
     for a, delta in layer_calls:
-        for name, g in rule.weighted_grads(layer, a[n + idx], delta[n + idx] * (n_clean / len(idx))).items():
+        signal = delta[n + rows] * _per_row(factors[rows], delta)
+        for name, g in rule.weighted_grads(layer, a[n + rows], signal).items():
             G[name] = g + G.get(name, 0)
     return G
 
 
-def _trimmed_alignment(by_layer, n, n_clean, trim, zeros, cap=None):
+def _group_alignments(by_layer, n, to_groups, zeros):
+    """``(n, k)``: each training row's alignment with each clean group's loss gradient, the groups
+    given by ``to_groups`` (n_clean, k), the factors on the clean rows' signals."""
+    per_group = zeros.new_zeros(n, to_groups.shape[1])
+    for layer, layer_calls in by_layer.items():
+        rule = RULES[type(layer)]
+        pairs = rule.pair_alignments(layer, *layer_calls[0], n, to_groups.shape[1]) if len(layer_calls) == 1 else None
+        if pairs is not None:
+            per_group = per_group + pairs @ to_groups.to(pairs.dtype)
+            continue
+        for k in range(to_groups.shape[1]):
+            G = _group_gradient(rule, layer, layer_calls, n, to_groups[:, k])
+            for a, delta in layer_calls:
+                per_group[:, k] += (delta[:n] * rule.parameter_jvp(layer, a[:n], G)).flatten(1).sum(1)
+    return per_group.detach()
+
+
+def _fold_alignments(by_layer, n, y_clean, folds, zeros):
+    """Cross-fitting's ``(n, folds)`` alignments with the folds' class-balanced losses
+    (:func:`~sk_reweight.engines._trimming.balanced_folds`)."""
+    # the clean rows' signals carry 1/n_clean; a fold's loss needs its own row weights
+    return _group_alignments(by_layer, n, len(y_clean) * balanced_folds(y_clean, folds).to(zeros.dtype), zeros)
+
+
+def _trimmed_alignment(by_layer, n, n_clean, trim, zeros, cap=None, folds=0):
     """:func:`~sk_reweight.engines._trimming.trimmed_alignment` over the clean groups' alignments,
-    each group's times its :func:`~sk_reweight.engines._trimming.cap_factors` by ``cap``."""
-    groups = clean_groups(n_clean, zeros.device)
+    each group's times its :func:`~sk_reweight.engines._trimming.cap_factors` by ``cap``, and the
+    cross-fitting folds' alignments (:func:`~sk_reweight.engines._trimming.fold_alignments`)."""
+    groups = clean_groups(n_clean, zeros.device, groups_needed(trim, cap, folds))
     sizes = [len(g) for g in groups]
     to_groups = zeros.new_zeros(n_clean, len(groups))
     for k, idx in enumerate(groups):
         to_groups[idx, k] = n_clean / len(idx)
     factors = None if cap is None else cap_factors(_group_norms(by_layer, n, n_clean, groups, to_groups), cap)
-    if not trim:  # capping alone reweights the clean loss: one alignment with the clean rows weighted
-        return _alignment(by_layer, n, zeros, to_groups.bool().to(factors.dtype) @ factors)
-    per_group = zeros.new_zeros(n, len(groups))
-    for layer, layer_calls in by_layer.items():
-        rule = RULES[type(layer)]
-        pairs = rule.pair_alignments(layer, *layer_calls[0], n, len(groups)) if len(layer_calls) == 1 else None
-        if pairs is not None:
-            per_group = per_group + pairs @ to_groups
-            continue
-        for k, idx in enumerate(groups):
-            G = _group_gradient(rule, layer, layer_calls, n, idx, n_clean)
-            for a, delta in layer_calls:
-                per_group[:, k] += (delta[:n] * rule.parameter_jvp(layer, a[:n], G)).flatten(1).sum(1)
+    if not trim and not folds:  # capping alone reweights the clean loss: one alignment with the clean rows weighted
+        return _alignment(by_layer, n, zeros, to_groups.bool().to(factors.dtype) @ factors), None
+    per_group = _group_alignments(by_layer, n, to_groups, zeros)
     if factors is not None:
         per_group = per_group * factors.to(per_group.dtype)
-    return trimmed_alignment(per_group.detach(), sizes, trim)
+    return trimmed_alignment(per_group, sizes, trim), fold_alignments(per_group, sizes, folds)
 
 
 def _group_norms(by_layer, n, n_clean, groups, to_groups):
@@ -475,7 +501,7 @@ def _group_norms(by_layer, n, n_clean, groups, to_groups):
         if pairs is not None:
             squared += (pairs @ to_groups * to_groups).sum(0)  # diag(T' Gram T)
             continue
-        for k, idx in enumerate(groups):
-            G = _group_gradient(rule, layer, layer_calls, n, idx, n_clean)
+        for k in range(len(groups)):
+            G = _group_gradient(rule, layer, layer_calls, n, to_groups[:, k])
             squared[k] += sum(g.pow(2).sum() for g in G.values())
     return squared.detach().sqrt()

@@ -27,8 +27,8 @@ from ._base import scaled
 MAX_CLEAN_GROUPS = 10
 
 
-def clean_groups(n_clean, device=None):
-    """Index tensors splitting ``range(n_clean)`` into at most :data:`MAX_CLEAN_GROUPS` near-equal groups.
+def clean_groups(n_clean, device=None, max_groups=MAX_CLEAN_GROUPS):
+    """Index tensors splitting ``range(n_clean)`` into at most ``max_groups`` near-equal groups.
 
     Examples
     --------
@@ -37,8 +37,74 @@ def clean_groups(n_clean, device=None):
     [[0], [1], [2]]
     >>> [len(g) for g in clean_groups(25)]
     [3, 3, 3, 3, 3, 2, 2, 2, 2, 2]
+    >>> [g.tolist() for g in clean_groups(5, max_groups=2)]
+    [[0, 1, 2], [3, 4]]
     """
-    return list(torch.arange(n_clean, device=device).tensor_split(min(n_clean, MAX_CLEAN_GROUPS)))
+    return list(torch.arange(n_clean, device=device).tensor_split(min(n_clean, max_groups)))
+
+
+def balanced_folds(y_clean, folds):
+    """``(n_clean, folds)`` row weights: column ``k`` gives fold ``k``'s clean loss, class-balanced.
+
+    Each class's rows (in batch order) are dealt into ``folds`` near-equal
+    runs, one per fold; a row of class ``c`` in fold ``k`` weighs
+    ``share_c / n_ck``, ``share_c`` the class's share of the batch among
+    the classes with at least ``folds`` rows (the others take no part), so
+    every fold's loss holds each class in the same share whatever the
+    batch's split. Without that, a class count that does not divide by
+    ``folds`` sets the folds apart along the class-prior direction, which
+    early in training outweighs the rest (on MNIST 4-vs-9 one fold of ten
+    clean images then asks for fours, the other for nines). Each column
+    sums to 1 (all zero when no class has ``folds`` rows).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_reweight.engines._trimming import balanced_folds
+    >>> balanced_folds(torch.tensor([4, 9, 4, 9, 4]), 2)
+    tensor([[0.3000, 0.0000],
+            [0.4000, 0.0000],
+            [0.3000, 0.0000],
+            [0.0000, 0.4000],
+            [0.0000, 0.6000]])
+    """
+    weights = torch.zeros(len(y_clean), folds, device=y_clean.device)
+    classes, counts = torch.unique(y_clean, return_counts=True)
+    usable = counts >= folds
+    total = counts[usable].sum()
+    for c, count, use in zip(classes, counts, usable):
+        if not use:
+            continue
+        rows = torch.nonzero(y_clean == c).flatten()
+        for k, part in enumerate(rows.tensor_split(folds)):
+            weights[part, k] = float(count) / float(total) / len(part)
+    return weights
+
+
+def groups_needed(clean_trim=0, clean_cap=None, clean_folds=0):
+    """How many clean groups a step's options need: trimming and capping :data:`MAX_CLEAN_GROUPS`,
+    cross-fitting ``clean_folds``, none of them 0 (one alignment with the whole clean batch)."""
+    return MAX_CLEAN_GROUPS if clean_trim or clean_cap is not None else clean_folds
+
+
+def fold_alignments(per_group, sizes, folds):
+    """The ``(n, folds)`` alignments with the mean-loss gradient of each of ``folds`` contiguous
+    runs of the groups (``None`` when ``folds`` is 0): the clean batch's cross-fitting folds.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sk_reweight.engines._trimming import fold_alignments
+    >>> fold_alignments(torch.tensor([[1.0, 3.0, 4.0]]), [1, 1, 2], 2)
+    tensor([[2., 4.]])
+    """
+    if not folds:
+        return None
+    sizes = torch.as_tensor(sizes, dtype=per_group.dtype, device=per_group.device)
+    columns = []
+    for idx in torch.arange(len(sizes), device=per_group.device).tensor_split(min(folds, len(sizes))):
+        columns.append(per_group[:, idx] @ sizes[idx] / sizes[idx].sum())
+    return torch.stack(columns, 1).detach()
 
 
 def trimmed_alignment(per_group, sizes, trim):
@@ -127,21 +193,35 @@ def capped_direction(group_directions, sizes, cap):
             for j in range(len(group_directions[0]))]
 
 
-def group_clean_gradients(module, loss_fn, X_clean, y_clean, params, loss_scale=None):
+def group_clean_gradients(module, loss_fn, X_clean, y_clean, params, loss_scale=None, max_groups=MAX_CLEAN_GROUPS):
     """The clean batch's mean loss and, per group of :func:`clean_groups`, the gradient
     of the group's mean loss (times ``loss_scale``), all from one forward.
 
     Returns ``(clean_loss, direction, group_directions, sizes)``: ``direction``
     is the whole batch's gradient (the size-weighted mean of the groups').
     """
-    losses = loss_fn(module(X_clean), y_clean)
-    groups = clean_groups(len(losses), losses.device)
-    group_directions = []
-    for i, idx in enumerate(groups):
-        grads = torch.autograd.grad(scaled(losses[idx].mean(), loss_scale), list(params.values()),
-                                    allow_unused=True, retain_graph=i < len(groups) - 1)
-        group_directions.append([torch.zeros_like(p) if g is None else g for p, g in zip(params.values(), grads)])
+    groups = clean_groups(len(X_clean), X_clean.device, max_groups)
     sizes = [len(g) for g in groups]
-    direction = [sum(d[j] * (size / len(losses)) for d, size in zip(group_directions, sizes))
+    row_weights = torch.zeros(len(X_clean), len(groups), device=X_clean.device)
+    for k, idx in enumerate(groups):
+        row_weights[idx, k] = 1 / len(idx)
+    clean_loss, group_directions = weighted_clean_gradients(module, loss_fn, X_clean, y_clean, params, row_weights,
+                                                            loss_scale)
+    direction = [sum(d[j] * (size / len(X_clean)) for d, size in zip(group_directions, sizes))
                  for j in range(len(params))]
-    return losses.mean().detach(), direction, group_directions, sizes
+    return clean_loss, direction, group_directions, sizes
+
+
+def weighted_clean_gradients(module, loss_fn, X_clean, y_clean, params, row_weights, loss_scale=None):
+    """The clean batch's mean loss and, per column ``w`` of ``row_weights`` (n_clean, k), the
+    gradient of ``sum_j w_j l_j`` (times ``loss_scale``), all from one forward."""
+    losses = loss_fn(module(X_clean), y_clean)
+    row_weights = row_weights.to(losses.device)
+    directions = []
+    for k in range(row_weights.shape[1]):
+        # a sum, not a matrix product: autocast sums in float32 (a float16 product overflows once scaled)
+        weighted = (losses * row_weights[:, k].to(losses.dtype)).sum()
+        grads = torch.autograd.grad(scaled(weighted, loss_scale), list(params.values()),
+                                    allow_unused=True, retain_graph=k < row_weights.shape[1] - 1)
+        directions.append([torch.zeros_like(p) if g is None else g for p, g in zip(params.values(), grads)])
+    return losses.mean().detach(), directions
