@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 from sk_reweight import PAPER_EXACT
+from sk_reweight.weighting import AlignmentWeighting, CrossFitTrust, UnlearningGuard, Weighting
 
 from _harness import DEFAULT, PAPER, RESULTS, add_name_argument, map_cells, publish, run_methods
 from imbalance_noise import make_split, parse_arguments, recipe, reweighting, warm_up
@@ -58,6 +59,14 @@ VARIANTS = {
     "clean_trim=1": {"clean_trim": 1},
     "clean_cap=1": {"clean_cap": 1.0},
     "unlearning_tolerance=0.1": {"unlearning_tolerance": 0.1},
+    # the default since 2026-12-07: the guard, then the trust that cross-fitting measures
+    "weighting='cross_fit'": {"unlearning_tolerance": 0.1, "weighting": "cross_fit"},
+    "cross_fit, balance_classes=True": {"weighting": Weighting(AlignmentWeighting(), [
+        UnlearningGuard(0.1), CrossFitTrust(balance_classes=True)])},
+    "cross_fit, clean_weight=0": {"weighting": Weighting(AlignmentWeighting(), [
+        UnlearningGuard(0.1), CrossFitTrust(clean_weight=0.0)])},
+    "cross_fit, memory=0.5, full_trust_win_rate=1": {"weighting": Weighting(AlignmentWeighting(), [
+        UnlearningGuard(0.1), CrossFitTrust(memory=0.5, full_trust_win_rate=1.0)])},
 }
 
 
