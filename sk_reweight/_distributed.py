@@ -178,9 +178,9 @@ class DataParallel:
         ``weights`` in the dict ``record`` and returns this rank's share.
         """
         def weigh_global(alignment, losses, **folds):  # fold_alignment: cross-fitting's columns
-            rows = [alignment.detach(), losses.detach().to(alignment.dtype)]
-            rows += [f.T.to(alignment.dtype) for f in folds.values()]
-            gathered = self.gather(torch.cat([r.reshape(-1, len(alignment)) for r in rows]))
+            rows = [alignment.detach()[None], losses.detach().to(alignment.dtype)[None]]
+            rows += [f.detach().T.to(alignment.dtype) for f in folds.values()]  # (n_folds, n): rows too
+            gathered = self.gather(torch.cat(rows))  # a rank with no rows of a short batch has (k, 0)
             alignment, losses = gathered[0], gathered[1]
             weights = weigh(alignment, losses, **{k: gathered[2:].T for k in folds})
             record.update(alignment=alignment, losses=losses, weights=weights)

@@ -676,6 +676,12 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         stage = self.fit_state_.begin_epoch()
         self.history.record("stage", "reweight" if stage is None else stage.name)
 
+    def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        super().on_epoch_end(net, dataset_train, dataset_valid, **kwargs)
+        if self.fit_state_.stage is None:  # the stages' epoch summaries, e.g. CrossFitTrust's weight_trust
+            for key, value in self.weighting_.end_epoch().items():
+                self.history.record(key, value)
+
     def get_per_example_loss(self, y_pred, y_true, X=None, training=False):
         """One loss per example: the criterion with ``reduction='none'``."""
         return check_per_example_losses(super().get_loss(y_pred, y_true, X=X, training=training), y_true)

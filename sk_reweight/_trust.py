@@ -44,6 +44,13 @@ class CrossFitTrust(WeightStage):
     as label-error detectors: ``sample_alignments_`` and
     ``suspicious_examples`` keep ranking the examples whatever the trust.
 
+    The weights judged are Algorithm 1's (the other folds' clipped
+    alignments), whatever the policy and the stages before this one, whose
+    weights the step mixes: after another policy the trust is Algorithm
+    1's record. A batch whose learned weights are all zero (Algorithm 1
+    skips it) trains ``1 - trust`` of the fallback's step: its weights sum
+    to ``1 - trust``.
+
     Parameters
     ----------
     folds : int >= 2, default=2
@@ -120,6 +127,24 @@ class CrossFitTrust(WeightStage):
     def win_rate(self):
         return self._win_rate
 
+    def _check(self):
+        """Clear errors for bad arguments, at the start of a fit (scikit-learn's convention)."""
+        checks = [("folds", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 2,
+                   "an int >= 2: the clean batch's folds"),
+                  ("memory", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+                  ("prior", lambda v: 0 <= v < float("inf"), "a finite number >= 0"),
+                  ("full_trust_win_rate", lambda v: 0.5 < v <= 1, "a number in (0.5, 1]"),
+                  ("clean_weight", lambda v: 0 <= v < float("inf"), "a finite number >= 0"),
+                  ("initial", lambda v: 0 <= v <= 1, "a number in [0, 1]")]
+        for name, valid, what in checks:
+            value = getattr(self, name)
+            try:
+                ok = not isinstance(value, bool) and bool(valid(value))
+            except TypeError:
+                ok = False
+            if not ok:
+                raise ValueError(f"CrossFitTrust({name}={value!r}): {name} must be {what}.")
+
     @property
     def clean_folds(self):
         """The folds the engines split each clean batch into for this stage."""
@@ -135,6 +160,7 @@ class CrossFitTrust(WeightStage):
         return (1.0 - self.trust) * self.clean_weight
 
     def start(self, n_train, device):
+        self._check()
         self._device = torch.device(device)
         self._epoch = torch.zeros(2, dtype=torch.float64 if self._device.type != "mps" else torch.float32,
                                   device=self._device)

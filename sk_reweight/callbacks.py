@@ -168,8 +168,6 @@ class WeightRecorder(Callback):
         net.history.record(
             "weight_zero_frac", float((trained == 0).mean()) if trained.size else float("nan")
         )
-        for key, value in net.weighting_.end_epoch().items():  # e.g. CrossFitTrust's weight_trust
-            net.history.record(key, value)
         batches = net.history[-1, "batches"]
         net.history.record("skipped_batches", int(sum(b.get("skipped", 0) for b in batches)))
         net.history.record("diverged_steps", int(sum(b.get("diverged", 0) for b in batches)))

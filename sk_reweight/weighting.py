@@ -28,6 +28,7 @@ import copy
 import torch
 
 from ._random import preserved_random_state
+from .engines._base import autocast_off as _autocast_off
 from ._trust import CrossFitTrust
 from ._weight_stages import (Shrinkage, Smoothing, UniformIfAllZero, UnlearningGuard, WeightStage, _normalize,
                              _Part)
@@ -280,8 +281,9 @@ class MetaNetWeighting(WeightingPolicy):
 
     def __call__(self, alignment, losses, sample_weight=None):
         alignment, losses = alignment.detach(), losses.detach()
-        with torch.enable_grad():
-            logits = self.net.logits(losses)
+        # in float32 whatever autocast the step runs under: float16 rounds the tiny clamp below to 0
+        with torch.enable_grad(), _autocast_off(losses.device.type):
+            logits = self.net.logits(losses.float())
             helps = (alignment > 0).to(logits.dtype)
             strength = _times(alignment.abs(), sample_weight).to(logits.dtype)
             surprise = torch.nn.functional.binary_cross_entropy_with_logits(logits, helps, reduction="none")
@@ -401,10 +403,17 @@ class Weighting:
 
 
 def make_weighting(weighting, meta_net_lr, shrinkage, smoothing, zero_weights, unlearning_tolerance=None):
-    """The :class:`Weighting` an estimator's parameters describe (validated before)."""
+    """The :class:`Weighting` an estimator's parameters describe (validated before).
+
+    The option stages follow the policy or the given stages, before a
+    :class:`CrossFitTrust`, which mixes the weights all the others made.
+    """
+    trust = [CrossFitTrust()] if weighting == "cross_fit" else []
     if isinstance(weighting, Weighting):
         built = copy.deepcopy(weighting)  # the parameter itself is never fitted
         policy, stages = built.policy, built.stages
+        trust = [s for s in stages if isinstance(s, CrossFitTrust)]
+        stages = [s for s in stages if not isinstance(s, CrossFitTrust)]
     elif isinstance(weighting, WeightingPolicy):
         policy, stages = copy.deepcopy(weighting), []
     elif weighting == "meta_net":
@@ -419,6 +428,4 @@ def make_weighting(weighting, meta_net_lr, shrinkage, smoothing, zero_weights, u
         stages.append(UnlearningGuard(unlearning_tolerance))
     if zero_weights == "uniform":
         stages.append(UniformIfAllZero())
-    if weighting == "cross_fit":  # last: it mixes the weights the other stages made with its fallback
-        stages.append(CrossFitTrust())
-    return Weighting(policy, stages)
+    return Weighting(policy, stages + trust)  # the trust last: it mixes what the others made with its fallback

@@ -93,3 +93,14 @@ def test_sample_weight_scales_the_meta_objective():
     assert torch.all(w == 0)
     for k, v in policy.net.state_dict().items():
         torch.testing.assert_close(v, before[k])
+
+
+def test_the_meta_net_learns_in_float32_under_float16_autocast():
+    # the engines call the weighting inside the step's autocast; a float16 surrogate rounded
+    # its 1e-30 floor to 0, and a batch with no weight (sample_weight 0) made the net NaN
+    policy = MetaNetWeighting(lr=0.01)
+    policy.start(n_train=3, device="cpu")
+    with torch.autocast("cpu", dtype=torch.float16):
+        w = policy(torch.tensor([1e-9, -1e-9, 2e-9]), torch.tensor([0.1, 3.0, 0.2]), sample_weight=torch.zeros(3))
+    assert torch.equal(w, torch.zeros(3))
+    assert all(torch.isfinite(p).all() for p in policy.net.parameters())

@@ -128,11 +128,12 @@ def test_trust_is_high_on_an_informative_trusted_set_and_low_on_shuffled_labels(
     informative, shuffled = [], []
     for seed in (0, 2):
         informative.append(np.mean(trusted_fit(False, seed).history[5:, "weight_trust"]))
-        shuffled.append(max(trusted_fit(True, seed).history[:, "weight_trust"]))
-    # measured (1 thread): 0.48 and 0.29 against 0.00 and 0.00: shuffled trusted labels steer
-    # no better than the fallback, so the fit trains the fallback
-    assert np.mean(informative) > 0.15 and min(informative) > 0.05, informative
-    assert max(shuffled) < 0.05, shuffled
+        shuffled.append(np.mean(trusted_fit(True, seed).history[5:, "weight_trust"]))
+    # measured (1 thread), mean trust after epoch 5: 0.77 and 0.76 against 0.00 and 0.02 (single
+    # epochs of a shuffled set can spike: up to 0.25 here, 0.86 on seed 3); shuffled trusted
+    # labels steer no better than the fallback, so the fit trains the fallback
+    assert min(informative) > 0.3 and np.mean(informative) > 0.5, informative
+    assert max(shuffled) < 0.1, shuffled
 
 
 def test_the_estimator_records_the_trust_and_paper_exact_has_none():
@@ -166,3 +167,32 @@ def test_a_clean_set_too_small_to_split_keeps_the_initial_trust():
     net = ReweightedNeuralNetClassifier(max_epochs=2, random_state=0).fit(X[rest], y[rest], X_clean=X[clean],
                                                                          y_clean=y[clean])
     assert net.history[:, "weight_trust"] == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"folds": 1}, r"folds=1\): folds must be an int >= 2"),
+    ({"full_trust_win_rate": 0.5}, r"full_trust_win_rate must be a number in \(0.5, 1\]"),
+    ({"memory": "a lot"}, r"memory='a lot'\): memory must be a number in \[0, 1\)"),
+    ({"initial": 2.0}, r"initial must be a number in \[0, 1\]"),
+])
+def test_bad_arguments_fail_clearly_at_fit(options, message):
+    X, y = make_classification(n_samples=100, random_state=0)
+    weighting = Weighting(AlignmentWeighting(), [CrossFitTrust(**options)])
+    with pytest.raises(ValueError, match=message):
+        ReweightedNeuralNetClassifier(max_epochs=1, weighting=weighting).fit(X[20:], y[20:], X_clean=X[:20],
+                                                                            y_clean=y[:20])
+
+
+def test_the_option_stages_go_before_the_trust_of_a_weighting_object():
+    X, y = make_classification(n_samples=200, random_state=0)
+    weighting = Weighting(AlignmentWeighting(), [CrossFitTrust()])
+    net = ReweightedNeuralNetClassifier(max_epochs=1, weighting=weighting, weight_shrinkage=0.5, random_state=0)
+    net.fit(X[40:], y[40:], X_clean=X[:40], y_clean=y[:40])
+    assert [type(s).__name__ for s in net.weighting_.stages] == ["Shrinkage", "UnlearningGuard", "CrossFitTrust"]
+
+
+def test_the_trust_moves_without_the_weight_recorder():
+    X, y = make_classification(n_samples=300, random_state=0)
+    net = ReweightedNeuralNetClassifier(max_epochs=3, random_state=0, callbacks__weight_recorder=None)
+    net.fit(X[40:], y[40:], X_clean=X[:40], y_clean=y[:40])
+    assert len(net.weighting_.stages[-1].history) == 3 == len(net.history[:, "weight_trust"])

@@ -252,13 +252,16 @@ class MetaGradientEngine:
             alignment with a clean loss in which no group pulls harder than
             ``clean_cap`` times the median one. Passed only when set.
         clean_folds : int, default=0
-            Cross-fitting: also split the clean batch into this many
-            contiguous folds (of the groups, when trimming or capping makes
-            them) and call ``weigh(alignment, losses, fold_alignment=F)``
-            with ``F`` of shape (batch_size, clean_folds), the alignments
-            with each fold's mean-loss gradient (whose size-weighted mean is
-            ``alignment``). Passed only when set (a stage such as
-            :class:`~sk_reweight.weighting.CrossFitTrust` asks for it).
+            Cross-fitting: also call ``weigh(alignment, losses,
+            fold_alignment=F)`` with ``F`` of shape (batch_size,
+            clean_folds), the alignments with each fold's loss gradient. The
+            folds are class-balanced (``engines._trimming.balanced_folds``:
+            each class's rows dealt into the folds, each fold's loss
+            weighing the classes in their shares of the batch); with
+            ``clean_trim`` or ``clean_cap`` they are contiguous runs of
+            those options' groups instead. Passed only when set (a stage
+            such as :class:`~sk_reweight.weighting.CrossFitTrust` asks for
+            it).
         clean_class_weight : torch.Tensor of shape (n_classes,) or None, default=None
             The clean loss is the mean of ``clean_class_weight[y_j] * l_j``
             over the clean batch (:func:`class_weighted`): a class-weighted
