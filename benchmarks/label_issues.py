@@ -5,7 +5,8 @@ before corruption, then a share of the training labels flipped uniformly to
 another class. Rankings of the training examples:
 
 - ``reweight``: ``ReweightedNeuralNetClassifier().suspicious_examples`` with
-  the default options (Algorithm 1 with the unlearning guard): the share of
+  the default options (Algorithm 1 with the unlearning guard and the
+  cross-fitted trust, ``weighting='cross_fit'``): the share of
   visits in which the clean set rejected the example plus one minus the
   model's probability of its label, over the last half of training;
 - ``reweight (mean weight)``: the same fit, ranked by the mean of

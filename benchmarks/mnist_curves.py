@@ -11,7 +11,8 @@ decays late shows it. Per proportion and method the table gives the mean
 over seeds of: the last 10 epochs' accuracy, the best 10-epoch window and
 their difference (the decay), and the final accuracy. ``reweight`` is the
 estimator's default (Algorithm 1 with the unlearning guard,
-``unlearning_tolerance=0.1``), ``reweight_paper`` Algorithm 1 as published;
+``unlearning_tolerance=0.1``, and since 2026-12-07 the cross-fitted trust,
+``weighting='cross_fit'``), ``reweight_paper`` Algorithm 1 as published;
 ``reweight_smooth_clean`` the options that were the default before 0.2
 (``weight_smoothing=0.9, clean_weight=1``); ``reweight_trim`` Algorithm 1
 with trimmed alignments (``clean_trim=1``); ``reweight_cap`` with capped
