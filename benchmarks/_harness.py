@@ -208,6 +208,8 @@ def paired_table(results, metric, cell="(table, seed)"):
     from sk_reweight.comparison import paired_summary
 
     summary = paired_summary(results, reference=DEFAULT, metric=metric)
+    if summary.empty:  # the default alone (--methods reweight): nothing to pair it with
+        return "", summary
     n_cells = results.groupby(["dataset", "seed"]).ngroups
     lines = [f"\nPaired over {n_cells} {cell} cells, {metric.replace('_', ' ')}: `{DEFAULT}` against each "
              f"method (wins/ties/losses of `{DEFAULT}`, two-sided sign test):\n",

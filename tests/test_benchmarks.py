@@ -343,3 +343,16 @@ def test_model_selection_quick():
             assert cell[scheme]["chosen"].split()[0] in {"plain", "reweight"}
             assert 0 <= cell[scheme]["test"] <= 1
     assert summary["wins"] + summary["losses"] <= 2
+
+
+def test_the_paired_table_of_the_default_alone_is_empty():
+    # `--methods reweight` runs the default alone: nothing to pair it with, no crash at the end
+    import pandas as pd
+
+    import _harness
+
+    rows = pd.DataFrame({"method": ["reweight"] * 2, "dataset": ["a", "a"], "seed": [0, 1], "accuracy": [0.9, 0.8]})
+    table, summary = _harness.paired_table(rows, "accuracy")
+    assert table == "" and summary.empty
+    rows = pd.concat([rows, rows.assign(method="plain", accuracy=[0.5, 0.9])])
+    assert "| plain | 0.700 | 0.850 | +0.150 | 1 | 0 | 1 |" in _harness.paired_table(rows, "accuracy")[0]
