@@ -8,7 +8,7 @@ from torch.func import functional_call
 from ._base import (MetaGradientEngine, MetaStep, add_clean_gradient, class_weighted, clean_gradient,
                     eager_module, frozen_state, trainable_parameters, weigh_batch, weighted_backward)
 from ._trimming import (balanced_folds, capped, capped_direction, fold_alignments, group_clean_gradients,
-                        group_norms, groups_needed, trimmed_alignment, weighted_clean_gradients)
+                        group_norms, trimmed_alignment, weighted_clean_gradients)
 
 # torch's forward-AD levels are process-wide: one JVP pass at a time, whatever the thread
 _FORWARD_AD = threading.Lock()
@@ -53,10 +53,9 @@ class ForwardModeEngine(MetaGradientEngine):
                 columns = [_alignment(eager, loss_fn, X, y, params, d, loss_scale) for d in directions]
                 (losses, alignment), direction = columns[0], directions[0]
                 folds = torch.stack([c[1] for c in columns[1:]], 1)
-            elif clean_trim or clean_folds:  # one JVP per clean group
+            elif clean_trim or clean_folds:  # one JVP per clean group (folds here: with clean_cap)
                 clean_loss, direction, group_directions, sizes = group_clean_gradients(
-                    eager, clean_loss_fn, X_clean, y_clean, params, loss_scale,
-                    groups_needed(clean_trim, clean_cap, clean_folds))
+                    eager, clean_loss_fn, X_clean, y_clean, params, loss_scale)
                 columns = [_alignment(eager, loss_fn, X, y, params, d, loss_scale) for d in group_directions]
                 losses = columns[0][0]
                 per_group = capped(torch.stack([c[1] for c in columns], 1), group_norms(group_directions), clean_cap)

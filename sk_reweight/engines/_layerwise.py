@@ -23,8 +23,7 @@ from torch.autograd.graph import get_gradient_edge
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ._base import MetaGradientEngine, MetaStep, autocast_off, eager_module, scaled, weigh_batch
-from ._trimming import (balanced_folds, cap_factors, clean_groups, fold_alignments, groups_needed,
-                        trimmed_alignment)
+from ._trimming import balanced_folds, cap_factors, clean_groups, fold_alignments, trimmed_alignment
 
 
 def _trainable(layer, name):
@@ -475,7 +474,7 @@ def _trimmed_alignment(by_layer, n, n_clean, trim, zeros, cap=None, folds=0):
     """:func:`~sk_reweight.engines._trimming.trimmed_alignment` over the clean groups' alignments,
     each group's times its :func:`~sk_reweight.engines._trimming.cap_factors` by ``cap``, and the
     cross-fitting folds' alignments (:func:`~sk_reweight.engines._trimming.fold_alignments`)."""
-    groups = clean_groups(n_clean, zeros.device, groups_needed(trim, cap, folds))
+    groups = clean_groups(n_clean, zeros.device)
     sizes = [len(g) for g in groups]
     to_groups = zeros.new_zeros(n_clean, len(groups))
     for k, idx in enumerate(groups):

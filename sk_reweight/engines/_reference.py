@@ -12,7 +12,7 @@ from torch.func import functional_call
 from ._base import (MetaGradientEngine, MetaStep, add_clean_gradient, class_weighted, clean_gradient,
                     frozen_state, trainable_parameters, weigh_batch, weighted_backward)
 from ._trimming import (balanced_folds, capped, clean_groups, fold_alignments, group_clean_gradients, group_norms,
-                        groups_needed, trimmed_alignment)
+                        trimmed_alignment)
 
 
 def lookahead_eps_gradient(module, loss_fn, X, y, X_clean, y_clean, alpha=1.0):
@@ -126,7 +126,7 @@ class ReferenceEngine(MetaGradientEngine):
         clean_loss_fn = class_weighted(loss_fn, clean_class_weight)
         groups, folds = [slice(None)], None
         if clean_trim or clean_cap is not None:
-            groups = clean_groups(len(X_clean), X_clean.device, groups_needed(clean_trim, clean_cap, clean_folds))
+            groups = clean_groups(len(X_clean), X_clean.device)
         elif clean_folds:  # the whole batch, then each fold's class-balanced loss
             groups = [slice(None), balanced_folds(y_clean, clean_folds)]
         per_group = -_lookahead_eps_gradients(module, loss_fn, X, y, X_clean, y_clean, groups=groups,

@@ -27,8 +27,8 @@ from ._base import scaled
 MAX_CLEAN_GROUPS = 10
 
 
-def clean_groups(n_clean, device=None, max_groups=MAX_CLEAN_GROUPS):
-    """Index tensors splitting ``range(n_clean)`` into at most ``max_groups`` near-equal groups.
+def clean_groups(n_clean, device=None):
+    """Index tensors splitting ``range(n_clean)`` into at most :data:`MAX_CLEAN_GROUPS` near-equal groups.
 
     Examples
     --------
@@ -37,10 +37,8 @@ def clean_groups(n_clean, device=None, max_groups=MAX_CLEAN_GROUPS):
     [[0], [1], [2]]
     >>> [len(g) for g in clean_groups(25)]
     [3, 3, 3, 3, 3, 2, 2, 2, 2, 2]
-    >>> [g.tolist() for g in clean_groups(5, max_groups=2)]
-    [[0, 1, 2], [3, 4]]
     """
-    return list(torch.arange(n_clean, device=device).tensor_split(min(n_clean, max_groups)))
+    return list(torch.arange(n_clean, device=device).tensor_split(min(n_clean, MAX_CLEAN_GROUPS)))
 
 
 def balanced_folds(y_clean, folds):
@@ -79,12 +77,6 @@ def balanced_folds(y_clean, folds):
         for k, part in enumerate(rows.tensor_split(folds)):
             weights[part, k] = float(count) / float(total) / len(part)
     return weights
-
-
-def groups_needed(clean_trim=0, clean_cap=None, clean_folds=0):
-    """How many clean groups a step's options need: trimming and capping :data:`MAX_CLEAN_GROUPS`,
-    cross-fitting ``clean_folds``, none of them 0 (one alignment with the whole clean batch)."""
-    return MAX_CLEAN_GROUPS if clean_trim or clean_cap is not None else clean_folds
 
 
 def fold_alignments(per_group, sizes, folds):
@@ -193,14 +185,14 @@ def capped_direction(group_directions, sizes, cap):
             for j in range(len(group_directions[0]))]
 
 
-def group_clean_gradients(module, loss_fn, X_clean, y_clean, params, loss_scale=None, max_groups=MAX_CLEAN_GROUPS):
+def group_clean_gradients(module, loss_fn, X_clean, y_clean, params, loss_scale=None):
     """The clean batch's mean loss and, per group of :func:`clean_groups`, the gradient
     of the group's mean loss (times ``loss_scale``), all from one forward.
 
     Returns ``(clean_loss, direction, group_directions, sizes)``: ``direction``
     is the whole batch's gradient (the size-weighted mean of the groups').
     """
-    groups = clean_groups(len(X_clean), X_clean.device, max_groups)
+    groups = clean_groups(len(X_clean), X_clean.device)
     sizes = [len(g) for g in groups]
     row_weights = torch.zeros(len(X_clean), len(groups), device=X_clean.device)
     for k, idx in enumerate(groups):
