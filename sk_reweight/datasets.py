@@ -77,7 +77,14 @@ def read_idx(path):
                     f"{path} declares shape {shape} ({size:,} bytes of data), more than the file "
                     "can hold: it is damaged or not an IDX file."
                 )
+            if path.suffix != ".gz" and os.path.getsize(path) > 4 + 4 * ndim + size:
+                # refused from the header and the file's size alone: the trailing data is never read
+                raise ValueError(
+                    f"{path} declares shape {shape} ({size:,} bytes) but holds more bytes of data "
+                    "(truncated or damaged?)."
+                )
             raw = f.read(size)
+            # one byte past the data tells whether anything follows; the rest is never decompressed
             trailing = f.read(1)
         except (OSError, EOFError) as exc:  # e.g. a damaged gzip stream
             raise ValueError(f"{path} could not be read as an IDX file ({exc}).") from exc

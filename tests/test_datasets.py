@@ -112,3 +112,36 @@ def test_images_and_labels_that_do_not_belong_together_are_refused(tmp_path):
         _idx(tmp_path / labels, [0, 0, 8, 1, 0, 0, 0, 3], bytes(3))
     with pytest.raises(ValueError, match="holds 2 images but .* 3 labels"):
         load_mnist(tmp_path, split="train")
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["raw", "gzip"])
+def test_read_idx_refuses_trailing_data_without_reading_it(tmp_path, gz):
+    import time
+    import tracemalloc
+    import zlib
+
+    # ten 28x28 images followed by a gigabyte of junk
+    header = bytes([0, 0, 8, 3, 0, 0, 0, 10, 0, 0, 0, 28, 0, 0, 0, 28])
+    path = tmp_path / ("junk-idx3-ubyte" + (".gz" if gz else ""))
+    if gz:  # gzip members concatenated: 64 of 16 MiB of junk each, compressed once
+        with gzip.open(path, "wb") as f:
+            f.write(header + bytes(10 * 784))
+        junk = zlib.compressobj(1, zlib.DEFLATED, 31)
+        member = junk.compress(b"\x01" * (16 << 20)) + junk.flush()
+        with open(path, "ab") as f:
+            for _ in range(64):
+                f.write(member)
+    else:  # a sparse file: a gigabyte on paper, nothing on disk
+        with open(path, "wb") as f:
+            f.write(header + bytes(10 * 784))
+            f.truncate(1 << 30)
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(ValueError, match="more bytes of data"):
+            read_idx(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 2**20
+    assert time.perf_counter() - start < 2.0
