@@ -1,6 +1,7 @@
 """Sphinx configuration: pydata-sphinx-theme, numpydoc, sphinx-gallery and MyST pages."""
 import ast
 import os
+import re
 from pathlib import Path
 
 import sk_reweight
@@ -19,8 +20,9 @@ extensions = [
     "sphinx_gallery.gen_gallery",
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
-exclude_patterns = ["_build", "**/*.ipynb", "auto_examples/*.md5", "auto_examples/*.py",
-                    "auto_examples/*.json", "auto_examples/*.zip"]
+# _name.md files are fragments that other pages include, not pages of their own
+exclude_patterns = ["_build", "**/_*.md", "**/*.ipynb", "auto_examples/**.md5", "auto_examples/**.py",
+                    "auto_examples/**.json", "auto_examples/**.zip"]
 templates_path = ["_templates"]
 
 autosummary_generate = True
@@ -32,8 +34,26 @@ def skip_member(app, what, name, obj, skip, options):
     return True if name.startswith("set_") and name.endswith("_request") else skip
 
 
+# every cell at most this long: a table of results, whose values should not wrap
+_SHORT_CELL = 40
+
+
+def classify_tables(app, doctree, docname):
+    """Tag tables for ``_static/tables.css``: results tables and the error catalogue."""
+    from docutils import nodes
+
+    for table in doctree.findall(nodes.table):
+        cells = [entry.astext() for entry in table.findall(nodes.entry)]
+        if docname == "user_guide/troubleshooting" and any(len(c) > _SHORT_CELL for c in cells):
+            table["classes"].append("messages")
+        elif cells and max(len(c) for c in cells) <= _SHORT_CELL:
+            table["classes"].append("results")
+
+
 def setup(app):
     app.connect("autodoc-skip-member", skip_member)
+    app.connect("doctree-resolved", classify_tables)
+
 
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
@@ -44,17 +64,23 @@ suppress_warnings = ["myst.header"]
 
 html_theme = "pydata_sphinx_theme"
 html_title = "sk_reweight"
+html_static_path = ["_static"]
+html_css_files = ["tables.css"]
 html_theme_options = {
     "navigation_with_keys": False,
     "show_prev_next": False,
+    # pages with wide tables drop it (html_theme.sidebar_secondary.remove in their front matter)
     "secondary_sidebar_items": ["page-toc"],
 }
 
-# with SK_REWEIGHT_QUICK=1 in the environment (CI) the long examples run in their quick mode;
-# SK_REWEIGHT_DOCS_RERUN=1 runs every example even when an earlier build ran it unchanged
+# SK_REWEIGHT_DOCS_RERUN=1 runs every example even when an earlier build ran it unchanged;
+# SK_REWEIGHT_DOCS_EXAMPLES=0 builds the pages without running them (the fast test tier)
 sphinx_gallery_conf = {
     "examples_dirs": "../examples",
     "gallery_dirs": "auto_examples",
+    "subsection_order": ["../examples/getting_started", "../examples/tabular", "../examples/images",
+                         "../examples/scale", "../examples/extending"],
+    "plot_gallery": os.environ.get("SK_REWEIGHT_DOCS_EXAMPLES", "1") != "0",
     "filename_pattern": r".*\.py$",
     "within_subsection_order": "FileNameSortKey",
     "download_all_examples": False,
@@ -114,6 +140,7 @@ def write_error_catalogue(target):
     lines = ["| where | error | message (what it means and what to do) |", "|---|---|---|"]
     for module, error, message in error_messages(Path(sk_reweight.__file__).parent):
         text = " ".join(message.split()).replace("|", "\\|").replace("`", "'")
+        text = re.sub(r"(?<![\w'])(__\w+__)", r"`\1`", text)  # __len__ as code, not bold "len"
         lines.append(f"| `{module}` | `{error}` | {text} |")
     content = "\n".join(lines) + "\n"
     if not target.exists() or target.read_text() != content:  # unchanged: no rebuild of the page

@@ -103,7 +103,7 @@ def main():
     parser.add_argument("--alone", type=int, metavar="N", help="one process, batches of N * b")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    if not args.alone:  # the script's own group (examples/distributed.py leaves it to the estimator)
+    if not args.alone:  # the script's own group (examples/scale/distributed.py leaves it to the estimator)
         torch.distributed.init_process_group("gloo")
     scale = args.alone or 1
     for name, (n_rows, batch_size, params) in CASES.items():

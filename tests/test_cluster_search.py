@@ -55,6 +55,7 @@ def test_print_log_is_quiet_and_picklable_while_print_is_patched(problem, monkey
     assert len(printed) == 3  # header, rule, one epoch: verbose still prints, through print as it is now
 
 
+@pytest.mark.slow
 def test_grid_search_on_a_dask_local_cluster(problem, reference, capsys):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -64,6 +65,7 @@ def test_grid_search_on_a_dask_local_cluster(problem, reference, capsys):
     assert "epoch" not in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_grid_search_on_a_local_ray_instance(problem, reference, capsys, monkeypatch):
     ray = pytest.importorskip("ray")
     from ray.util.joblib import register_ray

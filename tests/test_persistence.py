@@ -165,6 +165,7 @@ def test_skorchs_checkpoint_with_f_pickle_gets_a_warning(tmp_path):
         net.fit(X[20:], y[20:], X_clean=X[:20], y_clean=y[:20])
 
 
+@pytest.mark.slow
 def test_a_writer_killed_at_random_points_never_leaves_a_broken_file(tmp_path):
     _fitted().save_params(f_params=tmp_path / "p.pt")
     writer = f"""

@@ -88,6 +88,7 @@ def test_bitwise_identical_parameters_and_weights(small_data):
     np.testing.assert_array_equal(nets[0].sample_weights_, nets[1].sample_weights_)
 
 
+@pytest.mark.slow
 def test_deterministic_inside_grid_search_with_two_jobs(small_data):
     X, y, Xc, yc = small_data
 

@@ -12,11 +12,8 @@ the same forward and backward pass as the update, the forward-mode engine
 
 Timings are ratios measured here, on your machine; the project's figures
 (``benchmarks/speed.py``) are in the user guide's "Threads and speed". Run:
-``python examples/speed.py`` (``--quick``, or ``SK_REWEIGHT_QUICK=1``: fewer
-rows and repeats).
+``python examples/scale/speed.py``.
 """
-import argparse
-import os
 import time
 
 import matplotlib.pyplot as plt
@@ -28,13 +25,9 @@ from skorch import NeuralNetClassifier
 from sk_reweight import ReweightedNeuralNetClassifier
 from sk_reweight.modules import MLP
 
-parser = argparse.ArgumentParser()
-parser.add_argument("--quick", action="store_true", help="fewer rows and repeats (also: SK_REWEIGHT_QUICK=1)")
-args = parser.parse_args()
-quick = args.quick or os.environ.get("SK_REWEIGHT_QUICK") == "1"
 torch.set_num_threads(1)  # one thread: the fairest comparison on a shared machine
 
-n_rows, repeats = (4000, 3) if quick else (20000, 5)
+n_rows, repeats = 5000, 3
 X, y = make_classification(n_samples=n_rows + 100, n_features=50, n_informative=10, random_state=0)
 X = X.astype(np.float32)
 X_clean, y_clean, X, y = X[:100], y[:100], X[100:], y[100:]

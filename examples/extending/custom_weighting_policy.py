@@ -14,6 +14,7 @@ On this run (40% flipped labels) the own policy pushes the flipped
 examples' weights further down than Algorithm 1 but ends less accurate on
 the test set: it shows how to write a policy, not a better one.
 """
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from sklearn.datasets import make_classification
@@ -37,6 +38,7 @@ X_train, X_clean, y_train, y_clean = train_clean_split(X[:2000], y[:2000], 40, r
 y_noisy, flipped = flip_labels_uniform(y_train, 0.4, random_state=0)
 X_test, y_test = X[2000:], y[2000:]
 
+fig, ax = plt.subplots(figsize=(7, 3.2), layout="constrained")
 for name, weighting in [("Algorithm 1", "alignment"), ("own policy", AgreeingSmallLoss())]:
     net = ReweightedNeuralNetClassifier(max_epochs=15, lr=3e-3, random_state=0,
                                         **{**PAPER_EXACT, "weighting": weighting})
@@ -45,3 +47,11 @@ for name, weighting in [("Algorithm 1", "alignment"), ("own policy", AgreeingSma
     print(f"{name:12s} test accuracy {net.score(X_test, y_test):.3f}; mean weight of "
           f"flipped examples {mean_weight[flipped].mean():.2f}, of correct ones "
           f"{mean_weight[~flipped].mean():.2f}")
+    epochs = np.arange(1, len(net.sample_weights_) + 1)
+    line, = ax.plot(epochs, np.nanmean(net.sample_weights_[:, ~flipped], axis=1), label=f"{name}, correct")
+    ax.plot(epochs, np.nanmean(net.sample_weights_[:, flipped], axis=1), ls="--", color=line.get_color(),
+            label=f"{name}, flipped")
+ax.set_xlabel("epoch")
+ax.set_ylabel("mean weight")
+ax.legend()
+plt.show()

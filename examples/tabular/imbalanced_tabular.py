@@ -4,7 +4,7 @@ Imbalanced tabular data with noisy labels: reweighting vs SMOTE and class weight
 
 A binary problem with 3% positives and 15% flipped training labels, a clean
 set of 10 examples per class; every method shares the network and recipe
-(``sk_reweight.baselines``). Run: ``python examples/imbalanced_tabular.py``.
+(``sk_reweight.baselines``). Run: ``python examples/tabular/imbalanced_tabular.py``.
 """
 import matplotlib.pyplot as plt
 import torch

@@ -5,7 +5,7 @@ A CNN on MNIST with 40% of the training labels flipped, 10 clean images per clas
 Reads the IDX files from ``$SK_REWEIGHT_MNIST`` (or ``../shared/data/mnist``
 next to a checkout; else downloads from OpenML). Plain training against
 learning to reweight, same LeNet and recipe. Run:
-``python examples/noisy_images_cnn.py``.
+``python examples/images/noisy_images_cnn.py``.
 
 What to expect: the clean set drives the flipped examples' weights far below
 the correct ones'. On a run this short (4,000 images, 10 epochs) plain
@@ -16,6 +16,7 @@ are close, and which one is ahead depends on the learning rate: change
 import os
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from skorch import NeuralNetClassifier
@@ -24,10 +25,11 @@ from sk_reweight import ReweightedNeuralNetClassifier
 from sk_reweight.corruption import flip_labels_uniform, train_clean_split
 from sk_reweight.datasets import load_mnist
 from sk_reweight.modules import LeNet
+from sk_reweight.plotting import plot_weight_history
 
 # the gallery runs examples from their folder, without __file__
 here = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
-shared = here.parents[1] / "shared" / "data" / "mnist"
+shared = here.parents[2] / "shared" / "data" / "mnist"
 path = None if os.environ.get("SK_REWEIGHT_MNIST") or not shared.is_dir() else shared
 X, y = load_mnist(path, split="train")
 X_test, y_test = load_mnist(path, split="test")
@@ -50,3 +52,7 @@ print(f"test accuracy, plain training : {plain_accuracy:.3f}")
 print(f"test accuracy, reweighted     : {reweighted_accuracy:.3f}")
 w = np.nanmean(net.sample_weights_, axis=0)
 print(f"mean weight of flipped / correct labels: {w[flipped].mean():.2f} / {w[~flipped].mean():.2f}")
+
+ax = plot_weight_history(net, corrupted=flipped)
+ax.set_title("LeNet on MNIST, 40% flipped labels: mean weight per epoch")
+plt.show()

@@ -3,7 +3,7 @@ Inspect and plot what the clean set did: weight history, distribution, label iss
 ===================================================================================
 
 Shows the figure (saves it to the path given as the first argument, if any).
-Run: ``python examples/inspect_weights.py``.
+Run: ``python examples/getting_started/inspect_weights.py``.
 """
 import sys
 

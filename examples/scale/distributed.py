@@ -5,14 +5,14 @@ Data-parallel training with torchrun: the same script on one process or many
 Launch two processes on this machine (CPU, Gloo; on a machine with GPUs each
 process takes the GPU of its local rank)::
 
-    torchrun --standalone --nproc_per_node=2 examples/distributed.py
+    torchrun --standalone --nproc_per_node=2 examples/scale/distributed.py
 
 or several hosts (run on each, with its ``--node_rank``)::
 
     torchrun --nnodes=2 --node_rank=0 --nproc_per_node=4 \\
-        --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 examples/distributed.py
+        --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 examples/scale/distributed.py
 
-``python examples/distributed.py`` runs it in one process. Every process
+``python examples/scale/distributed.py`` runs it in one process. Every process
 calls ``fit`` with the same data: the estimator sees the process group that
 torchrun's environment describes (or the one your script initialised with
 ``torch.distributed.init_process_group``), gives each process every
@@ -23,6 +23,7 @@ whole ``sample_weights_``; rank 0 reports and saves.
 """
 import os
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from sklearn.datasets import make_classification
@@ -30,6 +31,7 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import train_test_split
 
 from sk_reweight import ReweightedNeuralNetClassifier
+from sk_reweight.plotting import plot_weight_history
 
 rank = int(os.environ.get("RANK", 0))
 world_size = int(os.environ.get("WORLD_SIZE", 1))
@@ -56,3 +58,6 @@ if rank == 0:
     print(f"{world_size} process(es), engine {net.meta_engine_}")
     print(f"balanced accuracy on the test split: {score:.3f}")
     print(f"mean weight of flipped rows {weights[flip].mean():.2f}, of the others {weights[~flip].mean():.2f}")
+    ax = plot_weight_history(net, corrupted=flip)
+    ax.set_title(f"{world_size} process(es): mean weight per epoch")
+    plt.show()
