@@ -42,6 +42,7 @@ import argparse
 import copy
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -319,6 +320,20 @@ def dp_runs(device):
     return [("single rank", 1, "nccl"), ("2 ranks sharing the GPU, Gloo", 2, "gloo")]
 
 
+def run_group(command, env, timeout):
+    """Run ``command`` in a process group of its own: (return code, output); on a timeout or an
+    interruption the whole group (torchrun and its workers) is killed."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                               start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except BaseException:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
+    return process.returncode, output
+
+
 def check_torchrun(section, device, quick):
     for title, n_proc, backend in dp_runs(device):
         if section.out_of_time(title):
@@ -329,12 +344,10 @@ def check_torchrun(section, device, quick):
                        "cuda" if speed.is_cuda(device) else "cpu"] + (["--quick"] if quick else [])
             env = {**os.environ, "OMP_NUM_THREADS": "1"}
             t0 = time.monotonic()
-            done = subprocess.run(command, capture_output=True, text=True, env=env,
-                                  timeout=max(section.left(), 30))
+            returncode, output = run_group(command, env, timeout=max(section.left(), 30))
             seconds = time.monotonic() - t0
-            if done.returncode != 0:
-                section.rows.append({"run": title, "ok": False, "seconds": seconds,
-                                     "error": (done.stdout + done.stderr)[-1500:]})
+            if returncode != 0:
+                section.rows.append({"run": title, "ok": False, "seconds": seconds, "error": output[-1500:]})
                 continue
             dp_fits(out, device, "alone", batch_scale=n_proc, quick=quick)
             for case in DP_CASES:
@@ -575,7 +588,7 @@ def main(argv=None):
     device = "cuda" if cuda else "cpu"
     quick = args.quick or not cuda
     chosen = args.sections or (SECTIONS if cuda else ("engines",))
-    scale = args.budget_scale * (1 if cuda else 0.5)
+    scale = args.budget_scale
     functions = {"engines": (check_engines,), "repeat": (check_repeat,), "torchrun": (check_torchrun,),
                  "speed": (check_speed,), "mnist": (check_mnist,)}
     sections = {}

@@ -122,3 +122,22 @@ def test_a_fit_trains_on_the_test_device_and_predicts_on_the_host(params, device
     assert np.isfinite(net.sample_weights_).all() and net.score(X, y) > 0.6
     proba = net.predict_proba(X)
     assert isinstance(proba, np.ndarray) and np.allclose(proba.sum(1), 1, atol=1e-5)
+
+
+def test_the_test_device_option_skips_without_cuda_and_refuses_a_bad_name():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def pytest_run(*args, **env):
+        return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *args],
+                              cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", **env})
+
+    test = "tests/test_device.py::test_a_fit_trains_on_the_test_device_and_predicts_on_the_host"
+    done = pytest_run(test, SK_REWEIGHT_TEST_DEVICE="cuda")
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert "2 skipped" in done.stdout and "'cuda' requested" in done.stdout and "CUDA is not available" in done.stdout
+    bad = pytest_run(test, "--device", "gpu0", SK_REWEIGHT_TEST_DEVICE="cpu")  # the option wins
+    assert bad.returncode == pytest.ExitCode.USAGE_ERROR and "'gpu0' is not a torch device" in bad.stderr
