@@ -1,4 +1,4 @@
-"""Does it work on a GPU, and how fast: one command for a lent GPU, about 7 minutes on one H100.
+"""Does it work on a GPU, and how fast: one command for a lent GPU, budgeted to 7 minutes (not yet run on one).
 
 Sections, each with its own time budget (a section out of time skips its
 remaining work and says so; one that fails is reported and the next runs):
@@ -297,13 +297,11 @@ def dp_fits(out, device, who, batch_scale=1, quick=False):
 
 
 def dp_worker(out, device, backend, quick):
-    """One torchrun rank: join the group (NCCL: the GPU of ``LOCAL_RANK``), fit, save."""
-    world_size = int(os.environ.get("WORLD_SIZE", 1))
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    """One torchrun rank: fit and save. NCCL: ``device='auto'`` and the estimator's own group (the
+    GPU of ``LOCAL_RANK``, as a user's script gets); Gloo: the script's own group."""
     if speed.is_cuda(device) and backend == "nccl":
-        torch.cuda.set_device(local_rank % torch.cuda.device_count())
-        device = f"cuda:{local_rank % torch.cuda.device_count()}"
-    if backend == "gloo" and world_size > 1:  # the script's own group (NCCL: the estimator makes it)
+        device = "auto"
+    if backend == "gloo" and int(os.environ.get("WORLD_SIZE", 1)) > 1:
         torch.distributed.init_process_group("gloo")
     dp_fits(out, device, f"rank{os.environ.get('RANK', 0)}", quick=quick)
     if torch.distributed.is_initialized():
