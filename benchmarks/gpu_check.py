@@ -565,7 +565,8 @@ def main(argv=None):
                         help="default: all on CUDA, engines on the CPU")
     parser.add_argument("--budget-scale", type=float, default=1.0, help="multiplies every section's time budget")
     parser.add_argument("--data", default=None, help="directory with MNIST's IDX files")
-    parser.add_argument("--name", default=None, help="results stem (default gpu_check, gpu_check_cpu on the CPU)")
+    parser.add_argument("--name", default=None,
+                        help="results stem (default gpu_check; gpu_check_quick with --quick; gpu_check_cpu on the CPU)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS, help="where NAME.md and gpu_check/NAME.json go")
     parser.add_argument("--_dp-worker", dest="dp_worker", help=argparse.SUPPRESS)
     parser.add_argument("--_backend", dest="backend", default="nccl", help=argparse.SUPPRESS)
@@ -596,11 +597,13 @@ def main(argv=None):
         function, *extra = functions[name] + ((args.data,) if name == "mnist" else ())
         section = Section(name, BUDGETS[name] * scale).run(function, device, quick, *extra)
         sections[name] = section
+        if cuda:  # what a failed section left allocated
+            torch.cuda.empty_cache()
         print(f"{name}: {section.status} in {section.seconds:.1f} s"
               + (f" - {section.error.splitlines()[0]}" if section.error else ""), flush=True)
     wall = time.monotonic() - start
     table = markdown(sections, device, quick, wall)
-    name = args.name or ("gpu_check" if cuda else "gpu_check_cpu")
+    name = args.name or ("gpu_check_cpu" if not cuda else "gpu_check_quick" if args.quick else "gpu_check")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "gpu_check").mkdir(exist_ok=True)
     (args.out_dir / f"{name}.md").write_text(table)
