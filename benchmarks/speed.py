@@ -111,9 +111,42 @@ def step_functions(module, data):
     return steps
 
 
+def is_cuda(device):
+    return torch.device(device).type == "cuda"
+
+
 def sync(device):
-    if device == "cuda":
+    if is_cuda(device):
         torch.cuda.synchronize()
+
+
+class Stopwatch:
+    """Seconds from :meth:`start` to :meth:`stop`: CUDA events on a GPU, ``perf_counter`` on the CPU.
+
+    On CUDA the device is synchronised first, so the start event runs at once
+    and the interval is the wall time of the work in between, host overhead
+    included, read from the GPU's own clock.
+    """
+
+    def __init__(self, device):
+        self.cuda = is_cuda(device)
+
+    def start(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+            self._events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+            self._events[0].record()
+        else:
+            self._t0 = time.perf_counter()
+        return self
+
+    def stop(self):
+        if self.cuda:
+            begin, end = self._events
+            end.record()
+            end.synchronize()
+            return begin.elapsed_time(end) / 1e3
+        return time.perf_counter() - self._t0
 
 
 def time_steps(steps, device, rounds, per_round):
@@ -122,14 +155,13 @@ def time_steps(steps, device, rounds, per_round):
         fn()
         fn()
     samples = {name: [] for name in steps}
+    watch = Stopwatch(device)
     for _ in range(rounds):
         for name, fn in steps.items():
-            sync(device)
-            t0 = time.perf_counter()
+            watch.start()
             for _ in range(per_round):
                 fn()
-            sync(device)
-            samples[name].append((time.perf_counter() - t0) / per_round)
+            samples[name].append(watch.stop() / per_round)
     return {name: statistics.median(v) for name, v in samples.items()}
 
 
@@ -146,37 +178,47 @@ def count_flops(steps, names):
     return flops
 
 
-def time_epochs(factory, shape, n_classes, batch, clean, n_train, device, rounds):
-    """Seconds per epoch of the two estimators (same module, data and settings)."""
-    from skorch import NeuralNetClassifier
-
+def fit_problem(shape, n_classes, clean, n_train):
+    """Random training rows and a clean set with every class: ``X, y, X_clean, y_clean``."""
     rng = np.random.RandomState(0)
     X = rng.randn(n_train, *shape).astype(np.float32)
     y = rng.randint(0, n_classes, n_train)
     Xc = rng.randn(max(clean, n_classes), *shape).astype(np.float32)
     yc = np.arange(len(Xc)) % n_classes
-    common = dict(module=factory(), criterion=nn.CrossEntropyLoss, optimizer=torch.optim.SGD,
-                  optimizer__momentum=0.9, lr=1e-3, batch_size=batch, max_epochs=1,
-                  train_split=None, verbose=0, device=device)
-    plain = NeuralNetClassifier(iterator_train__shuffle=True, **common).initialize()
-    ours = ReweightedNeuralNetClassifier(clean_batch_size=clean, random_state=0,
-                                         **{**common, "module": factory()}).initialize()
-    paper = ReweightedNeuralNetClassifier(clean_batch_size=clean, random_state=0, **PAPER_EXACT,
-                                          **{**common, "module": factory()}).initialize()
-    fits = {"plain": lambda: plain.partial_fit(X, y),
-            "ours": lambda: ours.partial_fit(X, y, X_clean=Xc, y_clean=yc),
-            "paper": lambda: paper.partial_fit(X, y, X_clean=Xc, y_clean=yc)}
+    return X, y, Xc, yc
+
+
+def estimators(factory, batch, clean, device, max_epochs=1):
+    """skorch's plain ``NeuralNetClassifier``, ours with its default options and ours
+    paper-exact, with the same module, optimizer and settings: ``{"plain", "ours", "paper"}``."""
+    from skorch import NeuralNetClassifier
+
+    common = dict(criterion=nn.CrossEntropyLoss, optimizer=torch.optim.SGD, optimizer__momentum=0.9,
+                  lr=1e-3, batch_size=batch, max_epochs=max_epochs, train_split=None, verbose=0,
+                  device=device)
+    return {"plain": NeuralNetClassifier(factory(), iterator_train__shuffle=True, **common),
+            "ours": ReweightedNeuralNetClassifier(factory(), clean_batch_size=clean, random_state=0, **common),
+            "paper": ReweightedNeuralNetClassifier(factory(), clean_batch_size=clean, random_state=0,
+                                                   **PAPER_EXACT, **common)}
+
+
+def time_epochs(factory, shape, n_classes, batch, clean, n_train, device, rounds):
+    """Seconds per epoch of the two estimators (same module, data and settings)."""
+    X, y, Xc, yc = fit_problem(shape, n_classes, clean, n_train)
+    nets = {k: net.initialize() for k, net in estimators(factory, batch, clean, device).items()}
+    fits = {"plain": lambda: nets["plain"].partial_fit(X, y),
+            "ours": lambda: nets["ours"].partial_fit(X, y, X_clean=Xc, y_clean=yc),
+            "paper": lambda: nets["paper"].partial_fit(X, y, X_clean=Xc, y_clean=yc)}
     samples = {k: [] for k in fits}
     for fit in fits.values():
         fit()  # warm-up epoch
+    watch = Stopwatch(device)
     for _ in range(rounds):
         for name, fit in fits.items():
-            sync(device)
-            t0 = time.perf_counter()
+            watch.start()
             fit()
-            sync(device)
-            samples[name].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in samples.items()}, ours.meta_engine_.name
+            samples[name].append(watch.stop())
+    return {k: statistics.median(v) for k, v in samples.items()}, nets["ours"].meta_engine_.name
 
 
 def peak_memory(workload, methods, device, quick, repeats=3):
@@ -188,7 +230,7 @@ def peak_memory(workload, methods, device, quick, repeats=3):
     network's figure is a difference of a few hundred KiB of pages, so it is the
     median over ``repeats`` fresh processes.
     """
-    if device == "cuda":
+    if is_cuda(device):
         return {m: _measure_memory(workload, m, device, quick) for m in methods}
     cmd = [sys.executable, __file__, "--_memory", workload, ",".join(methods), "--device", device]
     if quick:
@@ -201,11 +243,16 @@ def peak_memory(workload, methods, device, quick, repeats=3):
 
 def _measure_memory(workload, method, device, quick):
     factory, shape, n_classes, batch, clean, _ = (QUICK if quick else WORKLOADS)[workload]
+    return step_memory(factory, shape, n_classes, batch, clean, method, device)
+
+
+def step_memory(factory, shape, n_classes, batch, clean, method, device):
+    """Bytes of memory ``method``'s step needs above the set-up (in this process)."""
     torch.manual_seed(0)
     module = factory().to(device)
     step = step_functions(module, make_batch(shape, n_classes, batch, clean, device))[method]
     step()  # lazy initialisations (optimizer state, library workspaces) are set-up
-    if device == "cuda":
+    if is_cuda(device):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()

@@ -83,7 +83,8 @@ class DataParallel:
 
         Uses the default process group when the script initialised one;
         in a process ``torchrun`` launched (``WORLD_SIZE`` > 1) initialises
-        it from the environment (NCCL when CUDA is available, else Gloo).
+        it from the environment (NCCL when CUDA is available, on the GPU of
+        ``LOCAL_RANK`` that ``device='auto'`` trains on; else Gloo).
         Processes that one starts (joblib's workers) inherit the environment
         but train alone.
         """
@@ -92,6 +93,8 @@ class DataParallel:
         if not dist.is_initialized():
             if not _launched_by_torchrun():
                 return None
+            if torch.cuda.is_available():  # NCCL's collectives on this rank's GPU, where device='auto' trains
+                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         if dist.get_world_size() == 1:
             return None

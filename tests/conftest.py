@@ -1,7 +1,47 @@
+import os
+
 import numpy as np
 import pytest
 import torch
 from sklearn.datasets import make_classification
+
+DEVICE_ENV = "SK_REWEIGHT_TEST_DEVICE"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--device", default=None,
+                     help=f"torch device of the device-sensitive tests (the `device` fixture): cpu (default), "
+                          f"cuda, cuda:1, ...; also ${DEVICE_ENV}. Without CUDA, cuda skips those tests.")
+
+
+def requested_device(config):
+    """The device the ``device`` fixture gives: ``--device``, else ``$SK_REWEIGHT_TEST_DEVICE``, else cpu."""
+    name = config.getoption("--device") or os.environ.get(DEVICE_ENV) or "cpu"
+    try:
+        torch.device(name)
+    except RuntimeError as exc:
+        raise pytest.UsageError(f"--device {name!r} is not a torch device ({exc}); use cpu, cuda or cuda:N") from None
+    return name
+
+
+def pytest_configure(config):
+    requested_device(config)  # a misspelt device is a usage error before anything runs
+
+
+def pytest_report_header(config):
+    return f"sk_reweight test device: {requested_device(config)}"
+
+
+@pytest.fixture(scope="session")
+def device(request):
+    """The device of the device-sensitive tests; skips them when CUDA is asked for but absent."""
+    name = requested_device(request.config)
+    kind = torch.device(name)
+    if kind.type == "cuda" and not torch.cuda.is_available():
+        pytest.skip(f"device {name!r} requested (--device / ${DEVICE_ENV}) but CUDA is not available")
+    if kind.type == "cuda" and kind.index is not None and kind.index >= torch.cuda.device_count():
+        pytest.skip(f"device {name!r} requested but this machine has {torch.cuda.device_count()} GPU(s)")
+    return name
 
 
 @pytest.fixture(autouse=True)

@@ -370,3 +370,74 @@ def test_the_paired_table_of_the_default_alone_is_empty():
     assert table == "" and summary.empty
     rows = pd.concat([rows, rows.assign(method="plain", accuracy=[0.5, 0.9])])
     assert "| plain | 0.700 | 0.850 | +0.150 | 1 | 0 | 1 |" in _harness.paired_table(rows, "accuracy")[0]
+
+
+def test_gpu_check_without_cuda_says_so_and_runs_the_engine_checks(tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the CPU path, on any machine
+    payload = load("gpu_check").main(["--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "CUDA is not available" in out and "all sections ok" in out
+    assert payload["device"] == "cpu" and list(payload["sections"]) == ["engines"]
+    rows = payload["sections"]["engines"]["rows"]
+    assert {(r["net"], r["dtype"]) for r in rows} == {(n, d) for n in load("gpu_check").ENGINE_NETS
+                                                      for d in ("float32", "bfloat16", "float16")}
+    assert {r["engine"] for r in rows} == {"layerwise", "jvp", "reference"}
+    assert all(r["ok"] for r in rows if r["supported"])
+    assert [r["engine"] for r in rows if not r["supported"]] == ["layerwise"] * 3  # batch norm couples examples
+    assert all(r["max_error"] < 1e-5 for r in rows if r["supported"] and r["dtype"] == "float32")
+    table = (tmp_path / "gpu_check_cpu.md").read_text()
+    assert table.startswith("Device: CPU") and table.count("\n| ") == 2 + 1 + len(rows)  # 2 headers, status, rows
+    assert json.loads((tmp_path / "gpu_check" / "gpu_check_cpu.json").read_text())["quick"]
+
+
+def test_gpu_check_sections_run_on_the_cpu_at_tiny_sizes(tmp_path, monkeypatch):
+    gpu_check = load("gpu_check")
+    cases = gpu_check.repeat_cases(quick=True)
+    monkeypatch.setattr(gpu_check, "repeat_cases", lambda quick: {k: cases[k] for k in ("MLP", "MLP float16")})
+    monkeypatch.setattr(gpu_check.speed, "QUICK", {k: v for k, v in gpu_check.speed.QUICK.items() if "MLP" in k})
+    monkeypatch.setattr(gpu_check, "WIDE_QUICK", {})
+    monkeypatch.setattr(gpu_check, "dp_runs", lambda device: [("single rank", 1, "gloo")])  # one torchrun
+    payload = gpu_check.main(["--device", "cpu", "--sections", "repeat", "torchrun", "speed",
+                              "--out-dir", str(tmp_path)])
+    sections = payload["sections"]
+    assert [s["status"] for s in sections.values()] == ["ok", "ok", "ok"], sections["torchrun"]
+    (single,) = sections["torchrun"]["rows"]
+    assert single["case"] == "MLP" and single["max_abs"]["parameters"] == 0 and single["ranks_identical"]
+    repeat = sections["repeat"]["rows"]
+    assert [r["case"] for r in repeat] == ["MLP", "MLP float16"]
+    assert all(all(r["bitwise"].values()) for r in repeat)  # seeded CPU fits are bitwise equal
+    (row,) = sections["speed"]["rows"]
+    assert row["engine"] == "layerwise" and row["memory_bytes"] is None  # GPU memory only
+    assert set(row["fit_s"]) == {"plain", "ours"} and all(v > 0 for v in row["fit_s"].values())
+    assert row["step_flops"]["layerwise"] > row["step_flops"]["plain"] > 0
+    table = (tmp_path / "gpu_check_cpu.md").read_text()
+    assert "| MLP float16 | layerwise | bitwise |" in table and "| MLP (tabular, 50 features) | 32 / 8 |" in table
+
+
+def test_a_section_that_fails_or_overruns_is_reported_and_the_next_runs():
+    import time
+
+    from _sections import Section
+
+    def fails(section):
+        section.rows.append({"ok": True})
+        raise RuntimeError("boom")
+
+    def loops(section):
+        while not section.out_of_time("the rest"):
+            time.sleep(0.01)
+
+    def hangs(section):
+        time.sleep(5)
+
+    failed = Section("a", 10).run(fails)
+    assert failed.status == "error" and failed.error.startswith("RuntimeError: boom") and failed.rows == [{"ok": True}]
+    budgeted = Section("b", 0.05).run(loops)
+    assert budgeted.status == "ok" and budgeted.notes == ["skipped for the time budget (0 s): the rest"]
+    hung = Section("c", 0.05)
+    hung.hard_limit = 0.2
+    hung.run(hangs)
+    assert hung.status == "timeout" and hung.seconds < 2
+    assert Section("d", 1).run(lambda s: s.rows.append({"ok": False})).status == "check failed"

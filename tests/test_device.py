@@ -1,10 +1,11 @@
-"""device='auto': resolved for torch, kept as the parameter."""
+"""device='auto': resolved for torch, kept as the parameter; mixed-precision fits on the test device
+(``--device`` / ``$SK_REWEIGHT_TEST_DEVICE``, see tests/conftest.py)."""
 
 import numpy as np
 import pytest
 import torch
 
-from sk_reweight import ReweightedNeuralNetClassifier
+from sk_reweight import PAPER_EXACT, ReweightedNeuralNetClassifier
 
 
 
@@ -38,9 +39,10 @@ def _blobs():
 
 
 @pytest.mark.parametrize("engine", ["layerwise", "jvp"])
-def test_a_bfloat16_fit_follows_the_float32_fit(engine):
+def test_a_bfloat16_fit_follows_the_float32_fit(engine, device):
     X, y = _blobs()
-    fits = [ReweightedNeuralNetClassifier(max_epochs=5, random_state=0, meta_engine=engine, autocast_dtype=dtype)
+    fits = [ReweightedNeuralNetClassifier(max_epochs=5, random_state=0, meta_engine=engine, autocast_dtype=dtype,
+                                          device=device)
             .fit(X[40:], y[40:], X_clean=X[:40], y_clean=y[:40]) for dtype in (None, torch.bfloat16)]
     full, low = fits
     assert all(p.dtype == torch.float32 for p in low.module_.parameters())
@@ -66,9 +68,10 @@ def test_autocast_dtype_other_than_a_half_type_is_a_clear_error(dtype):
 
 
 @pytest.mark.parametrize("engine", ["layerwise", "jvp"])
-def test_a_float16_fit_scales_its_loss_and_follows_the_float32_fit(engine):
+def test_a_float16_fit_scales_its_loss_and_follows_the_float32_fit(engine, device):
     X, y = _blobs()
-    fits = [ReweightedNeuralNetClassifier(max_epochs=5, random_state=0, meta_engine=engine, autocast_dtype=dtype)
+    fits = [ReweightedNeuralNetClassifier(max_epochs=5, random_state=0, meta_engine=engine, autocast_dtype=dtype,
+                                          device=device)
             .fit(X[40:], y[40:], X_clean=X[:40], y_clean=y[:40]) for dtype in (None, torch.float16)]
     full, low = fits
     assert full.loss_scale_ is None and low.loss_scale_.factor == 2.0**16
@@ -78,13 +81,14 @@ def test_a_float16_fit_scales_its_loss_and_follows_the_float32_fit(engine):
     assert abs(full.score(X, y) - low.score(X, y)) <= 0.03
 
 
-def test_float16_overflow_lowers_the_scale_and_skips_the_step(monkeypatch):
+def test_float16_overflow_lowers_the_scale_and_skips_the_step(monkeypatch, device):
     from sk_reweight._loss_scale import LossScale
 
     # every scaled gradient overflows float16 at first
     monkeypatch.setattr("sk_reweight._loss_scale.LossScale", lambda: LossScale(init_scale=2.0**30))
     X, y = _blobs()
-    net = ReweightedNeuralNetClassifier(max_epochs=3, batch_size=16, random_state=0, autocast_dtype=torch.float16)
+    net = ReweightedNeuralNetClassifier(max_epochs=3, batch_size=16, random_state=0, autocast_dtype=torch.float16,
+                                        device=device)
     net.fit(X[40:], y[40:], X_clean=X[:40], y_clean=y[:40])
     overflows = net.history[:, "overflow_steps"]
     assert overflows[0] >= 5 and overflows[-1] == 0 and sum(overflows) == net.loss_scale_.overflows
@@ -95,9 +99,9 @@ def test_float16_overflow_lowers_the_scale_and_skips_the_step(monkeypatch):
     assert net.history[-1, "train_loss"] < net.history[0, "train_loss"]  # it trains once the scale fits
 
 
-def test_switching_to_float16_between_partial_fits_brings_loss_scaling():
+def test_switching_to_float16_between_partial_fits_brings_loss_scaling(device):
     X, y = _blobs()
-    net = ReweightedNeuralNetClassifier(max_epochs=1, random_state=0)
+    net = ReweightedNeuralNetClassifier(max_epochs=1, random_state=0, device=device)
     net.partial_fit(X[40:], y[40:], X_clean=X[:40], y_clean=y[:40])
     assert net.loss_scale_ is None
     net.set_params(autocast_dtype=torch.float16).partial_fit(X[40:], y[40:], X_clean=X[:40], y_clean=y[:40])
@@ -107,3 +111,33 @@ def test_switching_to_float16_between_partial_fits_brings_loss_scaling():
     assert net.loss_scale_ is scale  # carried on, not restarted
     net.set_params(autocast_dtype=None).partial_fit(X[40:], y[40:], X_clean=X[:40], y_clean=y[:40])
     assert net.loss_scale_ is None
+
+
+@pytest.mark.parametrize("params", [{}, PAPER_EXACT], ids=["default", "paper_exact"])
+def test_a_fit_trains_on_the_test_device_and_predicts_on_the_host(params, device):
+    X, y = _blobs()
+    net = ReweightedNeuralNetClassifier(max_epochs=2, random_state=0, device=device, **params)
+    net.fit(X[40:], y[40:], X_clean=X[:40], y_clean=y[:40])
+    assert all(p.device.type == torch.device(device).type for p in net.module_.parameters())
+    assert np.isfinite(net.sample_weights_).all() and net.score(X, y) > 0.6
+    proba = net.predict_proba(X)
+    assert isinstance(proba, np.ndarray) and np.allclose(proba.sum(1), 1, atol=1e-5)
+
+
+def test_the_test_device_option_skips_without_cuda_and_refuses_a_bad_name():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def pytest_run(*args, **env):
+        return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *args],
+                              cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", **env})
+
+    test = "tests/test_device.py::test_a_fit_trains_on_the_test_device_and_predicts_on_the_host"
+    done = pytest_run(test, SK_REWEIGHT_TEST_DEVICE="cuda")
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert "2 skipped" in done.stdout and "'cuda' requested" in done.stdout and "CUDA is not available" in done.stdout
+    bad = pytest_run(test, "--device", "gpu0", SK_REWEIGHT_TEST_DEVICE="cpu")  # the option wins
+    assert bad.returncode == pytest.ExitCode.USAGE_ERROR and "'gpu0' is not a torch device" in bad.stderr

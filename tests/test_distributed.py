@@ -114,3 +114,26 @@ def test_accelerate_mixin_is_refused_with_the_fix():
     y = np.arange(10) % 2
     with pytest.raises(TypeError, match="AccelerateMixin.*torchrun"):
         Accelerated(max_epochs=1).fit(X, y, X_clean=X[:2], y_clean=y[:2])
+
+
+def test_a_torchrun_rank_joins_nccl_on_the_gpu_of_its_local_rank(monkeypatch):
+    # without a GPU here: the calls DataParallel.join makes, recorded
+    from sk_reweight import _distributed
+    from sk_reweight._device import auto_device
+
+    calls = {}
+    monkeypatch.setattr(_distributed, "_launched_by_torchrun", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda index: calls.update(device=index))
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: calls["device"])
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(torch.distributed, "init_process_group", lambda backend: calls.update(backend=backend))
+    monkeypatch.setattr(torch.distributed, "get_backend", lambda: calls["backend"])
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 4)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 3)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    joined = DataParallel.join()
+    assert calls["backend"] == "nccl" and joined.device == torch.device("cuda", 1)
+    assert torch.device(auto_device()) == joined.device  # where device='auto' puts the module

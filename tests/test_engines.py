@@ -126,17 +126,20 @@ CASES = [(engine, net) for engine in sorted(ENGINES) for net in sorted(NETS)
          if net != "batchnorm" or engine == "jvp"] + [("layerwise", "sequence"), ("jvp", "sequence")]
 
 
-def case_batch(net):
+def case_batch(net, device="cpu"):
+    """The case's float64 module and batch, on ``device``."""
     if net == "sequence":
         torch.manual_seed(5)  # an initialisation whose batch mixes kept and dropped examples
-        return SequenceNet().double(), sequence_batch()
-    build, shape = NETS[net]
-    return build().double(), make_batch(shape)
+        module, batch = SequenceNet(), sequence_batch()
+    else:
+        build, shape = NETS[net]
+        module, batch = build(), make_batch(shape)
+    return module.double().to(device), tuple(t.to(device) for t in batch)
 
 
 @pytest.mark.parametrize("engine_name,net", CASES)
-def test_engine_matches_literal_lookahead(engine_name, net):
-    module, (X, y, Xc, yc) = case_batch(net)
+def test_engine_matches_literal_lookahead(engine_name, net, device):
+    module, (X, y, Xc, yc) = case_batch(net, device)
     reference = copy.deepcopy(module)
 
     # literal Algorithm 1: d L_clean(theta') / d eps by double backprop
@@ -155,9 +158,9 @@ def test_engine_matches_literal_lookahead(engine_name, net):
 
 
 @pytest.mark.parametrize("engine_name,net", CASES)
-def test_clean_weight_adds_the_clean_gradient(engine_name, net):
+def test_clean_weight_adds_the_clean_gradient(engine_name, net, device):
     """``clean_weight=c`` leaves grad (sum_i w_i f_i + c * L_clean) in .grad."""
-    module, (X, y, Xc, yc) = case_batch(net)
+    module, (X, y, Xc, yc) = case_batch(net, device)
     reference = copy.deepcopy(module)
     w_ref = reference_weights(reference, loss_fn, X, y, Xc, yc)
     _, _, grads = run_engine(ENGINES[engine_name](), module, X, y, Xc, yc, clean_weight=0.7)
@@ -224,9 +227,9 @@ def test_lookahead_gradient_matches_finite_differences():
 
 
 @pytest.mark.parametrize("clean_weight", [0.0, 1.0])
-def test_meta_step_leaves_batchnorm_statistics_as_one_plain_forward(clean_weight):
-    module = batchnorm_net().double().train()
-    X, y, Xc, yc = make_batch((1, 14, 14))
+def test_meta_step_leaves_batchnorm_statistics_as_one_plain_forward(clean_weight, device):
+    module = batchnorm_net().double().train().to(device)
+    X, y, Xc, yc = (t.to(device) for t in make_batch((1, 14, 14)))
     plain = copy.deepcopy(module)
     plain(X)  # exactly one training forward's worth of running-stat updates
     # training on the clean batch too does not feed it to the running statistics
@@ -270,10 +273,10 @@ class HostRoundTrips(TorchFunctionMode):
 
 @pytest.mark.parametrize("engine", ["layerwise", "jvp"])
 @pytest.mark.parametrize("net", ["mlp", "cnn"])
-def test_a_step_never_waits_for_the_host(engine, net):
+def test_a_step_never_waits_for_the_host(engine, net, device):
     factory, shape = NETS[net]
-    module = factory().double()
-    X, y, Xc, yc = make_batch(shape)
+    module = factory().double().to(device)
+    X, y, Xc, yc = (t.to(device) for t in make_batch(shape))
     for weigh in (lambda a, losses: normalize_weights(a), lambda a, losses: torch.zeros_like(a)):
         with HostRoundTrips() as trips:
             ENGINES[engine]().reweighted_backward(module, loss_fn, X, y, Xc, yc, weigh=weigh)
@@ -297,15 +300,20 @@ def test_all_zero_weights_produce_zero_gradients(engine):
 BF16_TOLERANCE = 0.06
 
 
-def low_precision_and_float32_steps(engine, net, seed, dtype=torch.bfloat16, loss_scale=None, **options):
+def float32_batch(shape, device="cpu", **kwargs):
+    return tuple((t.float() if t.is_floating_point() else t).to(device) for t in make_batch(shape, **kwargs))
+
+
+def low_precision_and_float32_steps(engine, net, seed, dtype=torch.bfloat16, loss_scale=None, device="cpu",
+                                    **options):
     factory, shape = NETS[net]
     torch.manual_seed(seed)
-    module = factory()
-    X, y, Xc, yc = (t.float() if t.is_floating_point() else t for t in make_batch(shape, n=32, n_clean=8, seed=seed))
+    module = factory().to(device)
+    X, y, Xc, yc = float32_batch(shape, device, n=32, n_clean=8, seed=seed)
     steps, grads = [], []
     for autocast in (False, True):
         module.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=dtype, enabled=autocast):
+        with torch.autocast(torch.device(device).type, dtype=dtype, enabled=autocast):
             steps.append(ENGINES[engine]().reweighted_backward(
                 module, loss_fn, X, y, Xc, yc, weigh=lambda a, losses: normalize_weights(a),
                 loss_scale=loss_scale if autocast else None, **options))
@@ -315,8 +323,8 @@ def low_precision_and_float32_steps(engine, net, seed, dtype=torch.bfloat16, los
 
 @pytest.mark.parametrize("engine,net", [("layerwise", "mlp"), ("layerwise", "cnn"), ("jvp", "mlp"), ("jvp", "cnn")])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_bfloat16_autocast_gives_the_float32_alignments_within_tolerance(engine, net, seed):
-    (full, low), grads = low_precision_and_float32_steps(engine, net, seed)
+def test_bfloat16_autocast_gives_the_float32_alignments_within_tolerance(engine, net, seed, device):
+    (full, low), grads = low_precision_and_float32_steps(engine, net, seed, device=device)
     assert low.alignment.dtype == low.y_pred.dtype == torch.float32  # numpy cannot hold bfloat16
     scale = full.alignment.abs().max()
     assert (low.alignment - full.alignment).abs().max() <= BF16_TOLERANCE * scale
@@ -326,8 +334,8 @@ def test_bfloat16_autocast_gives_the_float32_alignments_within_tolerance(engine,
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_bfloat16_autocast_with_batch_norm_agrees_for_most_examples(seed):
-    (full, low), _ = low_precision_and_float32_steps("jvp", "batchnorm", seed)
+def test_bfloat16_autocast_with_batch_norm_agrees_for_most_examples(seed, device):
+    (full, low), _ = low_precision_and_float32_steps("jvp", "batchnorm", seed, device=device)
     scale = full.alignment.abs().max()
     assert (low.alignment - full.alignment).abs().median() <= BF16_TOLERANCE / 6 * scale
 
@@ -335,12 +343,12 @@ def test_bfloat16_autocast_with_batch_norm_agrees_for_most_examples(seed):
 @pytest.mark.parametrize("engine,net", [(e, n) for e in ("layerwise", "jvp", "reference")
                                         for n in ("mlp", "cnn", "batchnorm")
                                         if (e, n) != ("layerwise", "batchnorm")])  # coupled examples
-def test_loss_scaling_changes_nothing_in_float64(engine, net):
+def test_loss_scaling_changes_nothing_in_float64(engine, net, device):
     # the bookkeeping alone: scaled backward passes, unscaled alignments and gradients
     factory, shape = NETS[net]
     torch.manual_seed(0)
-    module = factory().double()
-    X, y, Xc, yc = make_batch(shape)
+    module = factory().double().to(device)
+    X, y, Xc, yc = (t.to(device) for t in make_batch(shape))
     results = []
     for loss_scale in (None, 1024.0):
         module.zero_grad(set_to_none=True)
@@ -361,8 +369,9 @@ FP16_TOLERANCE = 0.03
 
 
 @pytest.mark.parametrize("engine,net", [("layerwise", "mlp"), ("layerwise", "cnn"), ("jvp", "mlp"), ("jvp", "cnn")])
-def test_float16_autocast_with_loss_scaling_gives_the_float32_step(engine, net):
-    (full, low), grads = low_precision_and_float32_steps(engine, net, 0, torch.float16, loss_scale=2.0**16)
+def test_float16_autocast_with_loss_scaling_gives_the_float32_step(engine, net, device):
+    (full, low), grads = low_precision_and_float32_steps(engine, net, 0, torch.float16, loss_scale=2.0**16,
+                                                         device=device)
     scale = full.alignment.abs().max()
     assert low.alignment.dtype == torch.float32
     assert (low.alignment - full.alignment).abs().max() <= FP16_TOLERANCE * scale
@@ -371,10 +380,10 @@ def test_float16_autocast_with_loss_scaling_gives_the_float32_step(engine, net):
 
 @pytest.mark.parametrize("options", [{"clean_trim": 1}, {"clean_cap": 1.0}], ids=["trimmed", "capped"])
 @pytest.mark.parametrize("engine,net", [("layerwise", "mlp"), ("layerwise", "cnn"), ("jvp", "mlp"), ("jvp", "cnn")])
-def test_float16_loss_scaling_keeps_trimmed_and_capped_alignments(engine, net, options):
+def test_float16_loss_scaling_keeps_trimmed_and_capped_alignments(engine, net, options, device):
     # the groups' alignments and gradient norms carry the scale too: it must cancel out of both
     (full, low), grads = low_precision_and_float32_steps(engine, net, 0, torch.float16, loss_scale=2.0**16,
-                                                         **options)
+                                                         device=device, **options)
     scale = full.alignment.abs().max()
     assert (low.alignment - full.alignment).abs().max() <= FP16_TOLERANCE * scale
     assert (grads[1] - grads[0]).norm() <= FP16_TOLERANCE * grads[0].norm()
@@ -388,14 +397,14 @@ class Tiny(nn.Module):
 
 
 @pytest.mark.parametrize("engine", ["layerwise", "jvp"])
-def test_loss_scaling_keeps_the_gradients_float16_would_flush_to_zero(engine):
+def test_loss_scaling_keeps_the_gradients_float16_would_flush_to_zero(engine, device):
     torch.manual_seed(0)
-    module = mlp()
-    X, y, Xc, yc = (t.float() if t.is_floating_point() else t for t in make_batch((7,), n=32, n_clean=8))
+    module = mlp().to(device)
+    X, y, Xc, yc = float32_batch((7,), device, n=32, n_clean=8)
     grads = []
     for dtype, loss_scale in ((None, None), (torch.float16, None), (torch.float16, 2.0**16)):
         module.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+        with torch.autocast(torch.device(device).type, dtype=dtype or torch.float16, enabled=dtype is not None):
             ENGINES[engine]().reweighted_backward(module, Tiny(), X, y, Xc, yc, loss_scale=loss_scale,
                                                   weigh=lambda a, losses: torch.full_like(a, 1 / len(a)))
         grads.append(torch.cat([p.grad.flatten() for p in module.parameters()]))
@@ -405,10 +414,10 @@ def test_loss_scaling_keeps_the_gradients_float16_would_flush_to_zero(engine):
 
 
 @pytest.mark.parametrize("engine", ["layerwise", "jvp"])
-def test_an_overflowing_loss_scale_shows_in_the_gradients(engine):
-    module = mlp()
-    X, y, Xc, yc = (t.float() if t.is_floating_point() else t for t in make_batch((7,), n=32, n_clean=8))
-    with torch.autocast("cpu", dtype=torch.float16):
+def test_an_overflowing_loss_scale_shows_in_the_gradients(engine, device):
+    module = mlp().to(device)
+    X, y, Xc, yc = float32_batch((7,), device, n=32, n_clean=8)
+    with torch.autocast(torch.device(device).type, dtype=torch.float16):
         ENGINES[engine]().reweighted_backward(module, loss_fn, X, y, Xc, yc, loss_scale=2.0**40,
                                               weigh=lambda a, losses: torch.full_like(a, 1 / len(a)))
     assert not all(torch.isfinite(p.grad).all() for p in module.parameters())
