@@ -392,6 +392,7 @@ def test_gpu_check_without_cuda_says_so_and_runs_the_engine_checks(tmp_path, cap
     assert json.loads((tmp_path / "gpu_check" / "gpu_check_cpu.json").read_text())["quick"]
 
 
+@pytest.mark.slow
 def test_gpu_check_sections_run_on_the_cpu_at_tiny_sizes(tmp_path, monkeypatch):
     gpu_check = load("gpu_check")
     cases = gpu_check.repeat_cases(quick=True)

@@ -8,7 +8,7 @@ learning to reweight, same LeNet and recipe. Run:
 ``python examples/images/noisy_images_cnn.py``.
 
 What to expect: the clean set drives the flipped examples' weights far below
-the correct ones'. On a run this short (4,000 images, 10 epochs) plain
+the correct ones'. On a run this short (3,000 images, 10 epochs) plain
 training has not yet memorised the uniform noise, so the two test accuracies
 are close, and which one is ahead depends on the learning rate: change
 ``lr`` below (e.g. to 0.01) to see.
@@ -34,7 +34,7 @@ path = None if os.environ.get("SK_REWEIGHT_MNIST") or not shared.is_dir() else s
 X, y = load_mnist(path, split="train")
 X_test, y_test = load_mnist(path, split="test")
 rng = np.random.RandomState(0)
-subset = rng.choice(len(y), 4000, replace=False)  # keep the example under a minute on a CPU
+subset = rng.choice(len(y), 3000, replace=False)  # keep the example under a minute on a CPU
 X_train, X_clean, y_train, y_clean = train_clean_split(X[subset], y[subset], 100, random_state=0)
 y_noisy, flipped = flip_labels_uniform(y_train, 0.4, random_state=0)
 

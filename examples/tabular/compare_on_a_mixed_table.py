@@ -65,7 +65,7 @@ prep = make_column_transformer((numbers, make_column_selector(dtype_include=np.n
                                (categories, make_column_selector(dtype_exclude=np.number)))
 
 # the networks (default MLP sized from the data) and what tabular users reach for
-methods = make_baselines(preprocessing=prep, optimizer=torch.optim.Adam, max_epochs=20, batch_size=64,
+methods = make_baselines(preprocessing=prep, optimizer=torch.optim.Adam, max_epochs=15, batch_size=64,
                          include=["plain", "class_weight", "smote", "reweight"])
 methods["logreg_balanced"] = make_pipeline(prep, CleanSetBaseline(LogisticRegression(class_weight="balanced",
                                                                                      max_iter=1000)))
