@@ -5,7 +5,6 @@ from ._random import RandomStream
 from ._weight_history import WeightHistory
 from .engines import ForwardModeEngine, MetaGradientEngine
 from .exceptions import TrainingDivergedError
-from .weighting import PAPER_EXACT
 
 __version__ = "0.2.0"
 
@@ -16,7 +15,6 @@ __all__ = [
     "ForwardModeEngine",
     "WeightHistory",
     "RandomStream",
-    "PAPER_EXACT",
     "callbacks",
     "comparison",
     "diagnostics",
@@ -25,3 +23,9 @@ __all__ = [
     "modules",
     "weighting",
 ]
+
+
+def __getattr__(name):
+    if name == "PAPER_EXACT":  # deprecated since 0.3 (warns): weighting='paper'
+        return getattr(weighting, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

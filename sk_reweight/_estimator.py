@@ -1,5 +1,6 @@
 """The learning-to-reweight estimator: skorch's fit loop wired to engines, weighting and callbacks."""
 import numbers
+from dataclasses import replace
 from functools import partial
 
 import numpy as np
@@ -14,20 +15,20 @@ from ._device import AutoDeviceMixin, step_autocast
 from ._divergence import check_finite_predictions, check_step_is_finite, explain, final_outputs_error
 from ._dataset import ArrayDataset, DatasetRows, EncodedLabelDataset, collate_batch
 from ._distributed import DataParallel
-from ._fit_state import make_fit_state
+from ._fit_state import make_fit_context
 from ._host_step import copy_to_host
+from ._legacy import DEPRECATED, WeightingParamsMixin, build_weighting
 from ._loss_scale import loss_scale_for
 from ._persistence import PersistenceMixin
-from ._params import check_optimizer_needs_no_closure, check_reweighting_params
+from ._params import check_optimizer_needs_no_closure
 from ._random import ForwardDraws, RandomStream, drawing, fit_generators
 from ._validation import (check_module_fits_data, check_per_example_losses, per_example_criterion,
                           split_class_weight, validate_fit_data, validate_predict_data)
 from ._weight_history import WeightHistory
-from .callbacks import FineTuneOnClean, TrainingStage, WeightRecorder, with_our_print_log
-from .engines import select_engine
+from .callbacks import FineTuneOnClean, TrainingStage, WeightRecorder, stage_iterator, with_our_print_log
+from .engines import EngineOptions, select_engine
 from .exceptions import TrainingDivergedError
 from .modules import mlp_sized_for
-from .weighting import make_weighting
 
 
 def _serves_batches(dataset):
@@ -35,7 +36,7 @@ def _serves_batches(dataset):
     return isinstance(getattr(dataset, "dataset", dataset), (EncodedLabelDataset, ArrayDataset))
 
 
-class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNetClassifier):
+class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, AutoDeviceMixin, NeuralNetClassifier):
     """Neural network classifier trained by learning to reweight examples.
 
     Implements Ren, Zeng, Yang and Urtasun, "Learning to Reweight Examples
@@ -417,16 +418,16 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         batch_size=128,
         clean_batch_size=None,
         weighting="cross_fit",
-        meta_net_lr=1e-3,
+        meta_net_lr=DEPRECATED,
         clean_sampling="cycle",
-        clean_weight=0.0,
-        clean_trim=0,
-        clean_cap=None,
-        weight_shrinkage=0.0,
-        weight_smoothing=0.0,
-        zero_weights="skip",
-        unlearning_tolerance=0.1,
-        finetune_epochs=0,
+        clean_weight=DEPRECATED,
+        clean_trim=DEPRECATED,
+        clean_cap=DEPRECATED,
+        weight_shrinkage=DEPRECATED,
+        weight_smoothing=DEPRECATED,
+        zero_weights=DEPRECATED,
+        unlearning_tolerance=DEPRECATED,
+        finetune_epochs=DEPRECATED,
         meta_engine="auto",
         autocast_dtype=None,
         on_divergence="raise",
@@ -494,9 +495,7 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         return self
 
     def _make_weighting(self):
-        check_reweighting_params(self)
-        return make_weighting(self.weighting, self.meta_net_lr, self.weight_shrinkage, self.weight_smoothing,
-                              self.zero_weights, self.unlearning_tolerance)
+        return build_weighting(self)
 
     # ------------------------------------------------------------------
     # fitting
@@ -574,22 +573,24 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
             check_optimizer_needs_no_closure(self.optimizer_)
             self.weighting_.start(data.n_rows, self.device, generator, data.targets_by_position(),
                                   torch.as_tensor(data.y_clean), self.class_weight_)
-            state = make_fit_state(data, self.batch_size, self.clean_batch_size, self.clean_sampling, self.device,
-                                   parallel, generators, dict(clean_trim=self.clean_trim, clean_cap=self.clean_cap,
-                                   clean_folds=self.weighting_.clean_folds, clean_class_weight=self.class_weight_))
+            w = self.weighting_
+            options = EngineOptions(clean_trim=w.clean_trim, clean_cap=w.clean_cap, clean_folds=w.clean_folds,
+                                    clean_class_weight=self.class_weight_)
+            state = make_fit_context(data, self.batch_size, self.clean_batch_size, self.clean_sampling, self.device,
+                                     parallel, generators, options, w, self.weight_history_)
             state.clean_batches.load_state_dict(self.rng_.clean_batches)
-            self.fit_state_ = state
+            self.fit_context_ = state
             check_module_fits_data(self, data.X[:2])
             self.meta_engine_ = self._select_engine(data)
-            state.guard.start(self)
+            state.guard.start(self, state.X_clean)
         try:
             with ForwardDraws(self.module_, generators):  # dropout masks from the fit's generators
                 super().partial_fit(data.X, data.y, _routing_method=method)
-            if (exc := final_outputs_error(self, data.X, len(self.history))) is not None:
+            if (exc := final_outputs_error(self, data.X, state.X_clean, len(self.history))) is not None:
                 self._diverged(exc, X_train=data.X)
         finally:
             self.rng_.keep(None if generators is None else generators.cpu.get_state(), state.clean_batches)
-            del self.fit_state_
+            del self.fit_context_
         return self
 
     def _select_engine(self, data):
@@ -598,8 +599,8 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         batch = (torch.tensor(data.X[:n], dtype=torch.float32, device=self.device),
                  torch.tensor(data.y[:n], device=self.device))
         engine = select_engine(self.meta_engine, self.module_, self._loss_fn, batch,
-                               (self.fit_state_.X_clean, self.fit_state_.y_clean))
-        parallel = self.fit_state_.parallel
+                               (self.fit_context_.X_clean, self.fit_context_.y_clean))
+        parallel = self.fit_context_.parallel
         return engine if parallel is None else parallel.wrap_engine(engine, self.module_)
 
     def _loss_fn(self, output, target):
@@ -612,7 +613,7 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         dataset = EncodedLabelDataset(X, y, self.classes_)
         if self.train_split:
             return self.train_split(dataset, dataset.y, **fit_params)
-        state = self.fit_state_
+        state = self.fit_context_
         return dataset, EncodedLabelDataset(state.X_clean.cpu().numpy(), state.y_clean.cpu().numpy(), self.classes_)
 
     def get_dataset(self, X, y=None):
@@ -642,23 +643,23 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
                     f"iterator_train__{key} is not supported: {type(self).__name__} draws "
                     "its own batches to know which examples each weight belongs to."
                 )
-        sampler = self.fit_state_.training_sampler(dataset, kwargs, self.batch_size)
-        kwargs.setdefault("generator", self.fit_state_.generator)  # the loader's worker seed
+        sampler = self.fit_context_.training_sampler(dataset, kwargs, self.batch_size)
+        kwargs.setdefault("generator", self.fit_context_.generator)  # the loader's worker seed
         return self.iterator_train(dataset, batch_sampler=sampler, **kwargs)
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
         # the stages' epochs follow the reweighted ones in the same loop
-        state = self.fit_state_
+        state = self.fit_context_
         state.epochs = self.max_epochs if epochs is None else epochs
         state.stages = [cb for _, cb in self.callbacks_ if isinstance(cb, TrainingStage)]
         total = state.epochs + sum(stage.epochs for stage in state.stages)
         return super().fit_loop(X, y, epochs=total, **fit_params)
 
     def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
-        stage = self.fit_state_.stage
+        stage = self.fit_context_.stage
         if stage is not None and training:
-            with drawing(self.fit_state_.generators):
-                iterator = stage.get_iterator(self)
+            with drawing(self.fit_context_.generators):
+                iterator = stage_iterator(stage, self, self.fit_context_)
         return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
 
     def notify(self, method_name, **cb_kwargs):
@@ -671,14 +672,14 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         super().on_epoch_begin(net, dataset_train, dataset_valid, **kwargs)
-        if self.fit_state_.parallel is not None:  # a short last batch may have set ranks apart
-            self.fit_state_.parallel.sync_random_state()
-        stage = self.fit_state_.begin_epoch()
+        if self.fit_context_.parallel is not None:  # a short last batch may have set ranks apart
+            self.fit_context_.parallel.sync_random_state()
+        stage = self.fit_context_.begin_epoch()
         self.history.record("stage", "reweight" if stage is None else stage.name)
 
     def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         super().on_epoch_end(net, dataset_train, dataset_valid, **kwargs)
-        if self.fit_state_.stage is None:  # the stages' epoch summaries, e.g. CrossFitTrust's weight_trust
+        if self.fit_context_.stage is None:  # the stages' epoch summaries, e.g. CrossFitTrust's weight_trust
             for key, value in self.weighting_.end_epoch().items():
                 self.history.record(key, value)
 
@@ -692,7 +693,7 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
 
     def train_step_single(self, batch, **fit_params):
         """Meta step of Algorithm 1 and backward pass of the weighted loss."""
-        state = self.fit_state_
+        state = self.fit_context_
         if state.stage is not None:
             return state.stage.train_step_single(self, batch, **fit_params)
         self._set_training(True)
@@ -702,11 +703,12 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         X_clean, y_clean = state.clean_batch()
         sample_weight = None if state.sample_weight is None else state.sample_weight[positions]
         weigh = partial(self.weighting_, positions=positions, sample_weight=sample_weight)
-        scale, clean_weight = self.loss_scale_, self.clean_weight + self.weighting_.extra_clean_weight
+        scale, clean_weight = self.loss_scale_, self.weighting_.extra_clean_weight
+        options = replace(state.engine_options, clean_weight=clean_weight, loss_scale=None if scale is None else scale.factor)
+        state.step += 1
         with step_autocast(self.device, self.autocast_dtype):  # the optimizer steps outside it
             step = self.meta_engine_.reweighted_backward(
-                self.module_, self._loss_fn, Xi, yi, X_clean, y_clean, weigh, clean_weight=clean_weight,
-                loss_scale=None if scale is None else scale.factor, **state.engine_options)
+                self.module_, self._loss_fn, Xi, yi, X_clean, y_clean, weigh, **options.as_kwargs())
         # the step's one copy to the host: weights, alignments, both losses (and, float16, overflow)
         host = copy_to_host(step, None if scale is None else self.module_.parameters())
         if scale is not None and scale.overflowed(host):
@@ -731,7 +733,7 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         self.notify("on_grad_computed", named_parameters=TeeGenerator(self.get_all_learnable_params()),
                     batch=batch, training=True)
         if not step["skipped"]:
-            self.fit_state_.guard.before_step(self)
+            self.fit_context_.guard.before_step(self)
             try:
                 self._step_optimizer(None)
             except RuntimeError as exc:  # e.g. Adam's step size overflowing float
@@ -739,7 +741,7 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         return step
 
     def _diverged(self, exc, batch=None, X_train=None):
-        restored = self.fit_state_.guard.restore(self, X_train)
+        restored = self.fit_context_.guard.restore(self, X_train)
         if self.on_divergence == "raise" or restored != "last step":
             raise explain(exc, restored) from exc
         y_pred = None if batch is None else self.evaluation_step(batch, training=True)

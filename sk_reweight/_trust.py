@@ -104,6 +104,8 @@ class CrossFitTrust(WeightStage):
     tensor([0.6250, 0.1250, 0.1250, 0.1250])
     """
 
+    name = "trust"
+
     def __init__(self, folds=2, memory=0.8, prior=10.0, full_trust_win_rate=0.65, clean_weight=1.0,
                  balance_classes=False, initial=1.0):
         self.folds = folds
