@@ -26,7 +26,7 @@ from ._validation import (check_module_fits_data, check_per_example_losses, per_
                           split_class_weight, validate_fit_data, validate_predict_data)
 from ._weight_history import WeightHistory
 from .callbacks import FineTuneOnClean, TrainingStage, WeightRecorder, stage_iterator, with_our_print_log
-from .engines import EngineOptions, select_engine
+from .engines import select_engine
 from .exceptions import TrainingDivergedError
 from .modules import mlp_sized_for
 
@@ -51,22 +51,26 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
     ``sum_i w_i f_i``. A batch whose weights are all zero changes nothing
     (not even optimizer state such as momentum).
 
-    The defaults are Algorithm 1 as published plus two stages. The guard
-    (``unlearning_tolerance=0.1``): a class whose training loss climbs
+    The default weighting is Algorithm 1 as published plus two stages
+    (:func:`~sk_reweight.weighting.default_weighting`). The guard
+    (:class:`~sk_reweight.weighting.UnlearningGuard`): a class whose training loss climbs
     above its best, because the steering shuts it out once the small clean
     set is fitted, gets back its usual share of each batch; it removed
     Algorithm 1's late decay on the paper's MNIST task (the docs' MNIST
     page, "Guarding a class the steering unlearns"). And the trust
-    (``weighting='cross_fit'``): cross-fitting on the clean set measures at
+    (:class:`~sk_reweight.weighting.CrossFitTrust`): cross-fitting on the clean set measures at
     every step whether the learned weights steer better than a fallback
     (uniform weights plus the clean loss), and each epoch
     mixes the two by that measure, so that a clean set whose steering is
     noise (a few trusted rows of a noisy table) no longer makes the model
     worse than training without weights (the docs' options page, "How far
-    to trust the weights"). ``ReweightedNeuralNetClassifier(**PAPER_EXACT)``
-    is Algorithm 1 exactly as published. Other options beyond the paper
-    (``weight_smoothing``, ``clean_weight``, ``weight_shrinkage``,
-    ``finetune_epochs``, ``weighting='meta_net'``) can help short runs;
+    to trust the weights"). ``ReweightedNeuralNetClassifier(weighting='paper')``
+    is Algorithm 1 exactly as published. Other stages beyond the paper
+    (:class:`~sk_reweight.weighting.Smoothing`,
+    :class:`~sk_reweight.weighting.CleanLoss`,
+    :class:`~sk_reweight.weighting.Shrinkage`, the
+    :class:`~sk_reweight.callbacks.FineTuneOnClean` callback,
+    ``weighting='meta_net'``) can help short runs;
     over the paper's training lengths none kept an edge on the benchmarks
     (training on the clean set, in particular, spends the signal that
     steers the weights: see the benchmark pages of the docs, "Long runs").
@@ -75,7 +79,20 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
     meta-gradient engine (:mod:`sk_reweight.engines`) computes each batch's
     alignments, a weighting policy (:mod:`sk_reweight.weighting`) turns them
     into weights, and callbacks (:mod:`sk_reweight.callbacks`) record the
-    weights and run the fine-tuning stage.
+    weights and run the fine-tuning stage. What these parts may read during
+    a fit is the documented :class:`~sk_reweight.callbacks.FitContext`
+    (``fit_context_``); an engine receives every option at every step
+    (:class:`~sk_reweight.engines.EngineOptions`).
+
+    Every weight knob is an argument of the policy or stage it belongs to,
+    so the estimator has seven parameters of its own beyond skorch's:
+    ``weighting`` (the whole weighting: policy, stages, trimmed or capped
+    alignments), ``clean_batch_size`` and ``clean_sampling`` (how the clean
+    batch of each step is drawn, which every weighting uses),
+    ``meta_engine`` (how the alignments are computed, the same for every
+    weighting), ``autocast_dtype`` (precision), ``on_divergence`` (what a
+    non-finite step does) and ``random_state``. The nine weight parameters
+    of 0.2 still work until 0.4 (see "Deprecated parameters" below).
 
     A scikit-learn classifier built on skorch's ``NeuralNetClassifier``:
     all skorch parameters, callbacks and ``module__``/``optimizer__``
@@ -116,131 +133,43 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
         Size of the clean mini-batch drawn at every step; the clean set is
         cycled through, reshuffled at each pass. ``None``: the whole clean
         set when it has at most ``batch_size`` examples, else ``batch_size``.
-    weighting : {'cross_fit', 'alignment', 'meta_net'}, WeightingPolicy or Weighting, default='cross_fit'
-        Where the weights come from. ``'alignment'``: Algorithm 1's clipped
-        alignments with the clean gradient. ``'cross_fit'``: the same
-        weights, trusted as far as cross-fitting on the clean set shows they
-        steer better than a fallback
-        (:class:`~sk_reweight.weighting.CrossFitTrust`, the last stage): at
-        every step the clean batch is split into class-balanced folds, the
-        weights one fold gives are compared with the fallback's on the other
-        (which of the two steps lowers its loss more), and the share of
-        comparisons the learned weights win sets each epoch's trust; the step
-        mixes ``trust`` of the learned weights with ``1 - trust`` of the
-        fallback (plain training's uniform weights plus the clean batch's
-        loss). Where the clean set
+    weighting : {'cross_fit', 'paper', 'alignment', 'meta_net'} or Weighting or WeightingPolicy, default='cross_fit'
+        Where the weights come from: a
+        :class:`~sk_reweight.weighting.Weighting`, a policy followed by
+        stages, or the name of a preset (:data:`~sk_reweight.weighting.WEIGHTINGS`).
+        ``'cross_fit'`` (:func:`~sk_reweight.weighting.default_weighting`):
+        Algorithm 1's clipped alignments
+        (:class:`~sk_reweight.weighting.AlignmentWeighting`), the
+        :class:`~sk_reweight.weighting.UnlearningGuard` and, last, the
+        :class:`~sk_reweight.weighting.CrossFitTrust`: at every step the
+        clean batch is split into class-balanced folds, the weights one fold
+        gives are compared with a fallback's on the other (which of the two
+        steps lowers its loss more), and the share of comparisons the learned
+        weights win sets each epoch's trust; the step mixes ``trust`` of the
+        learned weights with ``1 - trust`` of the fallback (plain training's
+        uniform weights plus the clean batch's loss). Where the clean set
         steers well (MNIST) the trust stays near 1; where its steering is
-        noise (ten trusted rows per class of a noisy table) it falls to 0
-        and training is the fallback's. The trust per epoch is in
-        ``history_`` (``weight_trust``, with ``weight_trust_win_rate``).
-        ``'meta_net'``: in the spirit of Meta-Weight-Net (Shu et al., 2019),
-        a small network maps each example's loss to a weight in (0, 1); it
-        learns on the fly, one Adam step per training step, from the same
-        exact alignments, and its weights, normalised in the batch, are
-        used. A :class:`~sk_reweight.weighting.WeightingPolicy` instance
-        (e.g. a subclass of your own) is used as given, and so is a
-        :class:`~sk_reweight.weighting.Weighting` (a policy and its stages);
-        ``'alignment'`` is ``AlignmentWeighting()``, ``'meta_net'`` is
-        ``MetaNetWeighting(lr=meta_net_lr)``. The options below add their
-        stages after it (``'cross_fit'`` adds its stage after them).
-    meta_net_lr : float, default=0.001
-        Adam learning rate of the ``weighting='meta_net'`` network
-        (:class:`~sk_reweight.weighting.MetaNetWeighting`).
+        noise (ten trusted rows per class of a noisy table) it falls to 0 and
+        training is the fallback's. The trust per epoch is in ``history_``
+        (``weight_trust``, with ``weight_trust_win_rate``).
+        ``'paper'`` (:func:`~sk_reweight.weighting.paper_weighting`):
+        Algorithm 1 as published, no stage. ``'alignment'``: Algorithm 1's
+        weights and the guard. ``'meta_net'``: in the spirit of
+        Meta-Weight-Net (Shu et al., 2019), a small network maps each
+        example's loss to a weight in (0, 1), learning on the fly from the
+        same exact alignments
+        (:class:`~sk_reweight.weighting.MetaNetWeighting`), and the guard.
+        A :class:`~sk_reweight.weighting.WeightingPolicy` instance alone is
+        ``Weighting(policy)``, without stages. The fit uses a copy
+        (``weighting_``). A ``Weighting``'s arguments are nested
+        parameters: ``set_params(weighting__trust__memory=0.5)``,
+        ``weighting__policy__lr``, ``weighting__clean_trim``.
     clean_sampling : {'cycle', 'stratified'}, default='cycle'
         How clean mini-batches are drawn when they are smaller than the
         clean set. ``'cycle'``: passes over the shuffled clean set (the
         paper). ``'stratified'``: every clean batch holds each class in
         equal numbers (up to one), so no step is steered by a batch that
         misses a class.
-    clean_weight : float, default=0.0
-        Train on the clean examples too: each step minimises
-        ``sum_i w_i f_i + clean_weight * mean(clean losses)``. Next to no
-        cost: the meta step already computes the clean batch's gradient
-        (without updating batch-norm running statistics). ``0``: the clean
-        set only steers the weights (the paper). A step whose weights are
-        all zero then still trains on the clean batch. It speeds up early
-        training, but once the network fits the clean set, its gradient,
-        which steers the weights, fades (see the docs' MNIST benchmark, "Long runs").
-    clean_trim : int, default=0
-        Each training example's alignment leaves out the ``clean_trim``
-        groups of the clean batch most opposed to it (groups: single
-        examples for clean batches of up to 10, else 10 near-equal groups),
-        so that no single trusted example can veto a training example
-        (:mod:`sk_reweight.engines`, "trimmed alignments"). ``0``: the mean
-        over the whole clean batch (the paper). With a tiny clean set, one
-        clean example the network cannot fit can otherwise take every
-        batch's weight, step after step, and training decays; ``clean_trim=1``
-        removes that decay on the docs' MNIST benchmark, but on tabular data
-        its weights stop singling out mislabelled rows (one nearby clean
-        example is often the only evidence against a wrong label), so it is
-        not the default. Costs one pass of the alignment computation per
-        group where no shortcut applies (``benchmarks/speed.py``).
-    clean_cap : float or None, default=None
-        Capped alignments: the alignments are taken with the gradient of a
-        weighted clean loss in which no clean group's gradient counts more
-        than ``clean_cap`` times the median group's norm (groups as for
-        ``clean_trim``; the factors are held fixed, so this is the exact
-        lookahead meta-gradient of that loss). One or two clean examples
-        the network cannot fit then no longer steer every batch, while each
-        keeps its say about the training examples near it. ``None``: the
-        mean clean loss (the paper). Combines with ``clean_trim``. See the
-        docs' MNIST benchmark ("Capped alignments") for what it changes.
-    weight_shrinkage : float in [0, 1], default=0.0
-        Shrinks each step's learned weights toward plain training's uniform
-        weights: ``(1 - weight_shrinkage) * w + weight_shrinkage / n`` (the
-        uniform part times ``sample_weight`` when given), before smoothing
-        (:class:`~sk_reweight.weighting.Shrinkage`).
-        Weights estimated from a small clean batch are noisy; mixing in the
-        uniform weights trades some of that variance for bias, as a
-        defensive mixture does in importance sampling (Hesterberg, 1995):
-        before smoothing, no weight falls below ``weight_shrinkage`` times
-        the uniform weight. The price: a rare class or mislabelled examples
-        get back that share of plain training. ``0``: the learned weights
-        alone (the paper); ``1``: plain training (the meta step still runs).
-        An all-zero batch trains with the uniform share only. No cost.
-    weight_smoothing : float in [0, 1), default=0.0
-        Each example keeps an exponential moving average of the weights it
-        received (on the scale where 1 is uniform): ``s <- weight_smoothing
-        * s + (1 - weight_smoothing) * w`` (``s = w`` on its first visit),
-        and the examples this step accepts use ``s``, normalised within the
-        batch; an example the step rejects gets 0 whatever its average.
-        Damps the batch-to-batch swings of the sizes of single-step weights
-        without overriding the clean set's selection (averaging rejections
-        away would train a majority class the clean set turned down).
-        ``0``: no smoothing (the paper). ``sample_weights_`` records the
-        weights the steps used (:class:`~sk_reweight.weighting.Smoothing`).
-    zero_weights : {'skip', 'uniform'}, default='skip'
-        A batch whose weights are all zero changes nothing (``'skip'``, the
-        paper) or trains with uniform weights (``'uniform'``,
-        :class:`~sk_reweight.weighting.UniformIfAllZero`).
-    unlearning_tolerance : float >= 0 or None, default=0.1
-        Guards a class the steering is unlearning: when a class's mean
-        unweighted training loss over an epoch lies more than this many
-        loss units (nats for the cross-entropy) above its lowest epoch mean
-        so far, it gets back its usual share of each batch (the sum of its
-        examples' mean weights over their visits), spread by this step's
-        weights, so an example the step rejects stays at 0; a class the
-        step shuts out entirely trains with those mean weights. The guard
-        holds until an epoch brings the loss back
-        (:class:`~sk_reweight.weighting.UnlearningGuard`). Once a small
-        clean set is fitted, Algorithm 1 can shut a whole class out for the
-        rest of the run while the clean loss still falls (the docs' MNIST
-        benchmark, "What the decaying runs have in common"); the guard uses
-        the training set's loss, not only the clean set. ``None``: no guard
-        (the paper, ``PAPER_EXACT``). 0.1 removed Algorithm 1's late decay
-        on MNIST 4-vs-9 (nine seeds per proportion) and kept its weights'
-        ranking of flipped labels on long-tailed noisy digits (the docs'
-        options page). Costs a running sum per example and per class
-        (1.15-1.2x the time of a tiny tabular step).
-    finetune_epochs : int, default=0
-        After the reweighted epochs of each ``fit``/``partial_fit``, train
-        this many passes over the clean set with the plain (unweighted)
-        loss and the same optimizer (batches of ``clean_batch_size``). They
-        run through skorch's fit loop as the
-        :class:`~sk_reweight.callbacks.FineTuneOnClean` stage: callbacks see
-        their batches, and their history rows have ``stage='finetune'``.
-        Ctrl-C or early stopping skips them. ``0``: no fine-tuning (the
-        paper).
     meta_engine : {'auto', 'layerwise', 'jvp', 'reference'} or MetaGradientEngine, default='auto'
         How the meta-gradient is computed (:mod:`sk_reweight.engines`);
         every engine is exact.
@@ -292,12 +221,31 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
         (``partial_fit``, ``warm_start``) continues the random stream, so
         fitting 3 epochs then 2 equals fitting 5.
         ``None`` uses torch's global random state.
+    meta_net_lr, clean_trim, clean_cap, weight_shrinkage, weight_smoothing, zero_weights, unlearning_tolerance, clean_weight, finetune_epochs : deprecated
+        Deprecated parameters (since 0.3, removed in 0.4): a fit with any
+        of them set warns (``FutureWarning``) and translates them into the
+        weighting they stand for, with the same result bit for bit (the
+        warning shows the equivalent ``Weighting``): ``meta_net_lr`` is
+        :class:`~sk_reweight.weighting.MetaNetWeighting`'s ``lr``;
+        ``clean_trim`` and ``clean_cap`` are arguments of
+        :class:`~sk_reweight.weighting.Weighting`; ``weight_shrinkage``,
+        ``weight_smoothing``, ``unlearning_tolerance`` (``None``: no guard),
+        ``zero_weights='uniform'`` and ``clean_weight`` are the stages
+        :class:`~sk_reweight.weighting.Shrinkage`,
+        :class:`~sk_reweight.weighting.Smoothing`,
+        :class:`~sk_reweight.weighting.UnlearningGuard`,
+        :class:`~sk_reweight.weighting.UniformIfAllZero` and
+        :class:`~sk_reweight.weighting.CleanLoss` (after the named
+        weighting's stages, before a ``CrossFitTrust``); ``finetune_epochs``
+        is ``callbacks=[FineTuneOnClean(epochs)]``
+        (:class:`~sk_reweight.callbacks.FineTuneOnClean`).
     train_split : callable or None, default=None
         By default the training data is not split: the trusted clean set
         is the validation set, reported each epoch as ``valid_loss`` and
         ``valid_acc`` (so ``EarlyStopping``, ``Checkpoint`` etc. monitor
-        it). The clean set steers every step (and with ``clean_weight > 0``
-        or ``finetune_epochs`` it is also trained on), so these scores are
+        it). The clean set steers every step (and with a
+        :class:`~sk_reweight.weighting.CleanLoss` stage or fine-tuning it is
+        also trained on), so these scores are
         optimistic: for early stopping or model selection on unseen data,
         use a skorch splitter such as ``ValidSplit(5)``, which validates on
         a held-out part of the training data instead, or
@@ -333,6 +281,10 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
         the clean set rejected an example.
     weight_history_ : WeightHistory
         The object behind ``sample_weights_`` and ``sample_alignments_``.
+    fit_context_ : sk_reweight.callbacks.FitContext
+        During ``fit``/``partial_fit`` only: what stages, callbacks and
+        engines may read of the fit (the clean set, the step, the weights so
+        far). Deleted when the call ends.
     weighting_ : sk_reweight.weighting.Weighting
         The fitted policy and stages (smoothing averages, the meta-net and
         its optimizer; with ``weighting='cross_fit'`` its last stage,
@@ -573,11 +525,8 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
             check_optimizer_needs_no_closure(self.optimizer_)
             self.weighting_.start(data.n_rows, self.device, generator, data.targets_by_position(),
                                   torch.as_tensor(data.y_clean), self.class_weight_)
-            w = self.weighting_
-            options = EngineOptions(clean_trim=w.clean_trim, clean_cap=w.clean_cap, clean_folds=w.clean_folds,
-                                    clean_class_weight=self.class_weight_)
             state = make_fit_context(data, self.batch_size, self.clean_batch_size, self.clean_sampling, self.device,
-                                     parallel, generators, options, w, self.weight_history_)
+                                     parallel, generators, self.weighting_, self.weight_history_, self.class_weight_)
             state.clean_batches.load_state_dict(self.rng_.clean_batches)
             self.fit_context_ = state
             check_module_fits_data(self, data.X[:2])
@@ -704,7 +653,8 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
         sample_weight = None if state.sample_weight is None else state.sample_weight[positions]
         weigh = partial(self.weighting_, positions=positions, sample_weight=sample_weight)
         scale, clean_weight = self.loss_scale_, self.weighting_.extra_clean_weight
-        options = replace(state.engine_options, clean_weight=clean_weight, loss_scale=None if scale is None else scale.factor)
+        factor = None if scale is None else scale.factor
+        options = replace(state.engine_options, clean_weight=clean_weight, loss_scale=factor)
         state.step += 1
         with step_autocast(self.device, self.autocast_dtype):  # the optimizer steps outside it
             step = self.meta_engine_.reweighted_backward(

@@ -128,13 +128,16 @@ class FitContext:
 
 
 def make_fit_context(data, batch_size, clean_batch_size, clean_sampling, device, parallel=None, generators=None,
-                     engine_options=None, weighting=None, weight_history=None):
-    """The fit context of validated data (see :func:`~sk_reweight._validation.validate_fit_data`)."""
+                     weighting=None, weight_history=None, class_weight=None):
+    """The fit context of validated data (see :func:`~sk_reweight._validation.validate_fit_data`);
+    the engine options come from ``weighting`` and the criterion's ``class_weight``."""
     batch_size = batch_size if batch_size != -1 else len(data.X)
     if parallel is not None:  # batch_size is per process; the clean batch serves the global one
         batch_size *= parallel.world_size
     size = resolve_clean_batch_size(clean_batch_size, len(data.X_clean), batch_size)
-    engine_options = engine_options or EngineOptions()
+    engine_options = EngineOptions(clean_class_weight=class_weight) if weighting is None else EngineOptions(
+        clean_trim=weighting.clean_trim, clean_cap=weighting.clean_cap, clean_folds=weighting.clean_folds,
+        clean_class_weight=class_weight)
     check_clean_trim(engine_options.clean_trim, size)
     generator = None if generators is None else generators.cpu
     if clean_sampling == "stratified":
