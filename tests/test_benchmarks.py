@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sk_reweight import PAPER_EXACT
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
