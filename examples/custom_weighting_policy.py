@@ -20,7 +20,7 @@ from sklearn.datasets import make_classification
 
 from sk_reweight import ReweightedNeuralNetClassifier
 from sk_reweight.corruption import flip_labels_uniform, train_clean_split
-from sk_reweight.weighting import WeightingPolicy
+from sk_reweight.weighting import Weighting, WeightingPolicy
 
 
 class AgreeingSmallLoss(WeightingPolicy):
@@ -38,8 +38,9 @@ y_noisy, flipped = flip_labels_uniform(y_train, 0.4, random_state=0)
 X_test, y_test = X[2000:], y[2000:]
 
 for name, weighting in [("Algorithm 1", "paper"), ("own policy", AgreeingSmallLoss())]:
-    # a policy alone runs without stages, as Algorithm 1 as published does
-    net = ReweightedNeuralNetClassifier(max_epochs=15, lr=3e-3, random_state=0, weighting=weighting)
+    # Weighting(policy): the policy without stages, as Algorithm 1 as published runs
+    net = ReweightedNeuralNetClassifier(max_epochs=15, lr=3e-3, random_state=0,
+                                        weighting=Weighting(weighting) if not isinstance(weighting, str) else weighting)
     net.fit(X_train, y_noisy, X_clean=X_clean, y_clean=y_clean)
     mean_weight = np.nanmean(net.sample_weights_, axis=0)
     print(f"{name:12s} test accuracy {net.score(X_test, y_test):.3f}; mean weight of "

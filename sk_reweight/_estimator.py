@@ -159,8 +159,10 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
         example's loss to a weight in (0, 1), learning on the fly from the
         same exact alignments
         (:class:`~sk_reweight.weighting.MetaNetWeighting`), and the guard.
-        A :class:`~sk_reweight.weighting.WeightingPolicy` instance alone is
-        ``Weighting(policy)``, without stages. The fit uses a copy
+        A :class:`~sk_reweight.weighting.WeightingPolicy` instance alone
+        gets the guard, as those names do
+        (``Weighting(policy, [UnlearningGuard(0.1)])``); ``Weighting(policy)``
+        runs it without stages. The fit uses a copy
         (``weighting_``). A ``Weighting``'s arguments are nested
         parameters: ``set_params(weighting__trust__memory=0.5)``,
         ``weighting__policy__lr``, ``weighting__clean_trim``.

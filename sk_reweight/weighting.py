@@ -603,15 +603,17 @@ WEIGHTINGS = {
 def make_weighting(weighting, legacy=None):
     """The :class:`Weighting` that ``weighting`` (a name, a policy or a Weighting) describes, a new copy.
 
-    ``legacy``: the deprecated estimator parameters that were set (validated
-    before), translated as 0.2 built them: their stages follow the policy's
-    and the given stages (a name's :class:`UnlearningGuard` is rebuilt from
-    ``unlearning_tolerance`` in 0.2's place), before a :class:`CrossFitTrust`.
+    A policy alone gets the :class:`UnlearningGuard`, as ``'alignment'`` and
+    ``'meta_net'`` do. ``legacy``: the deprecated estimator parameters that
+    were set (validated before), translated as 0.2 built them: their stages
+    follow the policy's and the given stages (the guard of a name or a lone
+    policy is rebuilt from ``unlearning_tolerance`` in 0.2's place), before
+    a :class:`CrossFitTrust`.
     """
     if isinstance(weighting, str):
         built = WEIGHTINGS[weighting]()
-    elif isinstance(weighting, WeightingPolicy):
-        built = Weighting(copy.deepcopy(weighting))
+    elif isinstance(weighting, WeightingPolicy):  # as the names: with the guard
+        built = Weighting(copy.deepcopy(weighting), [UnlearningGuard(0.1)])
     else:
         built = copy.deepcopy(weighting)  # the parameter itself is never fitted
     stages = list(built.stages)
@@ -621,7 +623,7 @@ def make_weighting(weighting, legacy=None):
     trust = [s for s in stages if isinstance(s, CrossFitTrust)]
     stages = [s for s in stages if not isinstance(s, CrossFitTrust)]
     tolerance = legacy.get("unlearning_tolerance")
-    if isinstance(weighting, str) and weighting != "paper":
+    if isinstance(weighting, WeightingPolicy) or (isinstance(weighting, str) and weighting != "paper"):
         stages = [s for s in stages if not isinstance(s, UnlearningGuard)]
         tolerance = legacy.get("unlearning_tolerance", 0.1)
     if "meta_net_lr" in legacy and isinstance(built.policy, MetaNetWeighting):
