@@ -1,9 +1,10 @@
 """The stages after a weighting policy: each adjusts a batch's normalised weights.
 
 :class:`WeightStage` is their base; the options beyond the paper are stages
-(``weight_shrinkage``: :class:`Shrinkage`, ``weight_smoothing``:
-:class:`Smoothing`, ``unlearning_tolerance``: :class:`UnlearningGuard`,
-``zero_weights='uniform'``: :class:`UniformIfAllZero`). Also here: what
+(:class:`Shrinkage`, :class:`Smoothing`, :class:`UnlearningGuard`,
+:class:`UniformIfAllZero`, :class:`CleanLoss`; 0.2's estimator parameters
+``weight_shrinkage``, ``weight_smoothing``, ``unlearning_tolerance``,
+``zero_weights='uniform'`` and ``clean_weight``). Also here: what
 stages and policies share (:class:`_Part`, :func:`_normalize`). Public
 through :mod:`sk_reweight.weighting`.
 """

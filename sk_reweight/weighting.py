@@ -5,12 +5,17 @@ An engine gives, for each example ``i`` of a training batch, the alignment
 :class:`WeightingPolicy` turns them into weights that sum to 1 (all zero:
 the batch changes nothing); :class:`WeightStage` objects then adjust them,
 each holding its own state. :class:`Weighting` chains a policy and its
-stages; it is what a fitted estimator keeps in ``weighting_``.
+stages (and says how the alignments are taken: ``clean_trim``,
+``clean_cap``); it is what ``ReweightedNeuralNetClassifier(weighting=...)``
+takes, and what a fitted estimator keeps in ``weighting_``. Every argument
+of a policy or stage is a nested parameter of the estimator
+(``weighting__trust__memory``).
 
 Algorithm 1 of Ren et al. (2018) is :class:`AlignmentWeighting` with no
-stage. Write your own policy by subclassing :class:`WeightingPolicy` and
-implementing :meth:`~WeightingPolicy.weights`; pass an instance as
-``ReweightedNeuralNetClassifier(weighting=...)``.
+stage (:func:`paper_weighting`, ``weighting='paper'``); the default is
+:func:`default_weighting`. Write your own policy by subclassing
+:class:`WeightingPolicy` and implementing :meth:`~WeightingPolicy.weights`;
+pass ``Weighting(policy, stages)`` as ``weighting=``.
 
 Examples
 --------
