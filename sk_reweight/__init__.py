@@ -1,4 +1,6 @@
 """Learning to reweight examples (Ren et al., 2018) as a scikit-learn estimator."""
+import warnings as _warnings
+
 from . import callbacks, comparison, diagnostics, engines, model_selection, modules, weighting
 from ._estimator import ReweightedNeuralNetClassifier
 from ._random import RandomStream
@@ -26,6 +28,12 @@ __all__ = [
 
 
 def __getattr__(name):
-    if name == "PAPER_EXACT":  # deprecated since 0.3 (warns): weighting='paper'
-        return getattr(weighting, name)
+    if name == "PAPER_EXACT":  # deprecated since 0.3: weighting='paper'
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore", FutureWarning)
+            paper_exact = weighting.PAPER_EXACT
+        _warnings.warn("sk_reweight.PAPER_EXACT is deprecated since 0.3 and will be removed in 0.4: use "
+                      "ReweightedNeuralNetClassifier(weighting='paper') (or weighting=weighting.paper_weighting()), "
+                      "Algorithm 1 as published.", FutureWarning, stacklevel=2)
+        return paper_exact
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -92,7 +92,7 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
     ``meta_engine`` (how the alignments are computed, the same for every
     weighting), ``autocast_dtype`` (precision), ``on_divergence`` (what a
     non-finite step does) and ``random_state``. The nine weight parameters
-    of 0.2 still work until 0.4 (see "Deprecated parameters" below).
+    of 0.2 still work until 0.4 (the last entry of Parameters).
 
     A scikit-learn classifier built on skorch's ``NeuralNetClassifier``:
     all skorch parameters, callbacks and ``module__``/``optimizer__``

@@ -208,8 +208,8 @@ class TrainingStage(Callback):
 
     Examples
     --------
-    See :class:`FineTuneOnClean`, the stage the estimator adds for
-    ``finetune_epochs``; a stage of your own goes into ``callbacks``:
+    See :class:`FineTuneOnClean`, the fine-tuning stage; a stage of your
+    own goes into ``callbacks`` too:
 
     >>> from sk_reweight.callbacks import TrainingStage
     >>> class CleanPasses(TrainingStage):
@@ -246,7 +246,7 @@ class TrainingStage(Callback):
 
 
 class FineTuneOnClean(TrainingStage):
-    """Plain (unweighted) training on the clean set (``finetune_epochs``).
+    """Plain (unweighted) training on the clean set (formerly ``finetune_epochs``).
 
     Each epoch is one pass over the clean set in batches of the clean batch
     size, with the network's optimizer. Add it to ``callbacks`` (it
@@ -285,6 +285,6 @@ class FineTuneOnClean(TrainingStage):
         if not math.isfinite(value):
             raise TrainingDivergedError(
                 f"Fine-tuning on the clean set diverged in epoch {len(net.history)}: the loss "
-                f"is {value}. Lower the learning rate or finetune_epochs."
+                f"is {value}. Lower the learning rate or the fine-tuning epochs."
             )
         return {**step, "skipped": False}

@@ -143,3 +143,15 @@ def test_a_weighting_pickles_and_its_state_saves_and_loads(small_data, tmp_path)
     torch.testing.assert_close(other.weighting_.stages[0].averages, net.weighting_.stages[0].averages)
     assert other.weighting_.stages[1].history == net.weighting_.stages[1].history
     np.testing.assert_array_equal(other.predict_proba(X), net.predict_proba(X))
+
+
+def test_a_training_stage_of_0_2_still_runs(small_data):
+    class OldStage(FineTuneOnClean):
+        name = "old"
+
+        def get_iterator(self, net):  # 0.2's signature, reading the deprecated alias
+            return [net.fit_state_.clean_batch()]
+
+    with pytest.warns(FutureWarning, match="get_iterator"):
+        net = fit(small_data, callbacks=[OldStage(1)])
+    assert list(net.history[:, "stage"]) == ["reweight", "reweight", "old"]
