@@ -370,13 +370,6 @@ class Weighting:
         that loss). ``None``: the mean clean loss (the paper). Combines with
         ``clean_trim``.
 
-    Attributes
-    ----------
-    clean_folds : int
-        The clean-batch folds the stages need alignments with.
-    extra_clean_weight : float
-        The weight of the clean batch's mean loss the stages add to the step now.
-
     Examples
     --------
     >>> import torch
