@@ -9,13 +9,13 @@ import numpy as np
 from imblearn.metrics import geometric_mean_score
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, recall_score, roc_auc_score
 
-from sk_reweight import PAPER_EXACT
-
 RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "g_mean", "minority_recall", "seconds")
 # The method names of every benchmark: the estimator's default options, and Algorithm 1
 DEFAULT = "reweight"
 PAPER = "reweight_paper"
+#: Algorithm 1 as published: the estimator's parameters of the ``reweight_paper`` rows
+PAPER_PARAMS = {"weighting": "paper"}
 
 
 def paper_and_default(build, include=None, default_params=None):
@@ -23,14 +23,14 @@ def paper_and_default(build, include=None, default_params=None):
 
     ``reweight`` (:data:`DEFAULT`) has the estimator's default options,
     changed by ``default_params`` (``--default-params``); ``reweight_paper``
-    (:data:`PAPER`) is Algorithm 1 as published (``PAPER_EXACT``, what the
+    (:data:`PAPER`) is Algorithm 1 as published (``weighting="paper"``, what the
     paper-reproduction tables show). ``include``: the method names to run
     (``None``: all).
     """
     others = None if include is None else [m for m in include if m not in (DEFAULT, PAPER)]
-    methods = build(others, PAPER_EXACT)
+    methods = build(others, PAPER_PARAMS)
     methods.pop(DEFAULT, None)  # make_baselines' own reweighting row
-    for name, params in ((PAPER, PAPER_EXACT), (DEFAULT, default_params)):
+    for name, params in ((PAPER, PAPER_PARAMS), (DEFAULT, default_params)):
         if include is None or name in include:
             methods[name] = build([DEFAULT], params)[DEFAULT]
     return methods
@@ -40,7 +40,7 @@ def _option(text):
     """``NAME=VALUE`` from the command line: the value as a Python literal, else a string."""
     name, sep, value = text.partition("=")
     if not sep or not name.isidentifier():
-        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE, e.g. weight_shrinkage=0.5")
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE, e.g. weighting=alignment")
     try:
         return name, ast.literal_eval(value)
     except (ValueError, SyntaxError):
@@ -90,7 +90,7 @@ def add_default_params_argument(parser):
     parser.add_argument("--default-params", nargs="+", type=_option, action=_OptionsAction,
                         default={}, metavar="NAME=VALUE",
                         help="change the estimator's default options in its default rows, e.g. "
-                             "--default-params weight_shrinkage=0.5 (with --name, to keep the "
+                             "--default-params weighting=alignment (with --name, to keep the "
                              "default's own results)")
 
 

@@ -1,7 +1,7 @@
 """Ablation of the reweighting options on the imbalance-plus-noise benchmark.
 
 Every variant below is ``ReweightedNeuralNetClassifier`` with one option
-changed from the paper-exact setting (``sk_reweight.PAPER_EXACT``), trained
+changed from Algorithm 1 as published (``weighting='paper'``), trained
 on exactly the (set, seed) cells of ``benchmarks/imbalance_noise.py`` (same
 splits, same recipe). Reported per variant: balanced accuracy per set (mean
 over seeds), the number of cells where the variant beats every baseline of
@@ -25,48 +25,49 @@ import time
 
 import numpy as np
 
-from sk_reweight import PAPER_EXACT
-from sk_reweight.weighting import AlignmentWeighting, CrossFitTrust, UnlearningGuard, Weighting
+from sk_reweight.callbacks import FineTuneOnClean
+from sk_reweight.weighting import (AlignmentWeighting, CleanLoss, CrossFitTrust, MetaNetWeighting, Shrinkage,
+                                   Smoothing, UniformIfAllZero, UnlearningGuard, Weighting)
 
-from _harness import DEFAULT, PAPER, RESULTS, add_name_argument, map_cells, publish, run_methods
+from _harness import DEFAULT, PAPER, PAPER_PARAMS, RESULTS, add_name_argument, map_cells, publish, run_methods
 from imbalance_noise import make_split, parse_arguments, recipe, reweighting, warm_up
 
+
+def variant(*stages, policy=None, finetune_epochs=0, **weighting):
+    """Algorithm 1 as published with ``stages`` (and a policy, trimmed or capped alignments, fine-tuning)."""
+    params = {"weighting": Weighting(policy or AlignmentWeighting(), list(stages), **weighting)}
+    return {**params, "callbacks": [FineTuneOnClean(finetune_epochs)]} if finetune_epochs else params
+
+
+# the names are 0.2's parameters, which the results files keep
 VARIANTS = {
-    "paper": {},
-    "zero_weights='uniform'": {"zero_weights": "uniform"},
-    "weight_smoothing=0.5": {"weight_smoothing": 0.5},
-    "weight_smoothing=0.9": {"weight_smoothing": 0.9},
-    "weight_smoothing=0.97": {"weight_smoothing": 0.97},
-    "clean_weight=1": {"clean_weight": 1.0},
-    "finetune_epochs=10": {"finetune_epochs": 10},
-    "clean_weight=1, finetune_epochs=10": {"clean_weight": 1.0, "finetune_epochs": 10},
-    "weighting='meta_net'": {"weighting": "meta_net"},
-    "weight_smoothing=0.9, clean_weight=0.3": {"weight_smoothing": 0.9, "clean_weight": 0.3},
-    "weight_smoothing=0.9, clean_weight=1": {"weight_smoothing": 0.9, "clean_weight": 1.0},
-    "weight_smoothing=0.9, clean_weight=3": {"weight_smoothing": 0.9, "clean_weight": 3.0},
-    "weight_shrinkage=0.5": {"weight_shrinkage": 0.5},
-    "weight_smoothing=0.9, clean_weight=1, weight_shrinkage=0.25": {
-        "weight_smoothing": 0.9, "clean_weight": 1.0, "weight_shrinkage": 0.25},
-    "weight_smoothing=0.9, clean_weight=1, weight_shrinkage=0.5": {
-        "weight_smoothing": 0.9, "clean_weight": 1.0, "weight_shrinkage": 0.5},
-    "weight_smoothing=0.9, clean_weight=1, weight_shrinkage=0.75": {
-        "weight_smoothing": 0.9, "clean_weight": 1.0, "weight_shrinkage": 0.75},
+    "paper": dict(PAPER_PARAMS),
+    "zero_weights='uniform'": variant(UniformIfAllZero()),
+    "weight_smoothing=0.5": variant(Smoothing(0.5)),
+    "weight_smoothing=0.9": variant(Smoothing(0.9)),
+    "weight_smoothing=0.97": variant(Smoothing(0.97)),
+    "clean_weight=1": variant(CleanLoss(1.0)),
+    "finetune_epochs=10": variant(finetune_epochs=10),
+    "clean_weight=1, finetune_epochs=10": variant(CleanLoss(1.0), finetune_epochs=10),
+    "weighting='meta_net'": variant(policy=MetaNetWeighting()),
+    "weight_smoothing=0.9, clean_weight=0.3": variant(Smoothing(0.9), CleanLoss(0.3)),
+    "weight_smoothing=0.9, clean_weight=1": variant(Smoothing(0.9), CleanLoss(1.0)),
+    "weight_smoothing=0.9, clean_weight=3": variant(Smoothing(0.9), CleanLoss(3.0)),
+    "weight_shrinkage=0.5": variant(Shrinkage(0.5)),
+    "weight_smoothing=0.9, clean_weight=1, weight_shrinkage=0.25": variant(Shrinkage(0.25), Smoothing(0.9), CleanLoss(1.0)),
+    "weight_smoothing=0.9, clean_weight=1, weight_shrinkage=0.5": variant(Shrinkage(0.5), Smoothing(0.9), CleanLoss(1.0)),
+    "weight_smoothing=0.9, clean_weight=1, weight_shrinkage=0.75": variant(Shrinkage(0.75), Smoothing(0.9), CleanLoss(1.0)),
     # the default with uniform weights: what the learned weights add to it
-    "weight_smoothing=0.9, clean_weight=1, weight_shrinkage=1": {
-        "weight_smoothing": 0.9, "clean_weight": 1.0, "weight_shrinkage": 1.0},
-    "weight_smoothing=0.9, clean_weight=1, finetune_epochs=40": {
-        "weight_smoothing": 0.9, "clean_weight": 1.0, "finetune_epochs": 40},
-    "clean_trim=1": {"clean_trim": 1},
-    "clean_cap=1": {"clean_cap": 1.0},
-    "unlearning_tolerance=0.1": {"unlearning_tolerance": 0.1},
+    "weight_smoothing=0.9, clean_weight=1, weight_shrinkage=1": variant(Shrinkage(1.0), Smoothing(0.9), CleanLoss(1.0)),
+    "weight_smoothing=0.9, clean_weight=1, finetune_epochs=40": variant(Smoothing(0.9), CleanLoss(1.0), finetune_epochs=40),
+    "clean_trim=1": variant(clean_trim=1),
+    "clean_cap=1": variant(clean_cap=1.0),
+    "unlearning_tolerance=0.1": variant(UnlearningGuard(0.1)),
     # the default since 2026-12-07: the guard, then the trust that cross-fitting measures
-    "weighting='cross_fit'": {"unlearning_tolerance": 0.1, "weighting": "cross_fit"},
-    "cross_fit, balance_classes=True": {"weighting": Weighting(AlignmentWeighting(), [
-        UnlearningGuard(0.1), CrossFitTrust(balance_classes=True)])},
-    "cross_fit, clean_weight=0": {"weighting": Weighting(AlignmentWeighting(), [
-        UnlearningGuard(0.1), CrossFitTrust(clean_weight=0.0)])},
-    "cross_fit, memory=0.5, full_trust_win_rate=1": {"weighting": Weighting(AlignmentWeighting(), [
-        UnlearningGuard(0.1), CrossFitTrust(memory=0.5, full_trust_win_rate=1.0)])},
+    "weighting='cross_fit'": {"weighting": "cross_fit"},
+    "cross_fit, balance_classes=True": variant(UnlearningGuard(0.1), CrossFitTrust(balance_classes=True)),
+    "cross_fit, clean_weight=0": variant(UnlearningGuard(0.1), CrossFitTrust(clean_weight=0.0)),
+    "cross_fit, memory=0.5, full_trust_win_rate=1": variant(UnlearningGuard(0.1), CrossFitTrust(memory=0.5, full_trust_win_rate=1.0)),
 }
 
 
@@ -74,11 +75,11 @@ def run_cell(name, seed, args, variants):
     data = make_split(name, seed, args)
     settings = recipe(name, data, seed, args)
     module = settings.pop("module")
-    warm_up(module, settings, data, PAPER_EXACT)
+    warm_up(module, settings, data, PAPER_PARAMS)
     out = {}
     # the paper-exact run comes first: each variant's time is compared with it, in this process
     for variant in ["paper", *[v for v in variants if v != "paper"]]:
-        methods = {DEFAULT: reweighting(module, settings, {**PAPER_EXACT, **VARIANTS[variant]})}
+        methods = {DEFAULT: reweighting(module, settings, VARIANTS[variant])}
         out[variant] = run_methods(methods, data, minority=data["minority"],
                                    log=lambda line: print(f"{name}/{seed} {variant}{line}", flush=True))[DEFAULT]
         out[variant]["paper_seconds"] = out["paper"]["seconds"]

@@ -12,10 +12,10 @@ another class. Rankings of the training examples:
 - ``reweight (mean weight)``: the same fit, ranked by the mean of
   ``sample_weights_`` alone (lowest first), the ranking before 0.2;
 - ``reweight_paper`` and ``reweight_paper (mean weight)``: the same two
-  rankings after a fit of Algorithm 1 as published (``PAPER_EXACT``);
+  rankings after a fit of Algorithm 1 as published (``weighting="paper"``);
 - ``reweight_smooth_clean``: ``suspicious_examples`` after a fit with the
-  options that were the default before 0.2 (``weight_smoothing=0.9,
-  clean_weight=1``);
+  options that were the default before 0.2 (the stages ``Smoothing(0.9)``
+  and ``CleanLoss(1.0)``, 0.2's ``weight_smoothing=0.9, clean_weight=1``);
 - ``cleanlab``: ``cleanlab.filter.find_label_issues`` ranked by self-confidence,
   from out-of-sample probabilities of the same network (5-fold
   ``cross_val_predict`` on the noisy training set; cleanlab needs no clean set);
@@ -46,7 +46,8 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import cross_val_predict
 from skorch import NeuralNetClassifier
 
-from sk_reweight import PAPER_EXACT, ReweightedNeuralNetClassifier
+from sk_reweight import ReweightedNeuralNetClassifier
+from sk_reweight.weighting import AlignmentWeighting, CleanLoss, CrossFitTrust, Smoothing, UnlearningGuard, Weighting
 from sk_reweight.corruption import flip_labels_uniform, train_clean_split
 from sk_reweight.modules import MLP
 
@@ -88,8 +89,9 @@ def run_one(noise, seed, epochs, default_params=None):
         return (ranked.index, score, seconds), (np.argsort(-low_weight, kind="stable"), low_weight, seconds)
 
     ours = dict(zip([DEFAULT, f"{DEFAULT} (mean weight)"], weights_ranking(default_params or {})))
-    ours.update(zip([PAPER, f"{PAPER} (mean weight)"], weights_ranking(PAPER_EXACT)))
-    ours["reweight_smooth_clean"] = weights_ranking(dict(weight_smoothing=0.9, clean_weight=1.0))[0]
+    ours.update(zip([PAPER, f"{PAPER} (mean weight)"], weights_ranking({"weighting": "paper"})))
+    smooth_clean = Weighting(AlignmentWeighting(), [Smoothing(0.9), UnlearningGuard(0.1), CleanLoss(1.0), CrossFitTrust()])
+    ours["reweight_smooth_clean"] = weights_ranking({"weighting": smooth_clean})[0]
 
     t0 = time.perf_counter()
     with torch.random.fork_rng(devices=[]):

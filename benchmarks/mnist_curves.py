@@ -11,12 +11,12 @@ decays late shows it. Per proportion and method the table gives the mean
 over seeds of: the last 10 epochs' accuracy, the best 10-epoch window and
 their difference (the decay), and the final accuracy. ``reweight`` is the
 estimator's default (Algorithm 1 with the unlearning guard,
-``unlearning_tolerance=0.1``, and since 2026-12-07 the cross-fitted trust,
+``UnlearningGuard(0.1)``, and since 2026-12-07 the cross-fitted trust,
 ``weighting='cross_fit'``), ``reweight_paper`` Algorithm 1 as published;
 ``reweight_smooth_clean`` the options that were the default before 0.2
-(``weight_smoothing=0.9, clean_weight=1``); ``reweight_trim`` Algorithm 1
-with trimmed alignments (``clean_trim=1``); ``reweight_cap`` with capped
-ones (``clean_cap=1``).
+(the stages ``Smoothing(0.9)`` and ``CleanLoss(1.0)``); ``reweight_trim`` the
+default with trimmed alignments (``Weighting(..., clean_trim=1)``);
+``reweight_cap`` with capped ones (``clean_cap=1.0``).
 
 Run ``python benchmarks/mnist_curves.py --n-jobs 2`` (``--quick`` for a
 smoke test). ``--pool FILE:METHOD=LABEL ...`` trains nothing: it pools the
@@ -40,6 +40,7 @@ from sk_reweight import ReweightedNeuralNetClassifier
 from sk_reweight.baselines import make_baselines
 from sk_reweight.datasets import load_mnist
 from sk_reweight.modules import LeNet
+from sk_reweight.weighting import AlignmentWeighting, CleanLoss, CrossFitTrust, Smoothing, UnlearningGuard, Weighting
 
 from _harness import (DEFAULT, RESULTS, add_common_arguments, add_method_arguments, default_params_note,
                       map_cells, paper_and_default, publish, pyplot)
@@ -47,8 +48,12 @@ from mnist_imbalance import PROPORTIONS, SHARED, make_split
 
 WINDOW = 10
 # reweighting with other options, run under their own names
-VARIANTS = {"reweight_smooth_clean": dict(weight_smoothing=0.9, clean_weight=1.0), "reweight_trim": dict(clean_trim=1),
-            "reweight_cap": dict(clean_cap=1.0)}
+VARIANTS = {
+    "reweight_smooth_clean": {"weighting": Weighting(AlignmentWeighting(), [
+        Smoothing(0.9), UnlearningGuard(0.1), CleanLoss(1.0), CrossFitTrust()])},
+    "reweight_trim": {"weighting": Weighting(AlignmentWeighting(), [UnlearningGuard(0.1), CrossFitTrust()], clean_trim=1)},
+    "reweight_cap": {"weighting": Weighting(AlignmentWeighting(), [UnlearningGuard(0.1), CrossFitTrust()], clean_cap=1.0)},
+}
 
 
 class TestAccuracy(Callback):

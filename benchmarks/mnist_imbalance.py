@@ -6,9 +6,9 @@ class) drawn from the remaining training images, never overlapping; a
 balanced 4-vs-9 test set from MNIST's test images. Every method of
 ``sk_reweight.baselines`` trains LeNet with batch 100 and SGD with momentum
 0.9; ``reweight`` has the estimator's default options and
-``reweight_paper`` is Algorithm 1 as published (``PAPER_EXACT``). Their ``skipped``
+``reweight_paper`` is Algorithm 1 as published (``weighting="paper"``). Their ``skipped``
 column is the share of steps that changed nothing (all weights zero and no
-clean loss in the step: with ``clean_weight > 0`` no step is skipped). Two
+clean loss in the step: with a ``CleanLoss`` stage no step is skipped). Two
 tables:
 
 1. paper-faithful: lr 1e-3 for every method;

@@ -9,7 +9,7 @@ Every method of ``sk_reweight.baselines`` trains LeNet with SGD (momentum
 (``--schedule constant``: the same lr throughout, so that a long run cannot
 hide a late decay behind a vanishing learning rate);
 ``reweight`` runs with the estimator's default options, ``reweight_paper``
-in the paper-exact setting (``sk_reweight.PAPER_EXACT``).
+in the paper-exact setting (``weighting="paper"``).
 Reported: test accuracy (mean ± std over seeds) and, for reweighting, the
 ROC AUC of its weights as a detector of the flipped examples; then the
 default against each method over the (setting, seed) cells, with a sign test.

@@ -19,7 +19,7 @@ the floating-point operations of the plain and the default engine's step
 per-operation overhead can only raise); and a whole epoch of skorch's ``NeuralNetClassifier`` against
 ``ReweightedNeuralNetClassifier`` with its default options (data loading,
 history, weight recording included), and that epoch against the paper-exact
-setting (``PAPER_EXACT``), i.e. the cost of the default options. Peak memory
+setting (``weighting="paper"``), i.e. the cost of the default options. Peak memory
 of the step above the set-up: CUDA allocator peak on a
 GPU; on CPU the growth of the process's peak RSS, each method in a fresh
 subprocess (median of 3).
@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sk_reweight import PAPER_EXACT, ReweightedNeuralNetClassifier
+from sk_reweight import ReweightedNeuralNetClassifier
 
 from _memory import reset_peak, status_mib
 from _harness import RESULTS
@@ -199,7 +199,7 @@ def estimators(factory, batch, clean, device, max_epochs=1):
     return {"plain": NeuralNetClassifier(factory(), iterator_train__shuffle=True, **common),
             "ours": ReweightedNeuralNetClassifier(factory(), clean_batch_size=clean, random_state=0, **common),
             "paper": ReweightedNeuralNetClassifier(factory(), clean_batch_size=clean, random_state=0,
-                                                   **PAPER_EXACT, **common)}
+                                                   weighting="paper", **common)}
 
 
 def time_epochs(factory, shape, n_classes, batch, clean, n_train, device, rounds):

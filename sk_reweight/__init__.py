@@ -1,11 +1,12 @@
 """Learning to reweight examples (Ren et al., 2018) as a scikit-learn estimator."""
+import warnings as _warnings
+
 from . import callbacks, comparison, diagnostics, engines, model_selection, modules, weighting
 from ._estimator import ReweightedNeuralNetClassifier
 from ._random import RandomStream
 from ._weight_history import WeightHistory
 from .engines import ForwardModeEngine, MetaGradientEngine
 from .exceptions import TrainingDivergedError
-from .weighting import PAPER_EXACT
 
 __version__ = "0.2.0"
 
@@ -16,7 +17,6 @@ __all__ = [
     "ForwardModeEngine",
     "WeightHistory",
     "RandomStream",
-    "PAPER_EXACT",
     "callbacks",
     "comparison",
     "diagnostics",
@@ -25,3 +25,15 @@ __all__ = [
     "modules",
     "weighting",
 ]
+
+
+def __getattr__(name):
+    if name == "PAPER_EXACT":  # deprecated since 0.3: weighting='paper'
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore", FutureWarning)
+            paper_exact = weighting.PAPER_EXACT
+        _warnings.warn("sk_reweight.PAPER_EXACT is deprecated since 0.3 and will be removed in 0.4: use "
+                      "ReweightedNeuralNetClassifier(weighting='paper') (or weighting=weighting.paper_weighting()), "
+                      "Algorithm 1 as published.", FutureWarning, stacklevel=2)
+        return paper_exact
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -71,9 +71,9 @@ def check_step_is_finite(loss, alignment, epoch, batch):
         )
 
 
-def final_outputs_error(net, X_train, epoch, n_rows=2048):
+def final_outputs_error(net, X_train, X_clean, epoch, n_rows=2048):
     """After the last step, which no later loss checks: a :class:`TrainingDivergedError`
-    when the network's outputs on the clean set or the training data (at most
+    when the network's outputs on the clean set ``X_clean`` or the training data (at most
     ``n_rows`` rows, in runs spread over it) are not finite, else ``None``.
 
     Every fit and partial_fit pays for it: 10,000 rows cost a fifth of a
@@ -82,7 +82,7 @@ def final_outputs_error(net, X_train, epoch, n_rows=2048):
     if len(X_train) > n_rows:  # in runs: a memmap reads few pages
         X_train = X_train[spread_rows(len(X_train), n_rows, blocks=8)]
     # copies: a read-only array (pandas copy-on-write) would make torch warn
-    checks = [net.fit_state_.X_clean] + [torch.tensor(X_train[i:i + 1024], dtype=torch.float32)
+    checks = [X_clean] + [torch.tensor(X_train[i:i + 1024], dtype=torch.float32)
                                          for i in range(0, len(X_train), 1024)]
     module = net.module_
     training = module.training
@@ -119,7 +119,8 @@ class DivergenceGuard:
         self.last_step = LastFiniteState()
         self.fit_start = LastFiniteState()
 
-    def start(self, net):
+    def start(self, net, X_clean):
+        self.X_clean = X_clean
         self.fit_start.save(net.module_, net.optimizer_)
 
     def before_step(self, net):
@@ -133,10 +134,10 @@ class DivergenceGuard:
         Returns ``'last step'``, ``'fit start'`` or ``None`` (no such state).
         """
         if self.last_step.restore(net.module_, net.optimizer_) and (
-                X_train is None or final_outputs_error(net, X_train, 0) is None):
+                X_train is None or final_outputs_error(net, X_train, self.X_clean, 0) is None):
             return "last step"
         if X_train is not None and self.fit_start.restore(net.module_, net.optimizer_) and \
-                final_outputs_error(net, X_train, 0) is None:
+                final_outputs_error(net, X_train, self.X_clean, 0) is None:
             return "fit start"
         return None
 

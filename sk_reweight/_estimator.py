@@ -1,5 +1,6 @@
 """The learning-to-reweight estimator: skorch's fit loop wired to engines, weighting and callbacks."""
 import numbers
+from dataclasses import replace
 from functools import partial
 
 import numpy as np
@@ -14,20 +15,20 @@ from ._device import AutoDeviceMixin, step_autocast
 from ._divergence import check_finite_predictions, check_step_is_finite, explain, final_outputs_error
 from ._dataset import ArrayDataset, DatasetRows, EncodedLabelDataset, collate_batch
 from ._distributed import DataParallel
-from ._fit_state import make_fit_state
+from ._fit_state import make_fit_context
 from ._host_step import copy_to_host
+from ._legacy import DEPRECATED, WeightingParamsMixin, build_weighting
 from ._loss_scale import loss_scale_for
 from ._persistence import PersistenceMixin
-from ._params import check_optimizer_needs_no_closure, check_reweighting_params
+from ._params import check_optimizer_needs_no_closure
 from ._random import ForwardDraws, RandomStream, drawing, fit_generators
 from ._validation import (check_module_fits_data, check_per_example_losses, per_example_criterion,
                           split_class_weight, validate_fit_data, validate_predict_data)
 from ._weight_history import WeightHistory
-from .callbacks import FineTuneOnClean, TrainingStage, WeightRecorder, with_our_print_log
+from .callbacks import FineTuneOnClean, TrainingStage, WeightRecorder, stage_iterator, with_our_print_log
 from .engines import select_engine
 from .exceptions import TrainingDivergedError
 from .modules import mlp_sized_for
-from .weighting import make_weighting
 
 
 def _serves_batches(dataset):
@@ -35,7 +36,7 @@ def _serves_batches(dataset):
     return isinstance(getattr(dataset, "dataset", dataset), (EncodedLabelDataset, ArrayDataset))
 
 
-class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNetClassifier):
+class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, AutoDeviceMixin, NeuralNetClassifier):
     """Neural network classifier trained by learning to reweight examples.
 
     Implements Ren, Zeng, Yang and Urtasun, "Learning to Reweight Examples
@@ -50,22 +51,26 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
     ``sum_i w_i f_i``. A batch whose weights are all zero changes nothing
     (not even optimizer state such as momentum).
 
-    The defaults are Algorithm 1 as published plus two stages. The guard
-    (``unlearning_tolerance=0.1``): a class whose training loss climbs
+    The default weighting is Algorithm 1 as published plus two stages
+    (:func:`~sk_reweight.weighting.default_weighting`). The guard
+    (:class:`~sk_reweight.weighting.UnlearningGuard`): a class whose training loss climbs
     above its best, because the steering shuts it out once the small clean
     set is fitted, gets back its usual share of each batch; it removed
     Algorithm 1's late decay on the paper's MNIST task (the docs' MNIST
     page, "Guarding a class the steering unlearns"). And the trust
-    (``weighting='cross_fit'``): cross-fitting on the clean set measures at
+    (:class:`~sk_reweight.weighting.CrossFitTrust`): cross-fitting on the clean set measures at
     every step whether the learned weights steer better than a fallback
     (uniform weights plus the clean loss), and each epoch
     mixes the two by that measure, so that a clean set whose steering is
     noise (a few trusted rows of a noisy table) no longer makes the model
     worse than training without weights (the docs' options page, "How far
-    to trust the weights"). ``ReweightedNeuralNetClassifier(**PAPER_EXACT)``
-    is Algorithm 1 exactly as published. Other options beyond the paper
-    (``weight_smoothing``, ``clean_weight``, ``weight_shrinkage``,
-    ``finetune_epochs``, ``weighting='meta_net'``) can help short runs;
+    to trust the weights"). ``ReweightedNeuralNetClassifier(weighting='paper')``
+    is Algorithm 1 exactly as published. Other stages beyond the paper
+    (:class:`~sk_reweight.weighting.Smoothing`,
+    :class:`~sk_reweight.weighting.CleanLoss`,
+    :class:`~sk_reweight.weighting.Shrinkage`, the
+    :class:`~sk_reweight.callbacks.FineTuneOnClean` callback,
+    ``weighting='meta_net'``) can help short runs;
     over the paper's training lengths none kept an edge on the benchmarks
     (training on the clean set, in particular, spends the signal that
     steers the weights: see the benchmark pages of the docs, "Long runs").
@@ -74,7 +79,20 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
     meta-gradient engine (:mod:`sk_reweight.engines`) computes each batch's
     alignments, a weighting policy (:mod:`sk_reweight.weighting`) turns them
     into weights, and callbacks (:mod:`sk_reweight.callbacks`) record the
-    weights and run the fine-tuning stage.
+    weights and run the fine-tuning stage. What these parts may read during
+    a fit is the documented :class:`~sk_reweight.callbacks.FitContext`
+    (``fit_context_``); an engine receives every option at every step
+    (:class:`~sk_reweight.engines.EngineOptions`).
+
+    Every weight knob is an argument of the policy or stage it belongs to,
+    so the estimator has seven parameters of its own beyond skorch's:
+    ``weighting`` (the whole weighting: policy, stages, trimmed or capped
+    alignments), ``clean_batch_size`` and ``clean_sampling`` (how the clean
+    batch of each step is drawn, which every weighting uses),
+    ``meta_engine`` (how the alignments are computed, the same for every
+    weighting), ``autocast_dtype`` (precision), ``on_divergence`` (what a
+    non-finite step does) and ``random_state``. The nine weight parameters
+    of 0.2 still work until 0.4 (the last entry of Parameters).
 
     A scikit-learn classifier built on skorch's ``NeuralNetClassifier``:
     all skorch parameters, callbacks and ``module__``/``optimizer__``
@@ -115,131 +133,45 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         Size of the clean mini-batch drawn at every step; the clean set is
         cycled through, reshuffled at each pass. ``None``: the whole clean
         set when it has at most ``batch_size`` examples, else ``batch_size``.
-    weighting : {'cross_fit', 'alignment', 'meta_net'}, WeightingPolicy or Weighting, default='cross_fit'
-        Where the weights come from. ``'alignment'``: Algorithm 1's clipped
-        alignments with the clean gradient. ``'cross_fit'``: the same
-        weights, trusted as far as cross-fitting on the clean set shows they
-        steer better than a fallback
-        (:class:`~sk_reweight.weighting.CrossFitTrust`, the last stage): at
-        every step the clean batch is split into class-balanced folds, the
-        weights one fold gives are compared with the fallback's on the other
-        (which of the two steps lowers its loss more), and the share of
-        comparisons the learned weights win sets each epoch's trust; the step
-        mixes ``trust`` of the learned weights with ``1 - trust`` of the
-        fallback (plain training's uniform weights plus the clean batch's
-        loss). Where the clean set
+    weighting : {'cross_fit', 'paper', 'alignment', 'meta_net'} or Weighting or WeightingPolicy, default='cross_fit'
+        Where the weights come from: a
+        :class:`~sk_reweight.weighting.Weighting`, a policy followed by
+        stages, or the name of a preset (:data:`~sk_reweight.weighting.WEIGHTINGS`).
+        ``'cross_fit'`` (:func:`~sk_reweight.weighting.default_weighting`):
+        Algorithm 1's clipped alignments
+        (:class:`~sk_reweight.weighting.AlignmentWeighting`), the
+        :class:`~sk_reweight.weighting.UnlearningGuard` and, last, the
+        :class:`~sk_reweight.weighting.CrossFitTrust`: at every step the
+        clean batch is split into class-balanced folds, the weights one fold
+        gives are compared with a fallback's on the other (which of the two
+        steps lowers its loss more), and the share of comparisons the learned
+        weights win sets each epoch's trust; the step mixes ``trust`` of the
+        learned weights with ``1 - trust`` of the fallback (plain training's
+        uniform weights plus the clean batch's loss). Where the clean set
         steers well (MNIST) the trust stays near 1; where its steering is
-        noise (ten trusted rows per class of a noisy table) it falls to 0
-        and training is the fallback's. The trust per epoch is in
-        ``history_`` (``weight_trust``, with ``weight_trust_win_rate``).
-        ``'meta_net'``: in the spirit of Meta-Weight-Net (Shu et al., 2019),
-        a small network maps each example's loss to a weight in (0, 1); it
-        learns on the fly, one Adam step per training step, from the same
-        exact alignments, and its weights, normalised in the batch, are
-        used. A :class:`~sk_reweight.weighting.WeightingPolicy` instance
-        (e.g. a subclass of your own) is used as given, and so is a
-        :class:`~sk_reweight.weighting.Weighting` (a policy and its stages);
-        ``'alignment'`` is ``AlignmentWeighting()``, ``'meta_net'`` is
-        ``MetaNetWeighting(lr=meta_net_lr)``. The options below add their
-        stages after it (``'cross_fit'`` adds its stage after them).
-    meta_net_lr : float, default=0.001
-        Adam learning rate of the ``weighting='meta_net'`` network
-        (:class:`~sk_reweight.weighting.MetaNetWeighting`).
+        noise (ten trusted rows per class of a noisy table) it falls to 0 and
+        training is the fallback's. The trust per epoch is in ``history_``
+        (``weight_trust``, with ``weight_trust_win_rate``).
+        ``'paper'`` (:func:`~sk_reweight.weighting.paper_weighting`):
+        Algorithm 1 as published, no stage. ``'alignment'``: Algorithm 1's
+        weights and the guard. ``'meta_net'``: in the spirit of
+        Meta-Weight-Net (Shu et al., 2019), a small network maps each
+        example's loss to a weight in (0, 1), learning on the fly from the
+        same exact alignments
+        (:class:`~sk_reweight.weighting.MetaNetWeighting`), and the guard.
+        A :class:`~sk_reweight.weighting.WeightingPolicy` instance alone
+        gets the guard, as those names do
+        (``Weighting(policy, [UnlearningGuard(0.1)])``); ``Weighting(policy)``
+        runs it without stages. The fit uses a copy
+        (``weighting_``). A ``Weighting``'s arguments are nested
+        parameters: ``set_params(weighting__trust__memory=0.5)``,
+        ``weighting__policy__lr``, ``weighting__clean_trim``.
     clean_sampling : {'cycle', 'stratified'}, default='cycle'
         How clean mini-batches are drawn when they are smaller than the
         clean set. ``'cycle'``: passes over the shuffled clean set (the
         paper). ``'stratified'``: every clean batch holds each class in
         equal numbers (up to one), so no step is steered by a batch that
         misses a class.
-    clean_weight : float, default=0.0
-        Train on the clean examples too: each step minimises
-        ``sum_i w_i f_i + clean_weight * mean(clean losses)``. Next to no
-        cost: the meta step already computes the clean batch's gradient
-        (without updating batch-norm running statistics). ``0``: the clean
-        set only steers the weights (the paper). A step whose weights are
-        all zero then still trains on the clean batch. It speeds up early
-        training, but once the network fits the clean set, its gradient,
-        which steers the weights, fades (see the docs' MNIST benchmark, "Long runs").
-    clean_trim : int, default=0
-        Each training example's alignment leaves out the ``clean_trim``
-        groups of the clean batch most opposed to it (groups: single
-        examples for clean batches of up to 10, else 10 near-equal groups),
-        so that no single trusted example can veto a training example
-        (:mod:`sk_reweight.engines`, "trimmed alignments"). ``0``: the mean
-        over the whole clean batch (the paper). With a tiny clean set, one
-        clean example the network cannot fit can otherwise take every
-        batch's weight, step after step, and training decays; ``clean_trim=1``
-        removes that decay on the docs' MNIST benchmark, but on tabular data
-        its weights stop singling out mislabelled rows (one nearby clean
-        example is often the only evidence against a wrong label), so it is
-        not the default. Costs one pass of the alignment computation per
-        group where no shortcut applies (``benchmarks/speed.py``).
-    clean_cap : float or None, default=None
-        Capped alignments: the alignments are taken with the gradient of a
-        weighted clean loss in which no clean group's gradient counts more
-        than ``clean_cap`` times the median group's norm (groups as for
-        ``clean_trim``; the factors are held fixed, so this is the exact
-        lookahead meta-gradient of that loss). One or two clean examples
-        the network cannot fit then no longer steer every batch, while each
-        keeps its say about the training examples near it. ``None``: the
-        mean clean loss (the paper). Combines with ``clean_trim``. See the
-        docs' MNIST benchmark ("Capped alignments") for what it changes.
-    weight_shrinkage : float in [0, 1], default=0.0
-        Shrinks each step's learned weights toward plain training's uniform
-        weights: ``(1 - weight_shrinkage) * w + weight_shrinkage / n`` (the
-        uniform part times ``sample_weight`` when given), before smoothing
-        (:class:`~sk_reweight.weighting.Shrinkage`).
-        Weights estimated from a small clean batch are noisy; mixing in the
-        uniform weights trades some of that variance for bias, as a
-        defensive mixture does in importance sampling (Hesterberg, 1995):
-        before smoothing, no weight falls below ``weight_shrinkage`` times
-        the uniform weight. The price: a rare class or mislabelled examples
-        get back that share of plain training. ``0``: the learned weights
-        alone (the paper); ``1``: plain training (the meta step still runs).
-        An all-zero batch trains with the uniform share only. No cost.
-    weight_smoothing : float in [0, 1), default=0.0
-        Each example keeps an exponential moving average of the weights it
-        received (on the scale where 1 is uniform): ``s <- weight_smoothing
-        * s + (1 - weight_smoothing) * w`` (``s = w`` on its first visit),
-        and the examples this step accepts use ``s``, normalised within the
-        batch; an example the step rejects gets 0 whatever its average.
-        Damps the batch-to-batch swings of the sizes of single-step weights
-        without overriding the clean set's selection (averaging rejections
-        away would train a majority class the clean set turned down).
-        ``0``: no smoothing (the paper). ``sample_weights_`` records the
-        weights the steps used (:class:`~sk_reweight.weighting.Smoothing`).
-    zero_weights : {'skip', 'uniform'}, default='skip'
-        A batch whose weights are all zero changes nothing (``'skip'``, the
-        paper) or trains with uniform weights (``'uniform'``,
-        :class:`~sk_reweight.weighting.UniformIfAllZero`).
-    unlearning_tolerance : float >= 0 or None, default=0.1
-        Guards a class the steering is unlearning: when a class's mean
-        unweighted training loss over an epoch lies more than this many
-        loss units (nats for the cross-entropy) above its lowest epoch mean
-        so far, it gets back its usual share of each batch (the sum of its
-        examples' mean weights over their visits), spread by this step's
-        weights, so an example the step rejects stays at 0; a class the
-        step shuts out entirely trains with those mean weights. The guard
-        holds until an epoch brings the loss back
-        (:class:`~sk_reweight.weighting.UnlearningGuard`). Once a small
-        clean set is fitted, Algorithm 1 can shut a whole class out for the
-        rest of the run while the clean loss still falls (the docs' MNIST
-        benchmark, "What the decaying runs have in common"); the guard uses
-        the training set's loss, not only the clean set. ``None``: no guard
-        (the paper, ``PAPER_EXACT``). 0.1 removed Algorithm 1's late decay
-        on MNIST 4-vs-9 (nine seeds per proportion) and kept its weights'
-        ranking of flipped labels on long-tailed noisy digits (the docs'
-        options page). Costs a running sum per example and per class
-        (1.15-1.2x the time of a tiny tabular step).
-    finetune_epochs : int, default=0
-        After the reweighted epochs of each ``fit``/``partial_fit``, train
-        this many passes over the clean set with the plain (unweighted)
-        loss and the same optimizer (batches of ``clean_batch_size``). They
-        run through skorch's fit loop as the
-        :class:`~sk_reweight.callbacks.FineTuneOnClean` stage: callbacks see
-        their batches, and their history rows have ``stage='finetune'``.
-        Ctrl-C or early stopping skips them. ``0``: no fine-tuning (the
-        paper).
     meta_engine : {'auto', 'layerwise', 'jvp', 'reference'} or MetaGradientEngine, default='auto'
         How the meta-gradient is computed (:mod:`sk_reweight.engines`);
         every engine is exact.
@@ -291,12 +223,31 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         (``partial_fit``, ``warm_start``) continues the random stream, so
         fitting 3 epochs then 2 equals fitting 5.
         ``None`` uses torch's global random state.
+    meta_net_lr, clean_trim, clean_cap, weight_shrinkage, weight_smoothing, zero_weights, unlearning_tolerance, clean_weight, finetune_epochs : deprecated
+        Deprecated parameters (since 0.3, removed in 0.4): a fit with any
+        of them set warns (``FutureWarning``) and translates them into the
+        weighting they stand for, with the same result bit for bit (the
+        warning shows the equivalent ``Weighting``): ``meta_net_lr`` is
+        :class:`~sk_reweight.weighting.MetaNetWeighting`'s ``lr``;
+        ``clean_trim`` and ``clean_cap`` are arguments of
+        :class:`~sk_reweight.weighting.Weighting`; ``weight_shrinkage``,
+        ``weight_smoothing``, ``unlearning_tolerance`` (``None``: no guard),
+        ``zero_weights='uniform'`` and ``clean_weight`` are the stages
+        :class:`~sk_reweight.weighting.Shrinkage`,
+        :class:`~sk_reweight.weighting.Smoothing`,
+        :class:`~sk_reweight.weighting.UnlearningGuard`,
+        :class:`~sk_reweight.weighting.UniformIfAllZero` and
+        :class:`~sk_reweight.weighting.CleanLoss` (after the named
+        weighting's stages, before a ``CrossFitTrust``); ``finetune_epochs``
+        is ``callbacks=[FineTuneOnClean(epochs)]``
+        (:class:`~sk_reweight.callbacks.FineTuneOnClean`).
     train_split : callable or None, default=None
         By default the training data is not split: the trusted clean set
         is the validation set, reported each epoch as ``valid_loss`` and
         ``valid_acc`` (so ``EarlyStopping``, ``Checkpoint`` etc. monitor
-        it). The clean set steers every step (and with ``clean_weight > 0``
-        or ``finetune_epochs`` it is also trained on), so these scores are
+        it). The clean set steers every step (and with a
+        :class:`~sk_reweight.weighting.CleanLoss` stage or fine-tuning it is
+        also trained on), so these scores are
         optimistic: for early stopping or model selection on unseen data,
         use a skorch splitter such as ``ValidSplit(5)``, which validates on
         a held-out part of the training data instead, or
@@ -332,6 +283,10 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         the clean set rejected an example.
     weight_history_ : WeightHistory
         The object behind ``sample_weights_`` and ``sample_alignments_``.
+    fit_context_ : sk_reweight.callbacks.FitContext
+        During ``fit``/``partial_fit`` only: what stages, callbacks and
+        engines may read of the fit (the clean set, the step, the weights so
+        far). Deleted when the call ends.
     weighting_ : sk_reweight.weighting.Weighting
         The fitted policy and stages (smoothing averages, the meta-net and
         its optimizer; with ``weighting='cross_fit'`` its last stage,
@@ -417,16 +372,16 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         batch_size=128,
         clean_batch_size=None,
         weighting="cross_fit",
-        meta_net_lr=1e-3,
+        meta_net_lr=DEPRECATED,
         clean_sampling="cycle",
-        clean_weight=0.0,
-        clean_trim=0,
-        clean_cap=None,
-        weight_shrinkage=0.0,
-        weight_smoothing=0.0,
-        zero_weights="skip",
-        unlearning_tolerance=0.1,
-        finetune_epochs=0,
+        clean_weight=DEPRECATED,
+        clean_trim=DEPRECATED,
+        clean_cap=DEPRECATED,
+        weight_shrinkage=DEPRECATED,
+        weight_smoothing=DEPRECATED,
+        zero_weights=DEPRECATED,
+        unlearning_tolerance=DEPRECATED,
+        finetune_epochs=DEPRECATED,
         meta_engine="auto",
         autocast_dtype=None,
         on_divergence="raise",
@@ -494,9 +449,7 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         return self
 
     def _make_weighting(self):
-        check_reweighting_params(self)
-        return make_weighting(self.weighting, self.meta_net_lr, self.weight_shrinkage, self.weight_smoothing,
-                              self.zero_weights, self.unlearning_tolerance)
+        return build_weighting(self)
 
     # ------------------------------------------------------------------
     # fitting
@@ -574,22 +527,21 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
             check_optimizer_needs_no_closure(self.optimizer_)
             self.weighting_.start(data.n_rows, self.device, generator, data.targets_by_position(),
                                   torch.as_tensor(data.y_clean), self.class_weight_)
-            state = make_fit_state(data, self.batch_size, self.clean_batch_size, self.clean_sampling, self.device,
-                                   parallel, generators, dict(clean_trim=self.clean_trim, clean_cap=self.clean_cap,
-                                   clean_folds=self.weighting_.clean_folds, clean_class_weight=self.class_weight_))
+            state = make_fit_context(data, self.batch_size, self.clean_batch_size, self.clean_sampling, self.device,
+                                     parallel, generators, self.weighting_, self.weight_history_, self.class_weight_)
             state.clean_batches.load_state_dict(self.rng_.clean_batches)
-            self.fit_state_ = state
+            self.fit_context_ = state
             check_module_fits_data(self, data.X[:2])
             self.meta_engine_ = self._select_engine(data)
-            state.guard.start(self)
+            state.guard.start(self, state.X_clean)
         try:
             with ForwardDraws(self.module_, generators):  # dropout masks from the fit's generators
                 super().partial_fit(data.X, data.y, _routing_method=method)
-            if (exc := final_outputs_error(self, data.X, len(self.history))) is not None:
+            if (exc := final_outputs_error(self, data.X, state.X_clean, len(self.history))) is not None:
                 self._diverged(exc, X_train=data.X)
         finally:
             self.rng_.keep(None if generators is None else generators.cpu.get_state(), state.clean_batches)
-            del self.fit_state_
+            del self.fit_context_
         return self
 
     def _select_engine(self, data):
@@ -598,8 +550,8 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         batch = (torch.tensor(data.X[:n], dtype=torch.float32, device=self.device),
                  torch.tensor(data.y[:n], device=self.device))
         engine = select_engine(self.meta_engine, self.module_, self._loss_fn, batch,
-                               (self.fit_state_.X_clean, self.fit_state_.y_clean))
-        parallel = self.fit_state_.parallel
+                               (self.fit_context_.X_clean, self.fit_context_.y_clean))
+        parallel = self.fit_context_.parallel
         return engine if parallel is None else parallel.wrap_engine(engine, self.module_)
 
     def _loss_fn(self, output, target):
@@ -612,7 +564,7 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         dataset = EncodedLabelDataset(X, y, self.classes_)
         if self.train_split:
             return self.train_split(dataset, dataset.y, **fit_params)
-        state = self.fit_state_
+        state = self.fit_context_
         return dataset, EncodedLabelDataset(state.X_clean.cpu().numpy(), state.y_clean.cpu().numpy(), self.classes_)
 
     def get_dataset(self, X, y=None):
@@ -642,23 +594,23 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
                     f"iterator_train__{key} is not supported: {type(self).__name__} draws "
                     "its own batches to know which examples each weight belongs to."
                 )
-        sampler = self.fit_state_.training_sampler(dataset, kwargs, self.batch_size)
-        kwargs.setdefault("generator", self.fit_state_.generator)  # the loader's worker seed
+        sampler = self.fit_context_.training_sampler(dataset, kwargs, self.batch_size)
+        kwargs.setdefault("generator", self.fit_context_.generator)  # the loader's worker seed
         return self.iterator_train(dataset, batch_sampler=sampler, **kwargs)
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
         # the stages' epochs follow the reweighted ones in the same loop
-        state = self.fit_state_
+        state = self.fit_context_
         state.epochs = self.max_epochs if epochs is None else epochs
         state.stages = [cb for _, cb in self.callbacks_ if isinstance(cb, TrainingStage)]
         total = state.epochs + sum(stage.epochs for stage in state.stages)
         return super().fit_loop(X, y, epochs=total, **fit_params)
 
     def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
-        stage = self.fit_state_.stage
+        stage = self.fit_context_.stage
         if stage is not None and training:
-            with drawing(self.fit_state_.generators):
-                iterator = stage.get_iterator(self)
+            with drawing(self.fit_context_.generators):
+                iterator = stage_iterator(stage, self, self.fit_context_)
         return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
 
     def notify(self, method_name, **cb_kwargs):
@@ -671,14 +623,14 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         super().on_epoch_begin(net, dataset_train, dataset_valid, **kwargs)
-        if self.fit_state_.parallel is not None:  # a short last batch may have set ranks apart
-            self.fit_state_.parallel.sync_random_state()
-        stage = self.fit_state_.begin_epoch()
+        if self.fit_context_.parallel is not None:  # a short last batch may have set ranks apart
+            self.fit_context_.parallel.sync_random_state()
+        stage = self.fit_context_.begin_epoch()
         self.history.record("stage", "reweight" if stage is None else stage.name)
 
     def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         super().on_epoch_end(net, dataset_train, dataset_valid, **kwargs)
-        if self.fit_state_.stage is None:  # the stages' epoch summaries, e.g. CrossFitTrust's weight_trust
+        if self.fit_context_.stage is None:  # the stages' epoch summaries, e.g. CrossFitTrust's weight_trust
             for key, value in self.weighting_.end_epoch().items():
                 self.history.record(key, value)
 
@@ -692,7 +644,7 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
 
     def train_step_single(self, batch, **fit_params):
         """Meta step of Algorithm 1 and backward pass of the weighted loss."""
-        state = self.fit_state_
+        state = self.fit_context_
         if state.stage is not None:
             return state.stage.train_step_single(self, batch, **fit_params)
         self._set_training(True)
@@ -702,11 +654,13 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         X_clean, y_clean = state.clean_batch()
         sample_weight = None if state.sample_weight is None else state.sample_weight[positions]
         weigh = partial(self.weighting_, positions=positions, sample_weight=sample_weight)
-        scale, clean_weight = self.loss_scale_, self.clean_weight + self.weighting_.extra_clean_weight
+        scale, clean_weight = self.loss_scale_, self.weighting_.extra_clean_weight
+        factor = None if scale is None else scale.factor
+        options = replace(state.engine_options, clean_weight=clean_weight, loss_scale=factor)
+        state.step += 1
         with step_autocast(self.device, self.autocast_dtype):  # the optimizer steps outside it
             step = self.meta_engine_.reweighted_backward(
-                self.module_, self._loss_fn, Xi, yi, X_clean, y_clean, weigh, clean_weight=clean_weight,
-                loss_scale=None if scale is None else scale.factor, **state.engine_options)
+                self.module_, self._loss_fn, Xi, yi, X_clean, y_clean, weigh, **options.as_kwargs())
         # the step's one copy to the host: weights, alignments, both losses (and, float16, overflow)
         host = copy_to_host(step, None if scale is None else self.module_.parameters())
         if scale is not None and scale.overflowed(host):
@@ -731,7 +685,7 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         self.notify("on_grad_computed", named_parameters=TeeGenerator(self.get_all_learnable_params()),
                     batch=batch, training=True)
         if not step["skipped"]:
-            self.fit_state_.guard.before_step(self)
+            self.fit_context_.guard.before_step(self)
             try:
                 self._step_optimizer(None)
             except RuntimeError as exc:  # e.g. Adam's step size overflowing float
@@ -739,7 +693,7 @@ class ReweightedNeuralNetClassifier(PersistenceMixin, AutoDeviceMixin, NeuralNet
         return step
 
     def _diverged(self, exc, batch=None, X_train=None):
-        restored = self.fit_state_.guard.restore(self, X_train)
+        restored = self.fit_context_.guard.restore(self, X_train)
         if self.on_divergence == "raise" or restored != "last step":
             raise explain(exc, restored) from exc
         y_pred = None if batch is None else self.evaluation_step(batch, training=True)

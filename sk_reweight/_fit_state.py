@@ -1,28 +1,73 @@
-"""What one call to fit/partial_fit needs beyond the estimator's parameters."""
+"""What one call to fit/partial_fit needs beyond the estimator's parameters: the fit context.
+
+Public through :mod:`sk_reweight.callbacks` (:class:`FitContext`).
+"""
 from dataclasses import dataclass, field
 
 import torch
 
 from ._divergence import DivergenceGuard
+from .engines import EngineOptions
 from ._params import check_clean_trim, resolve_clean_batch_size
 from ._sampling import CleanBatchCycler, RecordingBatchSampler, StratifiedCleanBatchCycler
 
 
 @dataclass
-class FitState:
-    """The clean set on the device, its batch order, and the stage of training.
+class FitContext:
+    """What a stage, callback or engine may read during a fit: ``net.fit_context_``.
 
-    ``epochs``: the reweighted epochs of this call; ``epochs_begun``: the
-    epochs started so far, all stages included; ``stage``: the
-    :class:`~sk_reweight.callbacks.TrainingStage` running now (``None``:
-    reweighted training). ``n_train`` counts the rows of the ``X`` given,
-    trusted rows marked by ``clean_mask`` included; ``rows`` maps training
-    rows to their positions there (``None``: the same); ``parallel`` is the
-    data-parallel group this process trains in (``None``: alone);
-    ``generators`` the fit's :class:`~sk_reweight._random.OwnGenerators`
-    (``None``: unseeded, torch's global random state); ``engine_options`` the
-    keywords each step passes to the engine beyond the interface's first
-    ones (only those set: an engine of one's own need not know them).
+    The estimator creates one at the start of every ``fit``/``partial_fit``,
+    keeps it in its public attribute ``fit_context_`` for the duration of
+    the call (deleted when it ends) and passes it to
+    :meth:`~sk_reweight.callbacks.TrainingStage.get_iterator`. Treat it as
+    read-only, except for drawing clean batches with :meth:`clean_batch`.
+
+    Attributes
+    ----------
+    n_train : int
+        Rows of the ``X`` given to ``fit``, trusted rows marked by
+        ``clean_mask`` included (the columns of ``sample_weights_``).
+    X_clean, y_clean : torch.Tensor
+        The whole clean set on the device (``y_clean``: class indices).
+    clean_batches : CleanBatchCycler
+        The order of the clean batches (``clean_batches.batch_size``: the clean batch size).
+    sample_weight : torch.Tensor of shape (n_train,) or None
+        ``fit``'s ``sample_weight`` by position.
+    epochs : int
+        The reweighted epochs of this call.
+    epochs_begun : int
+        The epochs begun so far in this call, training stages included.
+    step : int
+        The reweighted steps taken so far in this call (skipped ones included).
+    stage : TrainingStage or None
+        The training stage running now (``None``: reweighted training).
+    stages : list of TrainingStage
+        The training stages after the reweighted epochs, in order.
+    weighting : Weighting
+        The policy and stages making this fit's weights (the estimator's ``weighting_``).
+    weight_history : WeightHistory
+        The weights and alignments so far (the estimator's ``weight_history_``;
+        the current epoch's row is ``weight_history.current``).
+    engine_options : EngineOptions
+        The options every step passes to the engine (``clean_weight`` and
+        ``loss_scale`` are set per step).
+    generator : torch.Generator
+        The CPU generator the fit draws from (torch's global one when unseeded).
+
+    Notes
+    -----
+    The other fields (``sampler``, ``rows``, ``guard``, ``parallel``,
+    ``generators``) are the estimator's own bookkeeping, not part of this interface.
+
+    Examples
+    --------
+    A training stage that takes one clean batch per epoch:
+
+    >>> from sk_reweight.callbacks import TrainingStage
+    >>> class OneCleanBatch(TrainingStage):
+    ...     name = "one_clean_batch"
+    ...     def get_iterator(self, net, context):
+    ...         return [context.clean_batch()]
     """
 
     n_train: int
@@ -39,7 +84,10 @@ class FitState:
     guard: DivergenceGuard = field(default_factory=DivergenceGuard)
     parallel: object = None
     generators: object = None
-    engine_options: dict = field(default_factory=dict)
+    engine_options: EngineOptions = field(default_factory=EngineOptions)
+    weighting: object = None
+    weight_history: object = None
+    step: int = 0
 
     @property
     def generator(self):
@@ -60,6 +108,7 @@ class FitState:
         return self.sampler
 
     def clean_batch(self):
+        """The next clean mini-batch ``(X, y)`` on the device (``y``: class indices)."""
         idx = self.clean_batches.next_indices().to(self.X_clean.device)
         return self.X_clean[idx], self.y_clean[idx]
 
@@ -78,19 +127,18 @@ class FitState:
         return self.stage
 
 
-def _is_zero(value):
-    return isinstance(value, (int, float)) and value == 0
-
-
-def make_fit_state(data, batch_size, clean_batch_size, clean_sampling, device, parallel=None, generators=None,
-                   engine_options=None):
-    """The fit state of validated data (see :func:`~sk_reweight._validation.validate_fit_data`)."""
+def make_fit_context(data, batch_size, clean_batch_size, clean_sampling, device, parallel=None, generators=None,
+                     weighting=None, weight_history=None, class_weight=None):
+    """The fit context of validated data (see :func:`~sk_reweight._validation.validate_fit_data`);
+    the engine options come from ``weighting`` and the criterion's ``class_weight``."""
     batch_size = batch_size if batch_size != -1 else len(data.X)
     if parallel is not None:  # batch_size is per process; the clean batch serves the global one
         batch_size *= parallel.world_size
     size = resolve_clean_batch_size(clean_batch_size, len(data.X_clean), batch_size)
-    engine_options = engine_options or {}
-    check_clean_trim(engine_options.get("clean_trim", 0), size)
+    engine_options = EngineOptions(clean_class_weight=class_weight) if weighting is None else EngineOptions(
+        clean_trim=weighting.clean_trim, clean_cap=weighting.clean_cap, clean_folds=weighting.clean_folds,
+        clean_class_weight=class_weight)
+    check_clean_trim(engine_options.clean_trim, size)
     generator = None if generators is None else generators.cpu
     if clean_sampling == "stratified":
         clean_batches = StratifiedCleanBatchCycler(data.y_clean, size, generator)
@@ -101,7 +149,7 @@ def make_fit_state(data, batch_size, clean_batch_size, clean_sampling, device, p
         sample_weight = torch.zeros(data.n_rows, device=device)
         sample_weight[data.rows if data.rows is not None else slice(None)] = torch.tensor(
             data.sample_weight, device=device)
-    return FitState(
+    return FitContext(
         n_train=data.n_rows,
         rows=data.rows,
         X_clean=torch.as_tensor(data.X_clean, device=device),
@@ -110,6 +158,7 @@ def make_fit_state(data, batch_size, clean_batch_size, clean_sampling, device, p
         sample_weight=sample_weight,
         parallel=parallel,
         generators=generators,
-        # only options that are set: an engine of one's own need not know them
-        engine_options={k: v for k, v in engine_options.items() if v is not None and not _is_zero(v)},
+        engine_options=engine_options,
+        weighting=weighting,
+        weight_history=weight_history,
     )

@@ -9,10 +9,9 @@ from skorch.callbacks import Checkpoint
 from ._divergence import DIVERGENCE_POLICIES
 from .engines import MetaGradientEngine
 from .engines._trimming import MAX_CLEAN_GROUPS
-from .weighting import Weighting, WeightingPolicy
+from .weighting import WEIGHTINGS, Weighting, WeightingPolicy
 
 ZERO_WEIGHT_POLICIES = ("skip", "uniform")
-WEIGHTINGS = ("cross_fit", "alignment", "meta_net")
 CLEAN_SAMPLINGS = ("cycle", "stratified")
 
 
@@ -91,22 +90,6 @@ def check_reweighting_params(estimator):
             "all-reduce. Drop AccelerateMixin and launch the script with torchrun: the estimator "
             "trains data-parallel by itself (see the user guide's 'Scaling' page)."
         )
-    smoothing = estimator.weight_smoothing
-    if not _is_real(smoothing) or not 0 <= smoothing < 1:
-        raise ValueError(
-            f"weight_smoothing={smoothing!r} must be a number in [0, 1): the share of an "
-            "example's previous (averaged) weight kept at each visit; 0 turns smoothing off."
-        )
-    shrinkage = estimator.weight_shrinkage
-    if not _is_real(shrinkage) or not 0 <= shrinkage <= 1:
-        raise ValueError(
-            f"weight_shrinkage={shrinkage!r} must be a number in [0, 1]: the share of uniform "
-            "weights mixed into each step's weights; 0 uses the learned weights alone."
-        )
-    if estimator.zero_weights not in ZERO_WEIGHT_POLICIES:
-        raise ValueError(
-            f"zero_weights={estimator.zero_weights!r} is not one of {list(ZERO_WEIGHT_POLICIES)}."
-        )
     if estimator.on_divergence not in DIVERGENCE_POLICIES:
         raise ValueError(
             f"on_divergence={estimator.on_divergence!r} is not one of {list(DIVERGENCE_POLICIES)}."
@@ -116,7 +99,8 @@ def check_reweighting_params(estimator):
             f"clean_sampling={estimator.clean_sampling!r} is not one of {list(CLEAN_SAMPLINGS)}."
         )
     weighting = estimator.weighting
-    if not isinstance(weighting, (WeightingPolicy, Weighting)) and weighting not in WEIGHTINGS:
+    if not isinstance(weighting, (WeightingPolicy, Weighting)) and not (
+            isinstance(weighting, str) and weighting in WEIGHTINGS):
         raise ValueError(
             f"weighting={weighting!r} is not one of {list(WEIGHTINGS)}, a "
             "sk_reweight.weighting.WeightingPolicy instance or a sk_reweight.weighting.Weighting."
@@ -127,35 +111,55 @@ def check_reweighting_params(estimator):
             f"meta_engine={engine!r} must be an engine name or a "
             "sk_reweight.engines.MetaGradientEngine instance."
         )
-    lr = estimator.meta_net_lr
+
+
+def check_legacy_params(legacy):
+    """Clear errors for the deprecated weight parameters that were set (``legacy``: name -> value)."""
+    get = legacy.get
+    smoothing = get("weight_smoothing", 0.0)
+    if not _is_real(smoothing) or not 0 <= smoothing < 1:
+        raise ValueError(
+            f"weight_smoothing={smoothing!r} must be a number in [0, 1): the share of an "
+            "example's previous (averaged) weight kept at each visit; 0 turns smoothing off."
+        )
+    shrinkage = get("weight_shrinkage", 0.0)
+    if not _is_real(shrinkage) or not 0 <= shrinkage <= 1:
+        raise ValueError(
+            f"weight_shrinkage={shrinkage!r} must be a number in [0, 1]: the share of uniform "
+            "weights mixed into each step's weights; 0 uses the learned weights alone."
+        )
+    zero_weights = get("zero_weights", "skip")
+    if zero_weights not in ZERO_WEIGHT_POLICIES:
+        raise ValueError(f"zero_weights={zero_weights!r} is not one of {list(ZERO_WEIGHT_POLICIES)}.")
+    lr = get("meta_net_lr", 1e-3)
     if not _is_real(lr) or not 0 < lr < float("inf"):
         raise ValueError(f"meta_net_lr={lr!r} must be a positive finite number.")
-    epochs = estimator.finetune_epochs
+    epochs = get("finetune_epochs", 0)
     if not _is_int(epochs) or epochs < 0:
         raise ValueError(
             f"finetune_epochs={epochs!r} must be an int >= 0: passes over the clean set "
             "after the reweighted epochs; 0 turns fine-tuning off."
         )
-    trim = estimator.clean_trim
+    trim = get("clean_trim", 0)
     if not _is_int(trim) or trim < 0:
         raise ValueError(
             f"clean_trim={trim!r} must be an int >= 0: the clean groups most opposed to a "
             "training example that its alignment leaves out; 0 is Algorithm 1."
         )
-    tolerance = estimator.unlearning_tolerance
+    tolerance = get("unlearning_tolerance")
     if tolerance is not None and (not _is_real(tolerance) or not 0 <= tolerance < float("inf")):
         raise ValueError(
             f"unlearning_tolerance={tolerance!r} must be a finite number >= 0 or None: how far "
             "(in loss units) a class's epoch mean training loss may rise above its best before the "
             "class trains with its mean weights; None turns the guard off (the paper)."
         )
-    cap = estimator.clean_cap
+    cap = get("clean_cap")
     if cap is not None and (not _is_real(cap) or not 0 < cap < float("inf")):
         raise ValueError(
             f"clean_cap={cap!r} must be a positive finite number or None: no clean group's "
             "gradient counts more than clean_cap times the median group's; None is Algorithm 1."
         )
-    clean_weight = estimator.clean_weight
+    clean_weight = get("clean_weight", 0.0)
     if not _is_real(clean_weight) or not 0 <= clean_weight < float("inf"):
         raise ValueError(
             f"clean_weight={clean_weight!r} must be a finite number >= 0: the weight of the "

@@ -68,8 +68,8 @@ class CrossFitTrust(WeightStage):
     full_trust_win_rate : float in (0.5, 1], default=0.65
         The win rate that buys full trust.
     clean_weight : float >= 0, default=1.0
-        The fallback's weight of the clean batch's mean loss (as the
-        estimator's ``clean_weight``), scaled by ``1 - trust``.
+        The fallback's weight of the clean batch's mean loss (as
+        :class:`~sk_reweight.weighting.CleanLoss`'s ``weight``), scaled by ``1 - trust``.
     balance_classes : bool, default=False
         Weigh the fallback's classes by ``p_clean(c) / p_train(c)`` (add-one
         smoothed counts). Off by default: on the development sets it did
@@ -103,6 +103,8 @@ class CrossFitTrust(WeightStage):
     >>> stage(torch.tensor([1.0, 0.0, 0.0, 0.0]), positions=[0, 1, 2, 3])  # half learned, half uniform
     tensor([0.6250, 0.1250, 0.1250, 0.1250])
     """
+
+    name = "trust"
 
     def __init__(self, folds=2, memory=0.8, prior=10.0, full_trust_win_rate=0.65, clean_weight=1.0,
                  balance_classes=False, initial=1.0):

@@ -65,7 +65,7 @@ from ._stacking import as_float32, stack_rows
 from .callbacks import with_our_print_log
 from .modules import mlp_sized_for
 from .losses import CorrectedCrossEntropy, FocalLoss, HardBootstrappingLoss, SoftBootstrappingLoss
-from .weighting import PAPER_EXACT, RandomWeighting
+from .weighting import MetaNetWeighting, RandomWeighting, Weighting
 
 __all__ = ["BaselineNet", "CleanSetBaseline", "GoldLossCorrection", "make_baselines", "steps_matched_epochs",
            "BASELINE_NAMES"]
@@ -449,8 +449,8 @@ def make_baselines(module=None, *, module_params=None, sample_shape=None, lr=1e-
         "bootstrap_soft": lambda: baseline(net(SoftBootstrappingLoss)),
         "bootstrap_hard": lambda: baseline(net(HardBootstrappingLoss)),
         "focal": lambda: baseline(net(FocalLoss)),
-        "random_weights": lambda: reweighting(**{**PAPER_EXACT, "weighting": RandomWeighting()}),
-        "meta_weight_net": lambda: reweighting(**{**PAPER_EXACT, "weighting": "meta_net"}),
+        "random_weights": lambda: reweighting(weighting=Weighting(RandomWeighting())),
+        "meta_weight_net": lambda: reweighting(weighting=Weighting(MetaNetWeighting())),
         "reweight": lambda: reweighting(**(reweight_params or {})),
     }
     names = BASELINE_NAMES if include is None else tuple(include)

@@ -6,19 +6,34 @@ sees their epochs and batches too. History rows say which stage they
 belong to (``net.history[:, 'stage']``: ``'reweight'`` or a stage's
 ``name``).
 """
+import inspect
 import math
 import os
 import pickle
+import warnings
 
 import numpy as np
 from skorch import NeuralNet
 from skorch import callbacks as skorch_callbacks
 from skorch.callbacks import Callback
 
+from ._fit_state import FitContext
 from ._persistence import atomic_files
 from .exceptions import TrainingDivergedError
 
-__all__ = ["WeightRecorder", "TrainingStage", "FineTuneOnClean", "PrintLog", "Checkpoint", "echo"]
+__all__ = ["WeightRecorder", "TrainingStage", "FineTuneOnClean", "FitContext", "PrintLog", "Checkpoint", "echo"]
+
+
+def stage_iterator(stage, net, context):
+    """``stage.get_iterator(net, context)``; a stage written for 0.2's ``get_iterator(net)`` still
+    works, with a FutureWarning (until 0.4)."""
+    try:
+        inspect.signature(stage.get_iterator).bind(net, context)
+    except TypeError:
+        warnings.warn(f"{type(stage).__name__}.get_iterator(net) is deprecated since 0.3: define "
+                      "get_iterator(net, context), context being the FitContext.", FutureWarning, stacklevel=2)
+        return stage.get_iterator(net)
+    return stage.get_iterator(net, context)
 
 
 def echo(text):
@@ -137,7 +152,7 @@ class WeightRecorder(Callback):
 
     def on_epoch_begin(self, net, **kwargs):
         if _reweighting(net):
-            net.weight_history_.new_epoch(net.fit_state_.n_train)
+            net.weight_history_.new_epoch(net.fit_context_.n_train)
 
     def on_batch_end(self, net, training=False, weights=None, alignment=None, positions=None,
                      skipped=False, clean_loss=None, diverged=False, overflow=False, **kwargs):
@@ -182,7 +197,10 @@ class TrainingStage(Callback):
     ``max_epochs`` reweighted epochs, in the order the stages appear in
     ``callbacks``; during them its batches come from :meth:`get_iterator`
     and each step from :meth:`train_step_single`. Ctrl-C or early stopping
-    ends the fit, later stages included.
+    ends the fit, later stages included. What a stage may read of the fit
+    (the clean set, the epoch, the weights so far) is the
+    :class:`FitContext` passed to :meth:`get_iterator` (also
+    ``net.fit_context_`` for the duration of the fit).
 
     Parameters
     ----------
@@ -190,14 +208,14 @@ class TrainingStage(Callback):
 
     Examples
     --------
-    See :class:`FineTuneOnClean`, the stage the estimator adds for
-    ``finetune_epochs``; a stage of your own goes into ``callbacks``:
+    See :class:`FineTuneOnClean`, the fine-tuning stage; a stage of your
+    own goes into ``callbacks`` too:
 
     >>> from sk_reweight.callbacks import TrainingStage
     >>> class CleanPasses(TrainingStage):
     ...     name = "clean_passes"
-    ...     def get_iterator(self, net):
-    ...         return [net.fit_state_.clean_batch()]
+    ...     def get_iterator(self, net, context):
+    ...         return [context.clean_batch()]
     ...     def train_step_single(self, net, batch, **fit_params):
     ...         ...
     """
@@ -207,8 +225,19 @@ class TrainingStage(Callback):
     def __init__(self, epochs):
         self.epochs = epochs
 
-    def get_iterator(self, net):
-        """An iterable of ``(X, y)`` training batches (``y`` as class indices) for one epoch."""
+    def get_iterator(self, net, context):
+        """An iterable of ``(X, y)`` training batches (``y`` as class indices) for one epoch.
+
+        Parameters
+        ----------
+        net : ReweightedNeuralNetClassifier
+        context : FitContext
+            What the fit holds (the clean set, its batches, the epoch, the weights so far).
+
+        Returns
+        -------
+        iterable of tuple of torch.Tensor
+        """
         raise NotImplementedError
 
     def train_step_single(self, net, batch, **fit_params):
@@ -217,11 +246,13 @@ class TrainingStage(Callback):
 
 
 class FineTuneOnClean(TrainingStage):
-    """Plain (unweighted) training on the clean set (``finetune_epochs``).
+    """Plain (unweighted) training on the clean set (formerly ``finetune_epochs``).
 
     Each epoch is one pass over the clean set in batches of the clean batch
-    size, with the network's optimizer. The estimator adds it when
-    ``finetune_epochs > 0``.
+    size, with the network's optimizer. Add it to ``callbacks`` (it
+    replaces the deprecated ``finetune_epochs``). Training on the clean set
+    spends the signal that steers the weights (the docs' benchmark pages,
+    "Long runs").
 
     Parameters
     ----------
@@ -233,7 +264,8 @@ class FineTuneOnClean(TrainingStage):
     >>> from sklearn.datasets import make_classification
     >>> from sk_reweight import ReweightedNeuralNetClassifier
     >>> X, y = make_classification(n_samples=200, random_state=0)
-    >>> net = ReweightedNeuralNetClassifier(max_epochs=2, finetune_epochs=3, random_state=0)
+    >>> from sk_reweight.callbacks import FineTuneOnClean
+    >>> net = ReweightedNeuralNetClassifier(max_epochs=2, callbacks=[FineTuneOnClean(3)], random_state=0)
     >>> net = net.fit(X[20:], y[20:], X_clean=X[:20], y_clean=y[:20])
     >>> list(net.history[:, "stage"])
     ['reweight', 'reweight', 'finetune', 'finetune', 'finetune']
@@ -241,8 +273,8 @@ class FineTuneOnClean(TrainingStage):
 
     name = "finetune"
 
-    def get_iterator(self, net):
-        state = net.fit_state_
+    def get_iterator(self, net, context):
+        state = context
         n_batches = -(-len(state.X_clean) // state.clean_batches.batch_size)
         return (state.clean_batch() for _ in range(n_batches))
 
@@ -253,6 +285,6 @@ class FineTuneOnClean(TrainingStage):
         if not math.isfinite(value):
             raise TrainingDivergedError(
                 f"Fine-tuning on the clean set diverged in epoch {len(net.history)}: the loss "
-                f"is {value}. Lower the learning rate or finetune_epochs."
+                f"is {value}. Lower the learning rate or the fine-tuning epochs."
             )
         return {**step, "skipped": False}

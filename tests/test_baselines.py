@@ -82,7 +82,8 @@ def test_meta_weight_net_is_its_own_row():
     est = make_baselines(MLP, module_params=dict(n_features=2, n_classes=2),
                          include=["meta_weight_net", "reweight"])
     params = est["meta_weight_net"].get_params()
-    assert params["weighting"] == "meta_net" and params["clean_weight"] == 0
+    # Meta-Weight-Net as published: the meta-net policy without stages
+    assert type(params["weighting"].policy).__name__ == "MetaNetWeighting" and not params["weighting"].stages
     assert est["reweight"].get_params()["weighting"] == "cross_fit"
 
 

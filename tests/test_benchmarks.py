@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sk_reweight import PAPER_EXACT
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -112,7 +111,7 @@ def test_default_params_reach_only_the_default_rows():
 
     methods = harness.paper_and_default(build, ["plain", "reweight_paper", "reweight"],
                                         args.default_params)
-    assert methods["reweight_paper"] == PAPER_EXACT
+    assert methods["reweight_paper"] == {"weighting": "paper"}
     assert methods["reweight"] == {"weight_shrinkage": 0.5, "zero_weights": "uniform"}
     assert "weight_shrinkage=0.5" in harness.default_params_note(args)
     assert harness.default_params_note(parser.parse_args([])) == ""

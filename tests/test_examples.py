@@ -102,6 +102,7 @@ def test_inspect_weights_writes_the_plot(tmp_path, capsys):
     assert "most suspicious" in capsys.readouterr().out
 
 
+@pytest.mark.filterwarnings("error::FutureWarning")  # the public API of this release, nothing deprecated
 def test_custom_weighting_policy(capsys):
     run("extending/custom_weighting_policy.py")
     lines = capsys.readouterr().out.strip().splitlines()

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sk_reweight._fit_state import make_fit_state
+from sk_reweight._fit_state import make_fit_context
 from sk_reweight._validation import FitData
 from sk_reweight.callbacks import FineTuneOnClean, TrainingStage
 
@@ -13,7 +13,7 @@ class Polish(TrainingStage):
 def fit_state(n_clean=6, **kwargs):
     data = FitData(np.zeros((20, 3), np.float32), np.zeros(20, np.int64), np.zeros((n_clean, 3), np.float32),
                    np.arange(n_clean) % 2, None)
-    return make_fit_state(data, batch_size=8, clean_sampling="cycle", device="cpu", **kwargs)
+    return make_fit_context(data, batch_size=8, clean_sampling="cycle", device="cpu", **kwargs)
 
 
 def test_epochs_belong_to_reweighting_then_to_each_stage_in_order():

@@ -17,7 +17,7 @@ LOSSES = torch.tensor([0.5, 0.5])  # what the engines pass along; unused by alig
     ({"zero_weights": "retry"}, r"zero_weights='retry' is not one of \['skip', 'uniform'\]"),
     ({"clean_weight": -1}, r"clean_weight=-1 must be a finite number >= 0"),
     ({"clean_weight": float("inf")}, r"clean_weight=inf must be a finite number"),
-    ({"weighting": "mwn"}, r"weighting='mwn' is not one of \['cross_fit', 'alignment', 'meta_net'\]"),
+    ({"weighting": "mwn"}, r"weighting='mwn' is not one of \['cross_fit', 'alignment', 'meta_net', 'paper'\]"),
     ({"meta_net_lr": 0}, r"meta_net_lr=0 must be a positive finite number"),
     ({"finetune_epochs": 2.5}, r"finetune_epochs=2.5 must be an int >= 0"),
     ({"clean_sampling": "balanced"}, r"clean_sampling='balanced' is not one of \['cycle', 'stratified'\]"),

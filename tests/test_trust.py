@@ -188,7 +188,8 @@ def test_the_option_stages_go_before_the_trust_of_a_weighting_object():
     weighting = Weighting(AlignmentWeighting(), [CrossFitTrust()])
     net = ReweightedNeuralNetClassifier(max_epochs=1, weighting=weighting, weight_shrinkage=0.5, random_state=0)
     net.fit(X[40:], y[40:], X_clean=X[:40], y_clean=y[:40])
-    assert [type(s).__name__ for s in net.weighting_.stages] == ["Shrinkage", "UnlearningGuard", "CrossFitTrust"]
+    # a Weighting is taken as given: no guard unless the (deprecated) unlearning_tolerance asks for one
+    assert [type(s).__name__ for s in net.weighting_.stages] == ["Shrinkage", "CrossFitTrust"]
 
 
 def test_the_trust_moves_without_the_weight_recorder():

@@ -101,7 +101,7 @@ def test_smoothed_weights_survive_partial_fit_and_saving(small_data):
     buffer.seek(0)
     other = ReweightedNeuralNetClassifier(module=MLP, module__n_features=6, module__n_classes=2).initialize()
     with pytest.raises(ValueError, match=r"belongs to \['AlignmentWeighting', 'Smoothing', 'UnlearningGuard', "
-                       r"'CrossFitTrust'\], but this estimator's options build \['AlignmentWeighting', "
+                       r"'CrossFitTrust'\], but this estimator's weighting has \['AlignmentWeighting', "
                        r"'UnlearningGuard', 'CrossFitTrust'\]"):
         other.load_params(f_weighting=buffer)
 

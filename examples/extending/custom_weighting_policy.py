@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from sklearn.datasets import make_classification
 
-from sk_reweight import PAPER_EXACT, ReweightedNeuralNetClassifier
+from sk_reweight import ReweightedNeuralNetClassifier
 from sk_reweight.corruption import flip_labels_uniform, train_clean_split
-from sk_reweight.weighting import WeightingPolicy
+from sk_reweight.weighting import Weighting, WeightingPolicy
 
 
 class AgreeingSmallLoss(WeightingPolicy):
@@ -39,9 +39,9 @@ y_noisy, flipped = flip_labels_uniform(y_train, 0.4, random_state=0)
 X_test, y_test = X[2000:], y[2000:]
 
 fig, ax = plt.subplots(figsize=(7, 3.2), layout="constrained")
-for name, weighting in [("Algorithm 1", "alignment"), ("own policy", AgreeingSmallLoss())]:
-    net = ReweightedNeuralNetClassifier(max_epochs=15, lr=3e-3, random_state=0,
-                                        **{**PAPER_EXACT, "weighting": weighting})
+# Weighting(policy): the policy without stages, as Algorithm 1 as published ('paper') runs
+for name, weighting in [("Algorithm 1", "paper"), ("own policy", Weighting(AgreeingSmallLoss()))]:
+    net = ReweightedNeuralNetClassifier(max_epochs=15, lr=3e-3, random_state=0, weighting=weighting)
     net.fit(X_train, y_noisy, X_clean=X_clean, y_clean=y_clean)
     mean_weight = np.nanmean(net.sample_weights_, axis=0)
     print(f"{name:12s} test accuracy {net.score(X_test, y_test):.3f}; mean weight of "

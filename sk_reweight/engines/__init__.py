@@ -24,7 +24,7 @@ median group's (``engines._trimming``).
 ``'layerwise'``, ``'jvp'``, ``'reference'``) or an instance of a
 :class:`MetaGradientEngine` subclass.
 """
-from ._base import MetaGradientEngine, MetaStep, frozen_state
+from ._base import EngineOptions, MetaGradientEngine, MetaStep, frozen_state
 from ._jvp import ForwardModeEngine
 from ._layerwise import LayerRule, LayerwiseEngine, register_layer_rule
 from ._reference import ReferenceEngine, lookahead_eps_gradient, reference_weights
@@ -40,6 +40,7 @@ __all__ = [
     "get_engine",
     "select_engine",
     "MetaStep",
+    "EngineOptions",
     "frozen_state",
     "lookahead_eps_gradient",
     "reference_weights",

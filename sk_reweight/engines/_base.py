@@ -13,10 +13,57 @@ weights, and leaves ``grad sum_i w_i f_i`` in the parameters' ``.grad``.
 Engines differ only in how they get there, so they are interchangeable.
 """
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch.nn.modules.batchnorm import _NormBase
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Every option of :meth:`MetaGradientEngine.reweighted_backward` beyond the data, all always set.
+
+    The estimator passes all of them to every step
+    (``engine.reweighted_backward(..., **options.as_kwargs())``), whatever the
+    weighting, so an engine of one's own that takes these keywords works
+    with every policy and stage. The fit's options (all but ``clean_weight``
+    and ``loss_scale``, which can change from step to step) are in the fit
+    context, ``net.fit_context_.engine_options``. See
+    :meth:`MetaGradientEngine.reweighted_backward` for what each means.
+
+    Parameters
+    ----------
+    clean_weight : float, default=0.0
+        The clean batch's mean loss's factor in the step.
+    loss_scale : float or None, default=None
+        float16 loss scaling's factor.
+    clean_trim : int, default=0
+        Trimmed alignments (:class:`~sk_reweight.weighting.Weighting`'s ``clean_trim``).
+    clean_cap : float or None, default=None
+        Capped alignments (:class:`~sk_reweight.weighting.Weighting`'s ``clean_cap``).
+    clean_folds : int, default=0
+        Cross-fitting folds the stages need (:class:`~sk_reweight.weighting.CrossFitTrust`).
+    clean_class_weight : torch.Tensor or None, default=None
+        The criterion's class weights, which define the clean loss.
+
+    Examples
+    --------
+    >>> from sk_reweight.engines import EngineOptions
+    >>> options = EngineOptions(clean_trim=1)
+    >>> sorted(options.as_kwargs())
+    ['clean_cap', 'clean_class_weight', 'clean_folds', 'clean_trim', 'clean_weight', 'loss_scale']
+    """
+
+    clean_weight: float = 0.0
+    loss_scale: float = None
+    clean_trim: int = 0
+    clean_cap: float = None
+    clean_folds: int = 0
+    clean_class_weight: object = None
+
+    def as_kwargs(self):
+        """The options as keywords of ``reweighted_backward`` (a dict)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass
@@ -241,16 +288,15 @@ class MetaGradientEngine:
             (``engines._trimming.clean_groups``), align each training example
             with each group's mean-loss gradient and average those (weighted
             by group size) without the ``clean_trim`` lowest. ``0``: the
-            alignment with the whole clean batch. The estimator passes it
-            only when it is not 0, so an engine of one's own without it
-            still serves Algorithm 1.
+            alignment with the whole clean batch. The estimator passes
+            every option of :class:`EngineOptions` at every step.
         clean_cap : float or None, default=None
             Capped alignments: each group's alignment is scaled by
             ``min(1, clean_cap * median / norm)``, its gradient's norm
             against the median of the groups' non-zero norms
             (``engines._trimming.capped``), before the (trimmed) mean: the
             alignment with a clean loss in which no group pulls harder than
-            ``clean_cap`` times the median one. Passed only when set.
+            ``clean_cap`` times the median one.
         clean_folds : int, default=0
             Cross-fitting: also call ``weigh(alignment, losses,
             fold_alignment=F)`` with ``F`` of shape (batch_size,
@@ -259,15 +305,14 @@ class MetaGradientEngine:
             each class's rows dealt into the folds, each fold's loss
             weighing the classes in their shares of the batch); with
             ``clean_trim`` or ``clean_cap`` they are contiguous runs of
-            those options' groups instead. Passed only when set (a stage
-            such as :class:`~sk_reweight.weighting.CrossFitTrust` asks for
-            it).
+            those options' groups instead (a stage such as
+            :class:`~sk_reweight.weighting.CrossFitTrust` asks for them).
         clean_class_weight : torch.Tensor of shape (n_classes,) or None, default=None
             The clean loss is the mean of ``clean_class_weight[y_j] * l_j``
             over the clean batch (:func:`class_weighted`): a class-weighted
             criterion's weights define the loss the clean set measures,
             while the training losses ``f_i`` (the alignments' other side
-            and the step) stay unweighted. Passed only when set.
+            and the step) stay unweighted.
 
         Returns
         -------
