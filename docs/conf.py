@@ -2,6 +2,7 @@
 import ast
 import os
 import re
+import shutil
 from pathlib import Path
 
 import sk_reweight
@@ -26,6 +27,8 @@ exclude_patterns = ["_build", "**/_*.md", "**/*.ipynb", "auto_examples/**.md5", 
 templates_path = ["_templates"]
 
 autosummary_generate = True
+# generated/ is rewritten from api.rst at every build: a page of a name no longer listed would linger
+shutil.rmtree(Path(__file__).parent / "generated", ignore_errors=True)
 autodoc_default_options = {"members": True, "inherited-members": False}
 
 

@@ -18,7 +18,7 @@ from skorch.dataset import ValidSplit
 from sklearn.datasets import make_classification
 from sklearn.model_selection import GridSearchCV
 
-from sk_reweight import PAPER_EXACT, ReweightedNeuralNetClassifier
+from sk_reweight import ReweightedNeuralNetClassifier
 from sk_reweight.modules import LeNet
 
 
@@ -84,7 +84,7 @@ CASES = {
     "cnn_jvp": (101, 8, dict(module=ImageNet, meta_engine="jvp", **SGD)),
     # batches of 2 per process and 41 rows: a last batch of one row leaves rank 1 none,
     # noisy labels leave some ranks' shares (and some whole batches) at weight 0
-    "paper_exact_tiny_batches": (41, 2, dict(**PAPER_EXACT, **{**SGD, "lr": 0.01})),
+    "paper_exact_tiny_batches": (41, 2, dict(weighting="paper", **{**SGD, "lr": 0.01})),
     "options": (203, 16, dict(clean_weight=0.5, weight_smoothing=0.9, weight_shrinkage=0.1,
                               clean_sampling="stratified", clean_batch_size=8, finetune_epochs=1,
                               clean_trim=1, clean_cap=1.0, unlearning_tolerance=0.001, lr=0.01)),

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from sk_reweight import PAPER_EXACT, ReweightedNeuralNetClassifier
+from sk_reweight import ReweightedNeuralNetClassifier
 
 
 
@@ -113,7 +113,7 @@ def test_switching_to_float16_between_partial_fits_brings_loss_scaling(device):
     assert net.loss_scale_ is None
 
 
-@pytest.mark.parametrize("params", [{}, PAPER_EXACT], ids=["default", "paper_exact"])
+@pytest.mark.parametrize("params", [{}, {"weighting": "paper"}], ids=["default", "paper_exact"])
 def test_a_fit_trains_on_the_test_device_and_predicts_on_the_host(params, device):
     X, y = _blobs()
     net = ReweightedNeuralNetClassifier(max_epochs=2, random_state=0, device=device, **params)

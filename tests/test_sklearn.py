@@ -40,21 +40,11 @@ EXPECTED_FAILED_CHECKS = {
 }
 
 
-# Here the clean set is X itself, so with clean_weight > 0 X is also trained on
-# as the clean set, where sample_weight does not apply.
-SAMPLE_WEIGHT_CHECKS = {
-    "check_classifiers_one_label_sample_weights": (
-        "the test-only clean set is X itself, and the clean loss (clean_weight > 0) is "
-        "trained on without sample_weight; the clean_weight=0 instance passes it"
-    ),
-}
-
-
+# the default and Algorithm 1 as published
 @parametrize_with_checks(
     [TrainingSetAsCleanSet(max_epochs=20, lr=0.01, random_state=0),
-     TrainingSetAsCleanSet(max_epochs=20, lr=0.01, random_state=0, clean_weight=0.0)],
-    expected_failed_checks=lambda est: {**EXPECTED_FAILED_CHECKS,
-                                        **(SAMPLE_WEIGHT_CHECKS if est.clean_weight else {})},
+     TrainingSetAsCleanSet(max_epochs=20, lr=0.01, random_state=0, weighting="paper")],
+    expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
 )
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
