@@ -15,7 +15,7 @@ class WeightHistory:
 
     Examples
     --------
-    >>> from sk_reweight import WeightHistory
+    >>> from sk_reweight.diagnostics import WeightHistory
     >>> history = WeightHistory()
     >>> history.new_epoch(3)
     >>> history.record([0, 2], [1.5, 0.0], alignments=[0.2, -0.1])

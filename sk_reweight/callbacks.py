@@ -18,10 +18,10 @@ from skorch.callbacks import Callback
 from ._persistence import atomic_files
 from .exceptions import TrainingDivergedError
 
-__all__ = ["WeightRecorder", "TrainingStage", "FineTuneOnClean", "PrintLog", "Checkpoint", "echo"]
+__all__ = ["WeightRecorder", "TrainingStage", "FineTuneOnClean", "PrintLog", "Checkpoint"]
 
 
-def echo(text):
+def _echo(text):
     """``print(text)``, with ``print`` looked up at call time.
 
     A net holding this (rather than the ``print`` object itself) pickles
@@ -29,11 +29,14 @@ def echo(text):
 
     Examples
     --------
-    >>> from sk_reweight.callbacks import echo
-    >>> echo("epoch 1")
+    >>> from sk_reweight.callbacks import _echo
+    >>> _echo("epoch 1")
     epoch 1
     """
     print(text)
+
+
+echo = _echo  # private: nets pickled by 0.2 name their PrintLog's sink by this name
 
 
 class PrintLog(skorch_callbacks.PrintLog):
@@ -53,15 +56,15 @@ class PrintLog(skorch_callbacks.PrintLog):
     >>> from sk_reweight.callbacks import PrintLog
     >>> log = pickle.loads(pickle.dumps(PrintLog()))
     >>> log.sink.__name__
-    'echo'
+    '_echo'
     """
 
-    def __init__(self, keys_ignored=None, sink=echo, tablefmt="simple", floatfmt=".4f", stralign="right"):
+    def __init__(self, keys_ignored=None, sink=_echo, tablefmt="simple", floatfmt=".4f", stralign="right"):
         super().__init__(keys_ignored=keys_ignored, sink=sink, tablefmt=tablefmt, floatfmt=floatfmt,
                          stralign=stralign)
 
     def _sink(self, text, verbose):
-        if self.sink is not echo or verbose:
+        if self.sink is not _echo or verbose:
             self.sink(text)
 
 
