@@ -52,6 +52,8 @@ ENTRIES = {
         ("skorch.NeuralNet", "py:class", "net.html#skorch.net.NeuralNet", "-"),
         ("skorch.net.NeuralNet", "py:class", "net.html#skorch.net.NeuralNet", "-"),
         ("skorch.NeuralNet.forward", "py:method", "net.html#skorch.net.NeuralNet.forward", "-"),
+        # skorch's predict docstrings name it with the :func: role
+        ("skorch.NeuralNet.forward", "py:function", "net.html#skorch.net.NeuralNet.forward", "-"),
         ("skorch.net.NeuralNet.save_params", "py:method", "net.html#skorch.net.NeuralNet.save_params", "-"),
         ("skorch.net.NeuralNet.load_params", "py:method", "net.html#skorch.net.NeuralNet.load_params", "-"),
         ("skorch.callbacks.Callback", "py:class", "callbacks.html#skorch.callbacks.Callback", "-"),
