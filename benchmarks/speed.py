@@ -7,7 +7,7 @@ noise hits every method alike), times:
 - ``layerwise`` / ``jvp``: the reweighted step with each meta-gradient engine
   (meta-gradient, weighted backward, optimizer step);
 - ``reference``: Algorithm 1 the classic way (lookahead with create_graph,
-  double backprop; ``sk_reweight._reference``), then the weighted step;
+  double backprop; ``sk_reweight.engines.ReferenceEngine``), then the weighted step;
 - ``layerwise_trim`` / ``jvp_trim``: the reweighted step with trimmed
   alignments (``clean_trim=1``: one alignment per group of the clean batch);
 - ``layerwise_cap`` / ``jvp_cap``: the same with capped alignments
@@ -46,7 +46,7 @@ from sk_reweight import ReweightedNeuralNetClassifier
 
 from _memory import reset_peak, status_mib
 from _harness import RESULTS
-from sk_reweight.engines import ENGINES, lookahead_eps_gradient
+from sk_reweight.engines import ForwardModeEngine, LayerwiseEngine, ReferenceEngine
 from sk_reweight.weighting import normalize_weights
 from sk_reweight.modules import MLP, LeNet, ResNet32
 
@@ -63,6 +63,8 @@ QUICK = {  # same code paths, tiny sizes
     "ResNet-32 (3x32x32, batch norm)": (lambda: ResNet32(10, width=4), (3, 32, 32), 10, 8, 4, 16),
 }
 loss_fn = nn.CrossEntropyLoss(reduction="none")
+# 'reference' is the literal lookahead definition by double backprop
+ENGINES = {engine.name: engine for engine in (LayerwiseEngine, ForwardModeEngine, ReferenceEngine)}
 
 
 def make_batch(shape, n_classes, batch, clean, device):
@@ -93,17 +95,10 @@ def step_functions(module, data):
             opt.step()
         return step
 
-    def reference():
-        opt.zero_grad()
-        w = normalize_weights(-lookahead_eps_gradient(module, loss_fn, X, y, Xc, yc))
-        torch.dot(loss_fn(module(X), y), w).backward()
-        opt.step()
-
     steps = {"plain": plain}
     for name, engine_cls in ENGINES.items():
         if engine_cls().supports(module):
             steps[name] = engine_step(engine_cls())
-    steps["reference"] = reference
     for name in ("layerwise", "jvp"):
         if name in steps:
             steps[f"{name}_trim"] = engine_step(ENGINES[name](), clean_trim=1)

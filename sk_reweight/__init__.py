@@ -3,20 +3,15 @@ import warnings as _warnings
 
 from . import callbacks, comparison, diagnostics, engines, model_selection, modules, weighting
 from ._estimator import ReweightedNeuralNetClassifier
-from ._random import RandomStream
-from ._weight_history import WeightHistory
-from .engines import ForwardModeEngine, MetaGradientEngine
 from .exceptions import TrainingDivergedError
 
 __version__ = "0.2.0"
 
+# the engines are in sk_reweight.engines, the type of ``weight_history_`` in sk_reweight.diagnostics;
+# ``rng_`` (sk_reweight._random.RandomStream) is opaque state for save_params(f_rng=...)
 __all__ = [
     "ReweightedNeuralNetClassifier",
     "TrainingDivergedError",
-    "MetaGradientEngine",
-    "ForwardModeEngine",
-    "WeightHistory",
-    "RandomStream",
     "callbacks",
     "comparison",
     "diagnostics",

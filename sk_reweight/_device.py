@@ -49,6 +49,23 @@ class AutoDeviceMixin:
         return full_precision(super().infer(x, **fit_params))
 
     def get_params(self, deep=True, **kwargs):
+        """Get the estimator's parameters, as scikit-learn's ``get_params`` does.
+
+        ``device`` is returned as it was given (``'auto'`` stays ``'auto'``), so that ``clone`` and
+        a search's copies choose the device where they run.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Also return the parameters of nested objects (``module__*``, ``optimizer__*``, ...).
+        **kwargs
+            Passed to skorch's ``get_params``.
+
+        Returns
+        -------
+        dict
+            The parameter names mapped to their values.
+        """
         params = super().get_params(deep=deep, **kwargs)
         params["device"] = self.__dict__["device"]
         # skorch bookkeeping that its _get_param_names lets through

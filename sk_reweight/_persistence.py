@@ -141,6 +141,32 @@ class PersistenceMixin:
 
     def save_params(self, f_params=None, f_optimizer=None, f_criterion=None, f_history=None,
                     use_safetensors=False, **kwargs):
+        """Save the model's state to files, each replaced atomically.
+
+        As skorch's :meth:`~skorch.net.NeuralNet.save_params`, and each file is first written
+        beside its target and then renamed over it, so an interrupted save leaves the previous
+        file intact. ``f_params`` also records the data description (classes, input shape), a
+        checksum of the parameters and of the files saved with it, so that :meth:`load_params`
+        can restore into a fresh estimator and refuse files that do not belong together.
+        ``f_weight_history=...``, ``f_weighting=...`` and ``f_rng=...`` save the weight history,
+        the weighting policy's state and the random stream.
+
+        Parameters
+        ----------
+        f_params : str, path or file-like, optional
+            Where to save the module's parameters.
+        f_optimizer : str, path or file-like, optional
+            Where to save the optimizer's state.
+        f_criterion : str, path or file-like, optional
+            Where to save the criterion's state.
+        f_history : str, path or file-like, optional
+            Where to save the training history (JSON).
+        use_safetensors : bool, default=False
+            Save with safetensors (tensors only: no data description then).
+        **kwargs
+            ``f_<attribute>`` for any other attribute with a ``state_dict``, such as
+            ``f_weight_history``, ``f_weighting`` or ``f_rng``.
+        """
         files = {k: v for k, v in dict(f_optimizer=f_optimizer, f_criterion=f_criterion, f_history=f_history,
                                        **kwargs, f_params=f_params).items() if v is not None}
         # f_params comes last: it records the checksums of the files saved with it
@@ -156,6 +182,32 @@ class PersistenceMixin:
 
     def load_params(self, f_params=None, f_optimizer=None, f_criterion=None, f_history=None,
                     checkpoint=None, use_safetensors=False, **kwargs):
+        """Load a state saved by :meth:`save_params`, all of it or none of it.
+
+        As skorch's :meth:`~skorch.net.NeuralNet.load_params`, with three differences: an
+        estimator that was never fitted is initialised from the data description saved in
+        ``f_params`` (no ``initialize()`` call needed); files that were not saved together, or
+        parameters of another network, are refused with a ``ValueError`` before anything
+        changes; and a load that fails part-way leaves the model as it was.
+
+        Parameters
+        ----------
+        f_params : str, path or file-like, optional
+            The module's parameters.
+        f_optimizer : str, path or file-like, optional
+            The optimizer's state.
+        f_criterion : str, path or file-like, optional
+            The criterion's state.
+        f_history : str, path or file-like, optional
+            The training history.
+        checkpoint : skorch.callbacks.Checkpoint, optional
+            Load the files this checkpoint wrote; explicit ``f_*`` arguments take precedence.
+        use_safetensors : bool, default=False
+            Read files written with ``use_safetensors=True``.
+        **kwargs
+            ``f_<attribute>`` for the other saved states (``f_weight_history``, ``f_weighting``,
+            ``f_rng``).
+        """
         if checkpoint is not None:  # its files, with the explicit arguments taking precedence
             if f_history is None and checkpoint.f_history is not None:
                 # as skorch does: the file names may be formatted with the history's last epoch
@@ -165,7 +217,8 @@ class PersistenceMixin:
                                                  f_criterion=f_criterion, f_history=f_history, **kwargs).items()
                           if v is not None})
             files.pop("f_pickle", None)
-            return self.load_params(use_safetensors=use_safetensors, **files)
+            self.load_params(use_safetensors=use_safetensors, **files)
+            return
         state = described = None
         if f_params is not None and not use_safetensors:
             state, described = read_params(f_params, self.device)

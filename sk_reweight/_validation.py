@@ -20,7 +20,7 @@ from sklearn.utils.validation import (
 
 from ._clean_mask import resolve_clean_set
 from ._dataset import DatasetRows, PageReleaser, dataset_rows, read_only_mapping, spread_rows
-from .engines import frozen_state
+from .engines._base import frozen_state
 
 MISSING_CLEAN_SET = (
     "{name} learns per-example weights from a small trusted clean set and cannot "

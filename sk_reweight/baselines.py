@@ -89,7 +89,7 @@ class Reshape(TransformerMixin, BaseEstimator):
 
 
 class BaselineNet(NeuralNetClassifier):
-    """skorch's ``NeuralNetClassifier`` as the baselines use it.
+    """A skorch ``NeuralNetClassifier`` as the baselines use it.
 
     ``module=None`` builds the estimator's default MLP sized from the data
     at ``fit`` (``module__*`` parameters other than ``n_features`` and
@@ -99,13 +99,19 @@ class BaselineNet(NeuralNetClassifier):
 
     Parameters
     ----------
+    module : torch.nn.Module class or instance, default=None
+        The network; ``None``: the estimator's default MLP, sized at ``fit``.
+    *args
+        The positional parameters of skorch's ``NeuralNetClassifier`` after ``module``.
+    criterion : torch.nn.Module class, default=torch.nn.CrossEntropyLoss
+        The loss (on logits).
     epoch_rows : int or None, default=None
         With a number, ``max_epochs`` counts epochs over that many rows: a
         fit on another number of rows (e.g. after a sampler changed them)
         runs as many optimizer steps as ``max_epochs`` epochs over
         ``epoch_rows`` rows take. ``None``: epochs over the rows fitted.
     **kwargs
-        skorch's ``NeuralNetClassifier`` parameters.
+        The other parameters of skorch's ``NeuralNetClassifier``.
 
     Examples
     --------
@@ -128,6 +134,22 @@ class BaselineNet(NeuralNetClassifier):
         return super().fit_loop(X, y, epochs=epochs, **fit_params)
 
     def fit(self, X, y=None, **fit_params):
+        """Fit the network, as skorch's ``fit``, with inputs as float32.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, ...)
+            The inputs, of any float type.
+        y : array-like of shape (n_samples,)
+            Class indices ``0..K-1``.
+        **fit_params
+            Passed to skorch's ``fit``.
+
+        Returns
+        -------
+        BaselineNet
+            The fitted estimator.
+        """
         X = as_float32(X)
         if self.module is None:  # initialize() in fit builds the module: it needs the shapes now
             self.sample_shape_ = X.shape[1:]
@@ -152,10 +174,34 @@ class _WrappedNet(ClassifierMixin, BaseEstimator):
     """Predictions of the fitted ``estimator_`` (trained on class indices), as ``classes_``."""
 
     def predict_proba(self, X):
+        """Predict the class probabilities of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            The inputs.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            The probability of each class, in ``classes_`` order.
+        """
         check_is_fitted(self)
         return self.estimator_.predict_proba(X)
 
     def predict(self, X):
+        """Predict the labels of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            The inputs.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            The most probable label of each example, from ``classes_``.
+        """
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
 
@@ -222,7 +268,26 @@ class CleanSetBaseline(_WrappedNet):
         self.random_state = random_state
 
     def fit(self, X, y, *, X_clean=None, y_clean=None, clean_mask=None):
-        """Fit on ``(X, y)`` and the clean set (``X_clean, y_clean`` or ``clean_mask``)."""
+        """Fit on ``(X, y)`` and the clean set (``X_clean, y_clean`` or ``clean_mask``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            The (noisy) training inputs.
+        y : array-like of shape (n_samples,)
+            Their labels.
+        X_clean : array-like of shape (n_clean, ...), optional
+            The trusted inputs.
+        y_clean : array-like of shape (n_clean,), optional
+            Their labels.
+        clean_mask : array-like of bool of shape (n_samples,), optional
+            Marks the trusted rows of ``X`` instead of ``X_clean, y_clean``.
+
+        Returns
+        -------
+        CleanSetBaseline
+            The fitted estimator.
+        """
         X, y, X_clean, y_clean = resolve_clean_set(X, y, X_clean, y_clean, clean_mask)[:4]
         for name in ("clean_only_steps", "sampler_steps"):
             if getattr(self, name) not in ("training_set", "epochs"):
@@ -264,6 +329,22 @@ class CleanSetBaseline(_WrappedNet):
 
 def steps_matched_epochs(epochs, batch_size, n_reference, n_fit):
     """Epochs over ``n_fit`` rows that take the optimizer steps of ``epochs`` over ``n_reference``.
+
+    Parameters
+    ----------
+    epochs : int
+        Epochs over ``n_reference`` rows.
+    batch_size : int or None
+        The batch size (``None`` or ``-1``: one batch an epoch, so the epochs are kept).
+    n_reference : int
+        The rows whose epochs set the budget of optimizer steps.
+    n_fit : int
+        The rows actually fitted.
+
+    Returns
+    -------
+    int
+        The epochs over ``n_fit`` rows (rounded up).
 
     Examples
     --------
@@ -310,8 +391,11 @@ class GoldLossCorrection(_WrappedNet):
     Attributes
     ----------
     classes_ : ndarray
+        Labels seen in ``y`` and ``y_clean``.
     corruption_ : ndarray of shape (n_classes, n_classes)
-    estimator_ : the network of step 3
+        The estimated corruption matrix ``C``.
+    estimator_ : skorch NeuralNetClassifier
+        The network of step 3.
 
     Examples
     --------
@@ -333,7 +417,26 @@ class GoldLossCorrection(_WrappedNet):
         self.random_state = random_state
 
     def fit(self, X, y, *, X_clean=None, y_clean=None, clean_mask=None):
-        """Both trainings on ``(X, y)`` and the clean set (``X_clean, y_clean`` or ``clean_mask``)."""
+        """Both trainings on ``(X, y)`` and the clean set (``X_clean, y_clean`` or ``clean_mask``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            The untrusted inputs.
+        y : array-like of shape (n_samples,)
+            Their (possibly corrupted) labels.
+        X_clean : array-like of shape (n_clean, ...), optional
+            The trusted inputs (this method needs them).
+        y_clean : array-like of shape (n_clean,), optional
+            Their labels.
+        clean_mask : array-like of bool of shape (n_samples,), optional
+            Marks the trusted rows of ``X`` instead of ``X_clean, y_clean``.
+
+        Returns
+        -------
+        GoldLossCorrection
+            The fitted estimator.
+        """
         X, y, X_clean, y_clean = resolve_clean_set(X, y, X_clean, y_clean, clean_mask)[:4]
         if X_clean is None or y_clean is None:
             raise ValueError("GoldLossCorrection needs the trusted set: X_clean and y_clean, or clean_mask.")
@@ -376,8 +479,16 @@ def make_baselines(module=None, *, module_params=None, sample_shape=None, lr=1e-
         Constructor arguments of ``module`` (e.g. ``{"n_classes": 2}``).
     sample_shape : tuple, default=None
         Shape of one example; needed for the samplers when it is not 1-d.
-    lr, optimizer, optimizer_params, max_epochs, batch_size
-        The shared recipe.
+    lr : float, default=1e-3
+        The learning rate of every method.
+    optimizer : torch.optim.Optimizer class, default=torch.optim.SGD
+        The optimizer of every method.
+    optimizer_params : dict, default=None
+        Further optimizer arguments (``optimizer__*``), e.g. ``{"momentum": 0.9}``.
+    max_epochs : int, default=10
+        Epochs of every method's training.
+    batch_size : int, default=100
+        The training batch size of every method.
     finetune_epochs : int, default=None
         Epochs of fine-tuning on the clean set (default: ``max_epochs``).
     clean_batch_size : int, default=None
@@ -385,7 +496,9 @@ def make_baselines(module=None, *, module_params=None, sample_shape=None, lr=1e-
     reweight_params : dict, default=None
         Further parameters of ``reweight`` (e.g. the paper-exact setting).
     random_state : int, default=0
+        Seeds every method.
     device : str, default='cpu'
+        Where every network trains.
     include : iterable of str, default=None
         Names to build (default: all; ``cleanlab`` only if importable).
     preprocessing : transformer, default=None

@@ -21,7 +21,7 @@ from ._fit_state import FitContext
 from ._persistence import atomic_files
 from .exceptions import TrainingDivergedError
 
-__all__ = ["WeightRecorder", "TrainingStage", "FineTuneOnClean", "FitContext", "PrintLog", "Checkpoint", "echo"]
+__all__ = ["WeightRecorder", "TrainingStage", "FineTuneOnClean", "FitContext", "PrintLog", "Checkpoint"]
 
 
 def stage_iterator(stage, net, context):
@@ -36,7 +36,7 @@ def stage_iterator(stage, net, context):
     return stage.get_iterator(net, context)
 
 
-def echo(text):
+def _echo(text):
     """``print(text)``, with ``print`` looked up at call time.
 
     A net holding this (rather than the ``print`` object itself) pickles
@@ -44,23 +44,40 @@ def echo(text):
 
     Examples
     --------
-    >>> from sk_reweight.callbacks import echo
-    >>> echo("epoch 1")
+    >>> from sk_reweight.callbacks import _echo
+    >>> _echo("epoch 1")
     epoch 1
     """
     print(text)
 
 
+echo = _echo  # private: nets pickled by 0.2 name their PrintLog's sink by this name
+
+
 class PrintLog(skorch_callbacks.PrintLog):
-    """skorch's per-epoch table that pickles and stays quiet under Ray.
+    """The per-epoch table of skorch's ``PrintLog``, picklable and quiet under Ray.
 
     skorch's ``PrintLog`` holds the ``print`` object and prints whatever
     ``verbose`` says once ``print`` is no longer that object; Ray replaces
     ``builtins.print`` in its workers, so searches printed tables at
     ``verbose=0`` and nets failed to pickle. This one's default sink is
-    :func:`echo` and it prints only when ``net.verbose`` is set (any other
-    sink is called every epoch, as in skorch). The estimator uses it as its
-    ``print_log`` callback.
+    ``print`` looked up at call time and it prints only when ``net.verbose``
+    is set (any other sink is called every epoch, as in skorch). The
+    estimator uses it as its ``print_log`` callback.
+
+    Parameters
+    ----------
+    keys_ignored : str or list of str, optional
+        History keys left out of the table (besides skorch's defaults).
+    sink : callable, optional
+        Called with each line of the table; default: ``print``, when
+        ``net.verbose`` is set.
+    tablefmt : str, default='simple'
+        The table format (see ``tabulate``).
+    floatfmt : str, default='.4f'
+        The number format.
+    stralign : str, default='right'
+        How text columns are aligned.
 
     Examples
     --------
@@ -68,27 +85,58 @@ class PrintLog(skorch_callbacks.PrintLog):
     >>> from sk_reweight.callbacks import PrintLog
     >>> log = pickle.loads(pickle.dumps(PrintLog()))
     >>> log.sink.__name__
-    'echo'
+    '_echo'
     """
 
-    def __init__(self, keys_ignored=None, sink=echo, tablefmt="simple", floatfmt=".4f", stralign="right"):
+    def __init__(self, keys_ignored=None, sink=_echo, tablefmt="simple", floatfmt=".4f", stralign="right"):
         super().__init__(keys_ignored=keys_ignored, sink=sink, tablefmt=tablefmt, floatfmt=floatfmt,
                          stralign=stralign)
 
     def _sink(self, text, verbose):
-        if self.sink is not echo or verbose:
+        if self.sink is not _echo or verbose:
             self.sink(text)
 
 
 class Checkpoint(skorch_callbacks.Checkpoint):
-    """skorch's ``Checkpoint`` whose ``f_pickle`` is replaced atomically too.
+    """The ``Checkpoint`` of skorch, whose ``f_pickle`` is replaced atomically too.
 
     skorch opens ``f_pickle`` for writing (emptying it) before pickling the
     net, so a crash or a failing pickle in the middle leaves neither the old
     checkpoint nor a new one. This one pickles into a temporary file in the
     same folder and renames it over the old one once it is complete and on
     disk; the other files go through the estimator's ``save_params``, which
-    does the same. Parameters as skorch's.
+    does the same.
+
+    Parameters
+    ----------
+    monitor : str, callable or None, default='valid_loss_best'
+        When to save: a history key that is true on the epochs to save, a
+        callable of the net, or ``None`` for every epoch.
+    f_params : str, path or None, default='params.pt'
+        File of the module's parameters.
+    f_optimizer : str, path or None, default='optimizer.pt'
+        File of the optimizer's state.
+    f_criterion : str, path or None, default='criterion.pt'
+        File of the criterion's state.
+    f_history : str, path or None, default='history.json'
+        File of the training history.
+    f_pickle : str, path or None, default=None
+        File of the whole pickled net.
+    fn_prefix : str, default=''
+        Prefix of every file name.
+    dirname : str, default=''
+        Folder of the files.
+    event_name : str or None, default='event_cp'
+        History key recording the epochs saved.
+    sink : callable, optional
+        Called with a message on each save (default: nothing).
+    load_best : bool, default=False
+        Load the best checkpoint at the end of training.
+    use_safetensors : bool, default=False
+        Save with safetensors.
+    **kwargs
+        ``f_<attribute>`` files of other attributes with a ``state_dict``
+        (``f_weight_history``, ``f_weighting``, ``f_rng``).
 
     Examples
     --------
@@ -205,6 +253,7 @@ class TrainingStage(Callback):
     Parameters
     ----------
     epochs : int
+        The number of epochs the stage trains.
 
     Examples
     --------
@@ -226,22 +275,40 @@ class TrainingStage(Callback):
         self.epochs = epochs
 
     def get_iterator(self, net, context):
-        """An iterable of ``(X, y)`` training batches (``y`` as class indices) for one epoch.
+        """Return the training batches of one epoch of the stage.
 
         Parameters
         ----------
         net : ReweightedNeuralNetClassifier
+        net : ReweightedNeuralNetClassifier
+            The estimator being fitted.
         context : FitContext
             What the fit holds (the clean set, its batches, the epoch, the weights so far).
 
         Returns
         -------
-        iterable of tuple of torch.Tensor
+        iterable of tuple
+            ``(X, y)`` batches, ``y`` as class indices.
         """
         raise NotImplementedError
 
     def train_step_single(self, net, batch, **fit_params):
-        """Compute the loss and the gradients of one batch; returns skorch's step dict."""
+        """Compute the loss and the gradients of one batch.
+
+        Parameters
+        ----------
+        net : ReweightedNeuralNetClassifier
+            The estimator being fitted.
+        batch : tuple
+            ``(X, y)``, a batch from :meth:`get_iterator`.
+        **fit_params
+            The fit parameters, as skorch passes them.
+
+        Returns
+        -------
+        dict
+            The step dict skorch expects: ``'loss'`` (a tensor) and ``'y_pred'``.
+        """
         raise NotImplementedError
 
 

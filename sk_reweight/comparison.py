@@ -63,6 +63,7 @@ def compare(methods, X, y, *, X_clean=None, y_clean=None, clean_mask=None, X_tes
     Parameters
     ----------
     methods : dict of str to estimator
+        The methods by name, e.g. :func:`~sk_reweight.baselines.make_baselines`'s.
     X, y : array-like or DataFrame
         Training rows (possibly noisy or imbalanced), with the trusted rows
         inside when ``clean_mask`` is given.
@@ -74,8 +75,9 @@ def compare(methods, X, y, *, X_clean=None, y_clean=None, clean_mask=None, X_tes
     X_test, y_test : array-like or DataFrame
         Held-out rows with true labels.
     seeds : iterable of int, default=(0,)
+        Each method is fitted once per seed (its ``random_state``).
     scoring : iterable of str, default=('balanced_accuracy', 'accuracy', 'f1_macro')
-        scikit-learn scorer names; the first is the summary's metric.
+        Names of scikit-learn scorers; the first is the summary's metric.
     reference : str, default='reweight'
         Method the summary pairs the others with (skipped if absent).
     verbose : bool, default=False
@@ -148,6 +150,7 @@ def paired_summary(results, reference="reweight", metric="balanced_accuracy", pa
         A row per (method, cell), e.g. ``compare(...).results``, or several
         of them concatenated with a ``dataset`` column.
     reference : str, default='reweight'
+        The method compared with each other one.
     metric : str, default='balanced_accuracy'
         Higher is better.
     pair_on : list of str, default=None

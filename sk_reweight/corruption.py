@@ -23,16 +23,20 @@ def flip_labels_uniform(y, rate, *, classes=None, random_state=None):
     Parameters
     ----------
     y : array-like of shape (n,)
+        The true labels.
     rate : float in [0, 1]
         Fraction of examples whose label changes (exactly ``round(rate * n)``).
     classes : array-like, default=None
         Classes to flip among; by default those in ``y``.
     random_state : int, RandomState or None
+        Seeds the draw.
 
     Returns
     -------
     y_noisy : ndarray of shape (n,)
+        The labels after flipping.
     flipped : ndarray of bool, shape (n,)
+        Where the label was flipped.
 
     Examples
     --------
@@ -64,10 +68,23 @@ def flip_labels_background(y, rate, *, target_class, random_state=None):
     The flipped examples are drawn among those not already of
     ``target_class``, so every flip changes a label.
 
+    Parameters
+    ----------
+    y : array-like of shape (n,)
+        The true labels.
+    rate : float in [0, 1]
+        Fraction of all examples whose label becomes ``target_class``.
+    target_class : label
+        The background class.
+    random_state : int, RandomState or None
+        Seeds the draw.
+
     Returns
     -------
     y_noisy : ndarray of shape (n,)
+        The labels after flipping.
     flipped : ndarray of bool, shape (n,)
+        Where the label was flipped.
 
     Examples
     --------
@@ -96,12 +113,19 @@ def flip_labels_transition(y, transition, *, classes=None, random_state=None):
 
     Parameters
     ----------
+    y : array-like of shape (n,)
+        The true labels.
     transition : array-like of shape (n_classes, n_classes)
         Row-stochastic: ``transition[i, j] = P(noisy = classes[j] | true = classes[i])``.
+    classes : array-like, default=None
+        The classes of the rows and columns of ``transition``; by default those in ``y``, sorted.
+    random_state : int, RandomState or None
+        Seeds the draw.
 
     Returns
     -------
     y_noisy : ndarray of shape (n,)
+        The noisy labels.
     flipped : ndarray of bool, shape (n,)
         Where the noisy label differs from the true one.
 
@@ -135,6 +159,18 @@ def long_tailed_counts(counts, imbalance_factor):
     Classes keep their order: class ``k`` of ``K`` keeps
     ``max(counts) * factor ** (-k / (K - 1))`` examples (at most what it has).
 
+    Parameters
+    ----------
+    counts : array-like of int
+        The examples each class has.
+    imbalance_factor : float
+        The largest class's count over the smallest's.
+
+    Returns
+    -------
+    ndarray of int
+        The examples each class keeps (at least 1).
+
     Examples
     --------
     >>> from sk_reweight.corruption import long_tailed_counts
@@ -152,14 +188,23 @@ def make_imbalanced(X, y, *, proportions=None, imbalance_factor=None, random_sta
 
     Parameters
     ----------
+    X : array-like or DataFrame of shape (n, ...)
+        The examples.
+    y : array-like of shape (n,)
+        Their labels.
     proportions : dict, default=None
         ``{class: share}`` summing to 1; keeps as many examples as possible.
     imbalance_factor : float, default=None
         Long tail over the sorted classes (see :func:`long_tailed_counts`).
+    random_state : int, RandomState or None
+        Seeds the draw.
 
     Returns
     -------
-    X_kept, y_kept : arrays
+    X_kept : array-like or DataFrame
+        The kept examples.
+    y_kept : ndarray
+        Their labels.
     kept : ndarray of int
         Indices of the kept examples in ``X``.
 
@@ -198,14 +243,16 @@ def draw_clean_mask(y, clean_size, *, random_state=None):
     Parameters
     ----------
     y : array-like of shape (n,)
+        The true labels.
     clean_size : int
         Number of trusted rows, split as evenly as possible across the
         classes of ``y``.
     random_state : int, RandomState or None
+        Seeds the draw.
 
     Returns
     -------
-    clean_mask : ndarray of bool, shape (n,)
+    ndarray of bool, shape (n,)
         ``True`` for the trusted rows: pass it as ``fit(X, y, clean_mask=...)``.
 
     Examples
@@ -242,15 +289,24 @@ def train_clean_split(X, y, clean_size, *, random_state=None):
     Parameters
     ----------
     X : array-like or DataFrame of shape (n, ...)
+        The examples.
     y : array-like of shape (n,)
+        The true labels.
     clean_size : int
         Total size, split as evenly as possible across the classes of ``y``.
     random_state : int, RandomState or None
+        Seeds the draw.
 
     Returns
     -------
-    X_train, X_clean, y_train, y_clean : arrays (DataFrames stay DataFrames)
-        Disjoint; the clean set has ``clean_size`` examples.
+    X_train : array-like or DataFrame
+        The rows left for training (a DataFrame stays a DataFrame).
+    X_clean : array-like or DataFrame
+        The ``clean_size`` trusted rows, disjoint from ``X_train``.
+    y_train : ndarray
+        The labels of ``X_train``.
+    y_clean : ndarray
+        The labels of ``X_clean``.
 
     Examples
     --------

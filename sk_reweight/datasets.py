@@ -41,6 +41,7 @@ def read_idx(path):
     Parameters
     ----------
     path : str or Path
+        The file; a name ending in ``.gz`` is read through gzip.
 
     Returns
     -------
@@ -151,13 +152,16 @@ def load_mnist(path=None, *, split="train", download_if_missing=True):
         Directory with the four IDX ``.gz`` files; by default the
         environment variables described in the module docstring.
     split : {'train', 'test'}, default='train'
+        The training (60,000) or the test (10,000) images.
     download_if_missing : bool, default=True
         Fetch from OpenML when no files are found.
 
     Returns
     -------
-    X : ndarray of shape (n, 1, 28, 28), float32 in [0, 1]
-    y : ndarray of shape (n,), int64 digits 0-9
+    X : ndarray of shape (n, 1, 28, 28)
+        The images, float32 in [0, 1].
+    y : ndarray of shape (n,)
+        The digits 0-9, int64.
 
     Examples
     --------
@@ -169,10 +173,27 @@ def load_mnist(path=None, *, split="train", download_if_missing=True):
 
 
 def load_fashion_mnist(path=None, *, split="train", download_if_missing=True):
-    """Fashion-MNIST as CNN-ready arrays; parameters as :func:`load_mnist`.
+    """Fashion-MNIST as CNN-ready arrays, read as :func:`~sk_reweight.datasets.load_mnist` reads MNIST.
 
     Classes: 0 T-shirt/top, 1 Trouser, 2 Pullover, 3 Dress, 4 Coat, 5 Sandal,
     6 Shirt, 7 Sneaker, 8 Bag, 9 Ankle boot.
+
+    Parameters
+    ----------
+    path : str or Path, default=None
+        Directory with the four IDX ``.gz`` files; by default the
+        environment variables described in the module docstring.
+    split : {'train', 'test'}, default='train'
+        The training (60,000) or the test (10,000) images.
+    download_if_missing : bool, default=True
+        Fetch from OpenML when no files are found.
+
+    Returns
+    -------
+    X : ndarray of shape (n, 1, 28, 28)
+        The images, float32 in [0, 1].
+    y : ndarray of shape (n,)
+        The classes 0-9, int64.
 
     Examples
     --------
@@ -194,8 +215,10 @@ def load_imbalanced_tabular(name):
 
     Returns
     -------
-    X : ndarray of shape (n, d), float32
-    y : ndarray of shape (n,), int64, 1 the minority class
+    X : ndarray of shape (n, d)
+        The features, float32.
+    y : ndarray of shape (n,)
+        The labels, int64, 1 the minority class.
 
     Examples
     --------

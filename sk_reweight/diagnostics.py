@@ -1,4 +1,4 @@
-"""Label diagnostics from a fitted model's weight history."""
+"""Label diagnostics from a fitted model's weight history, and the type of that history."""
 import numbers
 import warnings
 
@@ -7,8 +7,9 @@ import pandas as pd
 from sklearn.utils.validation import _num_samples
 
 from ._validation import encode_labels
+from ._weight_history import WeightHistory
 
-__all__ = ["suspicious_examples"]
+__all__ = ["suspicious_examples", "WeightHistory"]
 
 
 def suspicious_examples(net, X, y, *, last_epochs=None):

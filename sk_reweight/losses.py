@@ -25,7 +25,9 @@ class FocalLoss(torch.nn.CrossEntropyLoss):
     Parameters
     ----------
     gamma : float, default=2.0
+        The focusing exponent.
     reduction : {'mean', 'sum', 'none'}, default='mean'
+        How the per-example losses are combined (``'none'``: returned as they are).
 
     Examples
     --------
@@ -55,7 +57,9 @@ class SoftBootstrappingLoss(torch.nn.CrossEntropyLoss):
     Parameters
     ----------
     beta : float, default=0.95
+        The weight of the given label in the target.
     reduction : {'mean', 'sum', 'none'}, default='mean'
+        How the per-example losses are combined (``'none'``: returned as they are).
 
     Examples
     --------
@@ -88,7 +92,9 @@ class HardBootstrappingLoss(SoftBootstrappingLoss):
     Parameters
     ----------
     beta : float, default=0.8
+        The weight of the given label in the target.
     reduction : {'mean', 'sum', 'none'}, default='mean'
+        How the per-example losses are combined (``'none'``: returned as they are).
 
     Examples
     --------
@@ -117,7 +123,9 @@ class CorrectedCrossEntropy(torch.nn.CrossEntropyLoss):
     Parameters
     ----------
     corruption : array-like of shape (K, K)
+        The corruption matrix ``C``, rows summing to 1.
     reduction : {'mean', 'sum', 'none'}, default='mean'
+        How the per-example losses are combined (``'none'``: returned as they are).
 
     Examples
     --------

@@ -83,6 +83,7 @@ class CleanSetKFold(BaseCrossValidator):
         Parameters
         ----------
         X : array-like of shape (n_samples, ...)
+            The rows (only their number is used).
         y : array-like of shape (n_samples,), default=None
             Labels; the trusted rows are stratified by them when given.
         groups : None
@@ -121,7 +122,18 @@ class CleanSetKFold(BaseCrossValidator):
                     random_state=self.random_state if self.shuffle else None)
 
     def get_n_splits(self, X=None, y=None, groups=None, clean_mask=None):
-        """The number of splits, ``n_splits``."""
+        """Return the number of splits, ``n_splits``.
+
+        Parameters
+        ----------
+        X, y, groups, clean_mask : object, optional
+            Ignored, for scikit-learn's interface.
+
+        Returns
+        -------
+        int
+            ``n_splits``.
+        """
         return self.n_splits
 
 

@@ -55,11 +55,13 @@ def plot_weight_history(net_or_weights, *, corrupted=None, labels=None, ax=None)
         Which training labels are known to be wrong: plots clean vs corrupted.
     labels : array-like, default=None
         Training labels: plots one line per class (when ``corrupted`` is None).
-    ax : matplotlib Axes, default=None
+    ax : matplotlib.axes.Axes, default=None
+        Where to draw; default: a new figure.
 
     Returns
     -------
-    matplotlib Axes
+    matplotlib.axes.Axes
+        The axes drawn on.
 
     Examples
     --------
@@ -93,15 +95,23 @@ def plot_weight_distribution(net_or_weights, *, corrupted=None, labels=None, las
 
     Parameters
     ----------
-    net_or_weights, corrupted, labels, ax
-        As in :func:`plot_weight_history`.
+    net_or_weights : ReweightedNeuralNetClassifier or array of shape (n_epochs, n)
+        A fitted net (its ``sample_weights_``) or the weights themselves.
+    corrupted : array-like of bool, default=None
+        Which training labels are known to be wrong: one histogram each for clean and corrupted.
+    labels : array-like, default=None
+        Training labels: one histogram per class (when ``corrupted`` is None).
     last_epochs : int, default=None
         Average over the last ``last_epochs`` epochs only.
     bins : int, default=40
+        The number of histogram bins.
+    ax : matplotlib.axes.Axes, default=None
+        Where to draw; default: a new figure.
 
     Returns
     -------
-    matplotlib Axes
+    matplotlib.axes.Axes
+        The axes drawn on.
 
     Examples
     --------
@@ -132,12 +142,15 @@ def plot_training_curves(net, *, axes=None):
 
     Parameters
     ----------
-    net : fitted ReweightedNeuralNetClassifier (or any skorch net)
-    axes : pair of matplotlib Axes, default=None
+    net : ReweightedNeuralNetClassifier or skorch.NeuralNet
+        A fitted net.
+    axes : pair of matplotlib.axes.Axes, default=None
+        Where to draw the loss and the accuracy; default: a new figure.
 
     Returns
     -------
-    pair of matplotlib Axes (loss, accuracy)
+    tuple of matplotlib.axes.Axes
+        The loss axes and the accuracy axes.
 
     Examples
     --------
@@ -181,13 +194,16 @@ def plot_comparison(results, *, metric="balanced_accuracy", reference="reweight"
         ``sk_reweight.comparison.compare(...).results`` (or several
         concatenated): columns ``method`` and ``metric``.
     metric : str, default='balanced_accuracy'
+        The score plotted (a column of ``results``).
     reference : str or None, default='reweight'
         Drawn in a second colour, with its mean as a vertical line.
-    ax : matplotlib Axes, default=None
+    ax : matplotlib.axes.Axes, default=None
+        Where to draw; default: a new figure.
 
     Returns
     -------
-    matplotlib Axes
+    matplotlib.axes.Axes
+        The axes drawn on.
 
     Examples
     --------

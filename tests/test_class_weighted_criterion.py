@@ -10,7 +10,7 @@ from torch import nn
 
 from sk_reweight import ReweightedNeuralNetClassifier
 from sk_reweight.cli import make_demo_data, make_demo_methods
-from sk_reweight.engines import ENGINES
+from sk_reweight.engines._selection import ENGINES
 from sk_reweight.engines._reference import _lookahead_eps_gradients
 from sk_reweight.modules import MLP
 from sk_reweight.weighting import normalize_weights

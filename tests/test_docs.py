@@ -26,7 +26,7 @@ def documented_objects():
     """The objects ``docs/api.rst`` lists, resolved."""
     objects, module = [], None
     for line in (DOCS / "api.rst").read_text().splitlines():
-        if line.startswith(".. currentmodule::"):
+        if line.startswith((".. currentmodule::", ".. module::")):
             module = line.split("::")[1].strip()
         elif re.fullmatch(r"   [A-Za-z_][\w.]*", line) and module:
             path = f"{module}.{line.strip()}"
@@ -69,24 +69,29 @@ needs_sphinx = pytest.mark.skipif(importlib.util.find_spec("sphinx") is None, re
 CODE_SAMPLES = re.compile(r"^```python\n(.*?)^```|\.\. code-block:: python\n\n((?:    .*\n|\n)+)", re.S | re.M)
 
 
-def build_docs(target, *, examples):
-    """``sphinx-build -W`` (warnings fail), running the examples or not; returns stdout and seconds."""
+def build_docs(target, *, examples, nitpicky=False):
+    """``sphinx-build -W`` (warnings fail), running the examples or not; returns stdout and seconds.
+
+    ``nitpicky``: ``-n`` too, so a reference that resolves nowhere (ours, or through the inventories
+    of ``docs/_inventories``) fails the build.
+    """
     # NO_COLOR and -N: a CI machine with FORCE_COLOR set otherwise wraps the progress lines in escapes
     env = {**os.environ, "SK_REWEIGHT_DOCS_RERUN": "1", "SK_REWEIGHT_DOCS_EXAMPLES": "1" if examples else "0",
            "OMP_NUM_THREADS": "1", "NO_COLOR": "1"}
     env.pop("FORCE_COLOR", None)
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "sphinx", "-N", "-W", "--keep-going", "-b", "html",
-                           str(DOCS), str(target)], env=env, capture_output=True, text=True, timeout=1800)
+    done = subprocess.run([sys.executable, "-m", "sphinx", "-N", "-W", "--keep-going", *(["-n"] if nitpicky else []),
+                           "-b", "html", str(DOCS), str(target)], env=env, capture_output=True, text=True,
+                          timeout=1800)
     assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
     return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", done.stdout), time.perf_counter() - start
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    """The site built without running the examples (the fast tier's build)."""
+    """The site built without running the examples (the fast tier's build), nitpicky."""
     html = tmp_path_factory.mktemp("docs") / "html"
-    build_docs(html, examples=False)
+    build_docs(html, examples=False, nitpicky=True)
     return html
 
 
@@ -96,6 +101,40 @@ def test_the_docs_build_without_a_warning(site):
                  "architecture", "user_guide/scaling", "auto_examples/index"):
         assert (site / f"{page}.html").exists(), page
     assert "mnist_curves.png" in (site / "benchmarks" / "mnist.html").read_text()
+
+
+@needs_sphinx
+def test_every_reference_resolves_to_its_projects_page(site, tmp_path):
+    """``site`` is built with ``-n -W``: an unresolved reference fails it. The outside names resolve
+    through the committed inventories, which their script rewrites identically, to the real pages."""
+    sys.path.insert(0, str(DOCS / "_inventories"))
+    import make_inventories
+
+    make_inventories.main(tmp_path)
+    committed = DOCS / "_inventories"
+    assert sorted(p.name for p in tmp_path.glob("*.inv")) == sorted(p.name for p in committed.glob("*.inv"))
+    for inventory in tmp_path.glob("*.inv"):
+        assert inventory.read_bytes() == (committed / inventory.name).read_bytes(), f"rerun {make_inventories.__file__}"
+    estimator = (site / "generated" / "sk_reweight.ReweightedNeuralNetClassifier.html").read_text()
+    assert 'href="https://skorch.readthedocs.io/en/stable/classifier.html#skorch.classifier.NeuralNetClassifier"' \
+        in estimator
+    assert 'href="https://docs.pytorch.org/docs/stable/amp.html#torch.amp.GradScaler"' in estimator
+    folds = (site / "generated" / "sk_reweight.model_selection.CleanSetKFold.html").read_text()
+    assert "https://scikit-learn.org/stable/modules/generated/sklearn.model_selection.StratifiedKFold.html" in folds
+
+
+@needs_sphinx
+def test_the_class_pages_show_our_members_with_a_summary(site):
+    page = (site / "generated" / "sk_reweight.ReweightedNeuralNetClassifier.html").read_text()
+    members = set(re.findall(r'id="sk_reweight\.ReweightedNeuralNetClassifier\.(\w+)"', page))
+    assert {"fit", "partial_fit", "predict", "predict_proba", "score", "save_params", "load_params",
+            "get_params", "set_params", "sample_weights_", "suspicious_examples"} <= members
+    assert not members & {"fit_loop", "notify", "run_single_epoch", "get_split_datasets", "train_step",
+                          "on_epoch_end", "initialize_module", "forward", "get_metadata_routing"}
+    assert 'class="autosummary longtable' in page and "Methods" in page
+    assert "optimizer=torch.optim.Adam" in re.sub(r"<[^>]+>", "", page) and "&lt;class" not in page
+    module = (site / "generated" / "sk_reweight.modules.MLP.html").read_text()
+    assert not re.findall(r'id="sk_reweight\.modules\.MLP\.\w+"', module)  # torch's Module members
 
 
 @needs_sphinx

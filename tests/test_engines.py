@@ -8,7 +8,10 @@ from torch import nn
 from torch.func import functional_call
 from torch.overrides import TorchFunctionMode
 
-from sk_reweight.engines import ENGINES, frozen_state, get_engine, lookahead_eps_gradient, reference_weights
+from sk_reweight.engines import get_engine
+from sk_reweight.engines._base import frozen_state
+from sk_reweight.engines._reference import lookahead_eps_gradient, reference_weights
+from sk_reweight.engines._selection import ENGINES
 from sk_reweight.engines._base import trainable_parameters
 from sk_reweight.weighting import normalize_weights
 from sk_reweight.modules import LeNet, MLP, ResNet32

@@ -10,7 +10,7 @@ from skorch.callbacks import Callback, Checkpoint, EarlyStopping, EpochScoring, 
 from skorch.dataset import ValidSplit
 
 from sk_reweight import PAPER_EXACT, ReweightedNeuralNetClassifier
-from sk_reweight.engines import lookahead_eps_gradient, reference_weights
+from sk_reweight.engines._reference import lookahead_eps_gradient, reference_weights
 from sk_reweight.modules import LeNet, MLP
 
 from conftest import RejectAll, make_noisy_problem

@@ -8,7 +8,9 @@ import torch
 from torch import nn
 
 from sk_reweight import ReweightedNeuralNetClassifier
-from sk_reweight.engines import ENGINES, LayerwiseEngine, lookahead_eps_gradient
+from sk_reweight.engines import LayerwiseEngine
+from sk_reweight.engines._reference import lookahead_eps_gradient
+from sk_reweight.engines._selection import ENGINES
 from sk_reweight.engines import _jvp, _layerwise
 from sk_reweight.engines._layerwise import _ConvRule, _LinearRule
 from sk_reweight.engines._trimming import MAX_CLEAN_GROUPS, capped, clean_groups, trimmed_alignment

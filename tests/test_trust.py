@@ -9,7 +9,8 @@ from torch import nn
 
 from sk_reweight import PAPER_EXACT, ReweightedNeuralNetClassifier
 from sk_reweight.corruption import flip_labels_uniform
-from sk_reweight.engines import ENGINES, lookahead_eps_gradient
+from sk_reweight.engines._reference import lookahead_eps_gradient
+from sk_reweight.engines._selection import ENGINES
 from sk_reweight.engines._reference import _lookahead_eps_gradients
 from sk_reweight.engines._trimming import balanced_folds
 from sk_reweight.weighting import AlignmentWeighting, CrossFitTrust, UnlearningGuard, Weighting, normalize_weights

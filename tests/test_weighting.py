@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sk_reweight import PAPER_EXACT, ReweightedNeuralNetClassifier
-from sk_reweight.engines import reference_weights
+from sk_reweight.engines._reference import reference_weights
 from sk_reweight.weighting import (AlignmentWeighting, CrossFitTrust, MetaNetWeighting, Shrinkage, Smoothing,
                                    UnlearningGuard, Weighting)
 from sk_reweight.modules import MLP

@@ -18,17 +18,18 @@ Every engine also computes *trimmed* alignments (``clean_trim``): the
 alignment with each group of the clean batch, averaged without the groups most
 opposed to the example; and *capped* ones (``clean_cap``): the alignment with
 a clean loss in which no group's gradient counts more than a multiple of the
-median group's (``engines._trimming``).
+median group's.
 
 ``ReweightedNeuralNetClassifier(meta_engine=...)`` takes a name (``'auto'``,
 ``'layerwise'``, ``'jvp'``, ``'reference'``) or an instance of a
 :class:`MetaGradientEngine` subclass.
 """
-from ._base import EngineOptions, MetaGradientEngine, MetaStep, frozen_state
+from ._base import EngineOptions, MetaGradientEngine, MetaStep
+from ._base import frozen_state  # noqa: F401  private: the example in _base.py's docstring imports it from here
 from ._jvp import ForwardModeEngine
 from ._layerwise import LayerRule, LayerwiseEngine, register_layer_rule
-from ._reference import ReferenceEngine, lookahead_eps_gradient, reference_weights
-from ._selection import ENGINES, get_engine, select_engine
+from ._reference import ReferenceEngine
+from ._selection import get_engine, select_engine
 
 __all__ = [
     "MetaGradientEngine",
@@ -41,8 +42,4 @@ __all__ = [
     "select_engine",
     "MetaStep",
     "EngineOptions",
-    "frozen_state",
-    "lookahead_eps_gradient",
-    "reference_weights",
-    "ENGINES",
 ]

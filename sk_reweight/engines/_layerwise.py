@@ -52,29 +52,106 @@ class LayerRule:
         clean-loss gradient); since ``z`` is linear in the parameters this is
         the directional derivative of ``z`` along ``G``. A parameter that is
         frozen is missing from ``G``.
+
+        Parameters
+        ----------
+        layer : torch.nn.Module
+            The layer.
+        a : torch.Tensor
+            The layer's input, batch first.
+        G : dict of str to torch.Tensor
+            Tensors shaped like the layer's trainable parameters, by name.
+
+        Returns
+        -------
+        torch.Tensor
+            Shaped like the layer's output for ``a``.
         """
         raise NotImplementedError
 
     def weighted_grads(self, layer, a, wdelta):
-        """``{name: sum_i <wdelta_i, d z_i / d param>}`` for each trainable parameter.
+        """Return the gradient of the weighted loss with respect to each trainable parameter.
 
-        ``wdelta`` is the (weighted) gradient of the loss with respect to the
-        layer's output, one row per example of ``a``.
+        That is ``sum_i <wdelta_i, d z_i / d param>`` for each parameter.
+
+        Parameters
+        ----------
+        layer : torch.nn.Module
+            The layer.
+        a : torch.Tensor
+            The layer's input, batch first.
+        wdelta : torch.Tensor
+            The (weighted) gradient of the loss with respect to the layer's
+            output, one row per example of ``a``.
+
+        Returns
+        -------
+        dict of str to torch.Tensor
+            The gradient of each trainable parameter, by name.
         """
         raise NotImplementedError
 
     def kernel_alignment(self, layer, a, delta, n):
-        """Optional shortcut: the alignments of rows ``[:n]`` against rows ``[n:]`` without forming ``G``; ``None`` to skip."""
+        """Optional shortcut: the alignments of rows ``[:n]`` with rows ``[n:]``, without forming ``G``.
+
+        Parameters
+        ----------
+        layer : torch.nn.Module
+            The layer.
+        a : torch.Tensor
+            The layer's input, batch first.
+        delta : torch.Tensor
+            The gradient of the loss with respect to the layer's output, a row per row of ``a``.
+        n : int
+            The rows ``[:n]`` are the training batch, the rows ``[n:]`` the clean batch.
+
+        Returns
+        -------
+        torch.Tensor or None
+            The ``(n,)`` alignments of this layer's parameters; ``None``: use
+            :meth:`parameter_jvp` instead.
+        """
         return None
 
     def pair_alignments(self, layer, a, delta, n, n_groups):
-        """Optional shortcut for trimmed alignments (``clean_trim``): the ``(n, m)`` alignments
-        of each row ``[:n]`` with each row ``[n:]``, when cheaper than ``n_groups`` clean
-        gradients; ``None`` to skip."""
+        """Optional shortcut for trimmed alignments: each row ``[:n]``'s with each row ``[n:]``.
+
+        Used for ``clean_trim`` when cheaper than ``n_groups`` clean gradients.
+
+        Parameters
+        ----------
+        layer : torch.nn.Module
+            The layer.
+        a : torch.Tensor
+            The layer's input, batch first.
+        delta : torch.Tensor
+            The gradient of the loss with respect to the layer's output, a row per row of ``a``.
+        n : int
+            The rows ``[:n]`` are the training batch, the rows ``[n:]`` the clean batch.
+        n_groups : int
+            The number of groups of the clean batch.
+
+        Returns
+        -------
+        torch.Tensor or None
+            The ``(n, m)`` alignments of this layer's parameters; ``None``
+            to compute them group by group.
+        """
         return None
 
     def unsupported(self, layer):
-        """Why this layer instance cannot be handled (a configuration), or ``None``."""
+        """Say why this layer instance cannot be handled (a configuration), if it cannot.
+
+        Parameters
+        ----------
+        layer : torch.nn.Module
+            The layer.
+
+        Returns
+        -------
+        str or None
+            The reason; ``None`` when the layer is supported.
+        """
         return None
 
 

@@ -35,7 +35,7 @@ def lookahead_eps_gradient(module, loss_fn, X, y, X_clean, y_clean, alpha=1.0):
     Examples
     --------
     >>> import torch
-    >>> from sk_reweight.engines import lookahead_eps_gradient
+    >>> from sk_reweight.engines._reference import lookahead_eps_gradient
     >>> module, loss_fn = torch.nn.Linear(3, 2), torch.nn.CrossEntropyLoss(reduction="none")
     >>> X, y = torch.ones(4, 3), torch.tensor([0, 1, 0, 1])
     >>> lookahead_eps_gradient(module, loss_fn, X, y, X, y).shape
@@ -83,7 +83,7 @@ def reference_weights(module, loss_fn, X, y, X_clean, y_clean):
     Examples
     --------
     >>> import torch
-    >>> from sk_reweight.engines import reference_weights
+    >>> from sk_reweight.engines._reference import reference_weights
     >>> module, loss_fn = torch.nn.Linear(3, 2), torch.nn.CrossEntropyLoss(reduction="none")
     >>> X, y = torch.eye(3)[[0, 1, 2, 0]], torch.tensor([0, 1, 0, 1])
     >>> w = reference_weights(module, loss_fn, X, y, X[:2], y[:2])

@@ -20,10 +20,28 @@ _CHECKED = weakref.WeakKeyDictionary()
 
 
 def get_engine(spec, module):
-    """The engine for ``spec`` (a name, ``'auto'`` or an engine instance) and ``module``.
+    """Return the engine for ``spec`` and ``module``.
 
-    ``'auto'`` returns the first engine of :data:`AUTO_ORDER` that supports
-    ``module``; a name or instance that cannot handle it is an error.
+    ``'auto'`` returns the first of :class:`LayerwiseEngine` and
+    :class:`ForwardModeEngine` that supports ``module``; a name or instance
+    that cannot handle it is an error.
+
+    Parameters
+    ----------
+    spec : {'auto', 'layerwise', 'jvp', 'reference'} or MetaGradientEngine
+        A name or an engine instance (returned as it is if it supports ``module``).
+    module : torch.nn.Module
+        The network to train.
+
+    Returns
+    -------
+    MetaGradientEngine
+        The engine.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, or an engine that cannot handle ``module``.
 
     Examples
     --------
@@ -61,6 +79,24 @@ def select_engine(spec, module, loss_fn, batch, clean_batch):
     :class:`ForwardModeEngine`. The check runs once per module: later calls
     for the same module, with the same parameters, reuse its verdict (and do
     not warn again).
+
+    Parameters
+    ----------
+    spec : {'auto', 'layerwise', 'jvp', 'reference'} or MetaGradientEngine
+        As for :func:`get_engine`.
+    module : torch.nn.Module
+        The network to train.
+    loss_fn : callable
+        The per-example loss, ``loss_fn(module(X), y)``.
+    batch : tuple of torch.Tensor
+        ``(X, y)``, a training batch for the check.
+    clean_batch : tuple of torch.Tensor
+        ``(X_clean, y_clean)``, a clean batch for the check.
+
+    Returns
+    -------
+    MetaGradientEngine
+        The engine.
 
     Examples
     --------
