@@ -1,17 +1,20 @@
 """Sphinx configuration: pydata-sphinx-theme, numpydoc, sphinx-gallery and MyST pages."""
 import ast
 import importlib
+import importlib.util
 import os
 import pkgutil
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import sk_reweight
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _members import api_members as _api_members  # noqa: E402
+# _members.py (which members each class page shows), loaded from its file: no sys.path edit
+_members_spec = importlib.util.spec_from_file_location("_members", Path(__file__).parent / "_members.py")
+_members = importlib.util.module_from_spec(_members_spec)
+_members_spec.loader.exec_module(_members)
+_api_members = _members.api_members
 
 project = "sk_reweight"
 author = "sk_reweight developers"
@@ -57,14 +60,9 @@ def _class_members():
 # the class template lists exactly these members, in a summary table and then in full
 autosummary_context = {"api_members": _class_members()}
 
-# private names of ours that public docstrings mention; nothing outside the package goes here (the
-# inventories above resolve those). Their docstrings (engines/_base.py, _trust.py, _weight_stages.py)
-# are rewritten by the parameter refactor of issue #39, which can drop these.
-nitpick_ignore = [
-    ("py:func", "class_weighted"),  # engines._base.class_weighted, in reweighted_backward's docstring
-    ("py:func", "sk_reweight.engines._trimming.balanced_folds"),  # in CrossFitTrust's docstring
-    ("py:attr", "clean_folds"),  # the policy's attribute, in WeightStage.observe_folds's docstring
-]
+# private names of ours that public docstrings mention (none: they name them as ``literals``);
+# nothing outside the package goes here (the inventories below resolve those)
+nitpick_ignore = []
 
 # links to the projects whose names the docs use, from small inventories shipped in _inventories/
 # (the build has no network; make_inventories.py writes them)

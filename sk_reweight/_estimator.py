@@ -92,7 +92,7 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
     ``meta_engine`` (how the alignments are computed, the same for every
     weighting), ``autocast_dtype`` (precision), ``on_divergence`` (what a
     non-finite step does) and ``random_state``. The nine weight parameters
-    of 0.2 still work until 0.4 (the last entry of Parameters).
+    of 0.2 still work until 0.4 (the parameters marked deprecated).
 
     A scikit-learn classifier built on skorch's ``NeuralNetClassifier``:
     all skorch parameters, callbacks and ``module__``/``optimizer__``
@@ -166,12 +166,34 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
         (``weighting_``). A ``Weighting``'s arguments are nested
         parameters: ``set_params(weighting__trust__memory=0.5)``,
         ``weighting__policy__lr``, ``weighting__clean_trim``.
+    meta_net_lr : deprecated
+        Deprecated (since 0.3, removed in 0.4), as are the eight parameters
+        after ``clean_sampling``: a fit with any of them set warns
+        (``FutureWarning``) and translates them into the weighting they
+        stand for, with the same result bit for bit (the warning shows the
+        equivalent ``Weighting``). ``meta_net_lr`` is
+        :class:`~sk_reweight.weighting.MetaNetWeighting`'s ``lr``.
     clean_sampling : {'cycle', 'stratified'}, default='cycle'
         How clean mini-batches are drawn when they are smaller than the
         clean set. ``'cycle'``: passes over the shuffled clean set (the
         paper). ``'stratified'``: every clean batch holds each class in
         equal numbers (up to one), so no step is steered by a batch that
         misses a class.
+    clean_weight, clean_trim, clean_cap, weight_shrinkage, weight_smoothing, zero_weights, unlearning_tolerance, finetune_epochs : deprecated
+        Deprecated parameters (since 0.3, removed in 0.4), as
+        ``meta_net_lr``; each stands for a part of the weighting:
+        ``clean_trim`` and ``clean_cap`` are arguments of
+        :class:`~sk_reweight.weighting.Weighting`; ``weight_shrinkage``,
+        ``weight_smoothing``, ``unlearning_tolerance`` (``None``: no guard),
+        ``zero_weights='uniform'`` and ``clean_weight`` are the stages
+        :class:`~sk_reweight.weighting.Shrinkage`,
+        :class:`~sk_reweight.weighting.Smoothing`,
+        :class:`~sk_reweight.weighting.UnlearningGuard`,
+        :class:`~sk_reweight.weighting.UniformIfAllZero` and
+        :class:`~sk_reweight.weighting.CleanLoss` (after the named
+        weighting's stages, before a ``CrossFitTrust``); ``finetune_epochs``
+        is ``callbacks=[FineTuneOnClean(epochs)]``
+        (:class:`~sk_reweight.callbacks.FineTuneOnClean`).
     meta_engine : {'auto', 'layerwise', 'jvp', 'reference'} or MetaGradientEngine, default='auto'
         How the meta-gradient is computed (:mod:`sk_reweight.engines`);
         every engine is exact.
@@ -223,24 +245,6 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
         (``partial_fit``, ``warm_start``) continues the random stream, so
         fitting 3 epochs then 2 equals fitting 5.
         ``None`` uses torch's global random state.
-    meta_net_lr, clean_trim, clean_cap, weight_shrinkage, weight_smoothing, zero_weights, unlearning_tolerance, clean_weight, finetune_epochs : deprecated
-        Deprecated parameters (since 0.3, removed in 0.4): a fit with any
-        of them set warns (``FutureWarning``) and translates them into the
-        weighting they stand for, with the same result bit for bit (the
-        warning shows the equivalent ``Weighting``): ``meta_net_lr`` is
-        :class:`~sk_reweight.weighting.MetaNetWeighting`'s ``lr``;
-        ``clean_trim`` and ``clean_cap`` are arguments of
-        :class:`~sk_reweight.weighting.Weighting`; ``weight_shrinkage``,
-        ``weight_smoothing``, ``unlearning_tolerance`` (``None``: no guard),
-        ``zero_weights='uniform'`` and ``clean_weight`` are the stages
-        :class:`~sk_reweight.weighting.Shrinkage`,
-        :class:`~sk_reweight.weighting.Smoothing`,
-        :class:`~sk_reweight.weighting.UnlearningGuard`,
-        :class:`~sk_reweight.weighting.UniformIfAllZero` and
-        :class:`~sk_reweight.weighting.CleanLoss` (after the named
-        weighting's stages, before a ``CrossFitTrust``); ``finetune_epochs``
-        is ``callbacks=[FineTuneOnClean(epochs)]``
-        (:class:`~sk_reweight.callbacks.FineTuneOnClean`).
     train_split : callable or None, default=None
         By default the training data is not split: the trusted clean set
         is the validation set, reported each epoch as ``valid_loss`` and
@@ -442,6 +446,17 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
         return super().torch_compile(module, name) if name == "module" else module
 
     def initialize(self):
+        """Check the parameters and initialise the weighting, skorch's parts and the fit records.
+
+        Builds ``weighting_`` (which checks every parameter), then the
+        module, criterion, optimizer and callbacks as skorch does, and new,
+        empty ``weight_history_``, ``rng_`` and ``loss_scale_``.
+
+        Returns
+        -------
+        ReweightedNeuralNetClassifier
+            The initialised estimator.
+        """
         self.weighting_ = self._make_weighting()  # checks every parameter before skorch uses them
         super().initialize()
         self.weight_history_, self.rng_ = WeightHistory(), RandomStream()
@@ -479,10 +494,14 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
             then has a column per row of ``X`` (``NaN`` for trusted rows).
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative multipliers of the learned weights (see Notes).
+        **fit_params : dict
+            None accepted: any other keyword argument raises ``TypeError``
+            (skorch's fit parameters have no place in the reweighted step).
 
         Returns
         -------
-        self
+        ReweightedNeuralNetClassifier
+            The fitted estimator.
         """
         clean = dict(X_clean=X_clean, y_clean=y_clean, clean_mask=clean_mask)
         return self._fit(X, y, clean, sample_weight, fit_params, not self.warm_start or not self.initialized_, "fit")
@@ -491,13 +510,34 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
                     sample_weight=None, **fit_params):
         """Continue training for ``max_epochs`` epochs without re-initialising.
 
-        Appends to ``history_`` and ``sample_weights_``. Parameters as in
-        :meth:`fit`; ``classes`` is accepted for scikit-learn compatibility
-        (set the ``classes`` parameter to fix the classes up front).
+        Appends to ``history_`` and ``sample_weights_``; the first call on a
+        new estimator initialises it, as :meth:`fit` does.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, ...)
+            Training data, as in :meth:`fit`.
+        y : array-like of shape (n_samples,)
+            Training labels, as in :meth:`fit`.
+        classes : array-like of shape (n_classes,), default=None
+            Ignored; accepted for scikit-learn compatibility (set the
+            ``classes`` parameter to fix the classes up front).
+        X_clean : array-like of shape (n_clean, ...)
+            Small trusted set, as in :meth:`fit`.
+        y_clean : array-like of shape (n_clean,)
+            Its labels, as in :meth:`fit`.
+        clean_mask : array-like of bool, shape (n_samples,), default=None
+            The trusted rows of ``X``, instead of ``X_clean`` and
+            ``y_clean`` (as in :meth:`fit`).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative multipliers of the learned weights (see Notes).
+        **fit_params : dict
+            None accepted: any other keyword argument raises ``TypeError``.
 
         Returns
         -------
-        self
+        ReweightedNeuralNetClassifier
+            The estimator, trained ``max_epochs`` more epochs.
         """
         clean = dict(X_clean=X_clean, y_clean=y_clean, clean_mask=clean_mask)
         return self._fit(X, y, clean, sample_weight, fit_params, not self.initialized_, "partial_fit")
@@ -635,7 +675,24 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
                 self.history.record(key, value)
 
     def get_per_example_loss(self, y_pred, y_true, X=None, training=False):
-        """One loss per example: the criterion with ``reduction='none'``."""
+        """One loss per example: the criterion with ``reduction='none'``.
+
+        Parameters
+        ----------
+        y_pred : torch.Tensor of shape (batch_size, n_classes)
+            The module's output (logits for the default criterion).
+        y_true : torch.Tensor of shape (batch_size,)
+            The class indices of the batch.
+        X : input data, default=None
+            The batch's input, passed on to skorch's ``get_loss``.
+        training : bool, default=False
+            Whether the loss is for a training step.
+
+        Returns
+        -------
+        torch.Tensor of shape (batch_size,)
+            The loss of each example (checked to be one per example).
+        """
         return check_per_example_losses(super().get_loss(y_pred, y_true, X=X, training=training), y_true)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
@@ -704,10 +761,12 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
 
     @property
     def sample_weights_(self):
+        """The weight of each training example in each epoch, ``(n_epochs, n_samples)`` (see Attributes)."""
         return self._history_array("weights")
 
     @property
     def sample_alignments_(self):
+        """The alignment of each training example in each epoch, ``(n_epochs, n_samples)`` (see Attributes)."""
         return self._history_array("alignments")
 
     def _history_array(self, kind):
@@ -753,10 +812,12 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
         Parameters
         ----------
         X : array-like of shape (n_samples, ...)
+            Input data, shaped as the training data.
 
         Returns
         -------
         ndarray of shape (n_samples, n_classes)
+            The probability of each class for each row of ``X``.
         """
         self.check_is_fitted()
         if _serves_batches(X):  # skorch's scoring, during fit
@@ -769,10 +830,12 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
         Parameters
         ----------
         X : array-like of shape (n_samples, ...)
+            Input data, shaped as the training data.
 
         Returns
         -------
         ndarray of shape (n_samples,)
+            The most probable class of each row of ``X``.
         """
         indices = self.predict_proba(X).argmax(axis=1)
         return self.classes_[indices]

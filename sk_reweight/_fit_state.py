@@ -22,7 +22,7 @@ class FitContext:
     :meth:`~sk_reweight.callbacks.TrainingStage.get_iterator`. Treat it as
     read-only, except for drawing clean batches with :meth:`clean_batch`.
 
-    Attributes
+    Parameters
     ----------
     n_train : int
         Rows of the ``X`` given to ``fit``, trusted rows marked by
@@ -31,33 +31,50 @@ class FitContext:
         The whole clean set on the device (``y_clean``: class indices).
     clean_batches : CleanBatchCycler
         The order of the clean batches (``clean_batches.batch_size``: the clean batch size).
-    sample_weight : torch.Tensor of shape (n_train,) or None
+    sample_weight : torch.Tensor of shape (n_train,) or None, default=None
         ``fit``'s ``sample_weight`` by position.
-    epochs : int
+    sampler : RecordingBatchSampler, default=None
+        The estimator's own bookkeeping: the current epoch's batch sampler
+        (set by :meth:`training_sampler`).
+    epochs : int, default=0
         The reweighted epochs of this call.
-    epochs_begun : int
+    epochs_begun : int, default=0
         The epochs begun so far in this call, training stages included.
-    step : int
-        The reweighted steps taken so far in this call (skipped ones included).
-    stage : TrainingStage or None
+    stage : TrainingStage or None, default=None
         The training stage running now (``None``: reweighted training).
-    stages : list of TrainingStage
+    stages : list of TrainingStage, default=[]
         The training stages after the reweighted epochs, in order.
-    weighting : Weighting
-        The policy and stages making this fit's weights (the estimator's ``weighting_``).
-    weight_history : WeightHistory
-        The weights and alignments so far (the estimator's ``weight_history_``;
-        the current epoch's row is ``weight_history.current``).
-    engine_options : EngineOptions
+    rows : ndarray of int or None, default=None
+        The estimator's own bookkeeping: the positions of the trained rows
+        in the ``X`` given to ``fit`` (with ``clean_mask``).
+    guard : DivergenceGuard, default=DivergenceGuard()
+        The estimator's own bookkeeping: the state put back when a step diverges.
+    parallel : object, default=None
+        The estimator's own bookkeeping: the distributed training in use, if any.
+    generators : object, default=None
+        The estimator's own bookkeeping: the fit's seeded generators
+        (``None`` when unseeded).
+    engine_options : EngineOptions, default=EngineOptions()
         The options every step passes to the engine (``clean_weight`` and
         ``loss_scale`` are set per step).
+    weighting : Weighting, default=None
+        The policy and stages making this fit's weights (the estimator's ``weighting_``).
+    weight_history : WeightHistory, default=None
+        The weights and alignments so far (the estimator's ``weight_history_``;
+        the current epoch's row is ``weight_history.current``).
+    step : int, default=0
+        The reweighted steps taken so far in this call (skipped ones included).
+
+    Attributes
+    ----------
     generator : torch.Generator
         The CPU generator the fit draws from (torch's global one when unseeded).
 
     Notes
     -----
-    The other fields (``sampler``, ``rows``, ``guard``, ``parallel``,
-    ``generators``) are the estimator's own bookkeeping, not part of this interface.
+    The parameters are also attributes of the same names. ``sampler``,
+    ``rows``, ``guard``, ``parallel`` and ``generators`` are the
+    estimator's own bookkeeping, not part of this interface.
 
     Examples
     --------
@@ -95,8 +112,23 @@ class FitContext:
         return torch.default_generator if self.generators is None else self.generators.cpu
 
     def training_sampler(self, dataset, kwargs, batch_size):
-        """The batch sampler of an epoch over ``dataset`` (kept as :attr:`sampler`); takes
-        ``batch_size``, ``shuffle`` and ``drop_last`` out of the iterator's ``kwargs``."""
+        """The batch sampler of an epoch over ``dataset``, kept as ``sampler``.
+
+        Parameters
+        ----------
+        dataset : torch.utils.data.Dataset
+            The epoch's training data (a ``Subset`` of it after ``train_split``).
+        kwargs : dict
+            The training iterator's arguments; ``batch_size``, ``shuffle``
+            and ``drop_last`` are taken out of it.
+        batch_size : int
+            The batch size when ``kwargs`` has none (``-1``: the whole dataset).
+
+        Returns
+        -------
+        RecordingBatchSampler
+            The sampler, which records the positions of each batch's rows.
+        """
         batch_size = kwargs.pop("batch_size", batch_size)
         positions = getattr(dataset, "indices", None)  # a Subset from train_split
         if self.rows is not None:  # positions in the X given to fit (clean_mask)
@@ -108,12 +140,26 @@ class FitContext:
         return self.sampler
 
     def clean_batch(self):
-        """The next clean mini-batch ``(X, y)`` on the device (``y``: class indices)."""
+        """The next clean mini-batch on the device.
+
+        Returns
+        -------
+        X : torch.Tensor
+            The batch's rows of ``X_clean``.
+        y : torch.Tensor
+            Their labels, as class indices.
+        """
         idx = self.clean_batches.next_indices().to(self.X_clean.device)
         return self.X_clean[idx], self.y_clean[idx]
 
     def begin_epoch(self):
-        """Move to the next epoch; returns the stage it belongs to (``None``: reweighted)."""
+        """Move to the next epoch.
+
+        Returns
+        -------
+        TrainingStage or None
+            The stage the epoch belongs to (``None``: a reweighted epoch).
+        """
         past = self.epochs_begun - self.epochs
         self.epochs_begun += 1
         self.stage = None

@@ -55,6 +55,27 @@ class WeightingParamsMixin:
     ``weighting`` (``weighting__trust__memory=0.5``), and the deprecated ``fit_state_``."""
 
     def set_params(self, **kwargs):
+        """Set the parameters of this estimator, ``weighting__`` ones included.
+
+        Parameters
+        ----------
+        **kwargs : dict
+            Parameter names and values, as in skorch's ``set_params``; a
+            name ``weighting__<name>`` sets ``<name>`` of the
+            :class:`~sk_reweight.weighting.Weighting` given as ``weighting``
+            (``weighting__trust__memory=0.5``).
+
+        Returns
+        -------
+        object
+            The estimator.
+
+        Raises
+        ------
+        ValueError
+            A ``weighting__`` parameter is given but ``weighting`` is not a
+            ``Weighting`` (e.g. a preset's name).
+        """
         nested = {k[len("weighting__"):]: v for k, v in kwargs.items() if k.startswith("weighting__")}
         rest = {k: v for k, v in kwargs.items() if not k.startswith("weighting__")}
         if rest:
@@ -69,6 +90,7 @@ class WeightingParamsMixin:
 
     @property
     def fit_state_(self):
+        """Deprecated alias of ``fit_context_`` (since 0.3, removed in 0.4); warns ``FutureWarning``."""
         warnings.warn("fit_state_ is deprecated since 0.3 and will be removed in 0.4; use fit_context_ "
                       "(a documented sk_reweight.callbacks.FitContext).", FutureWarning, stacklevel=2)
         return self.fit_context_

@@ -56,7 +56,7 @@ class CrossFitTrust(WeightStage):
     folds : int >= 2, default=2
         Cross-fitting folds of the clean batch: each class's rows are dealt
         into the folds, each fold's loss weighs the classes in their shares
-        of the batch (:func:`~sk_reweight.engines._trimming.balanced_folds`;
+        of the batch (``engines._trimming.balanced_folds``;
         with ``clean_trim`` or ``clean_cap``, contiguous runs of their
         groups). Each costs one alignment with a fold's gradient where the
         engine has no shortcut (the JVP engine: one forward-mode pass per
@@ -123,10 +123,12 @@ class CrossFitTrust(WeightStage):
 
     @property
     def history(self):
+        """The trust after each epoch, a list of float."""
         return self._history
 
     @property
     def win_rate(self):
+        """The last epoch's share of held-out comparisons the learned weights won (NaN before the first)."""
         return self._win_rate
 
     def _check(self):
@@ -154,6 +156,7 @@ class CrossFitTrust(WeightStage):
 
     @property
     def trust(self):
+        """The current trust: the last of :attr:`history`, or ``initial`` before the first epoch."""
         return self._history[-1] if self._history else float(self.initial)
 
     @property
@@ -203,7 +206,17 @@ class CrossFitTrust(WeightStage):
         return _normalize(v if sample_weight is None else v * sample_weight.to(like.dtype))
 
     def observe_folds(self, fold_alignment, positions, sample_weight=None):
-        """Compare, on each held-out fold, the other folds' Algorithm 1 weights with the fallback's."""
+        """Compare, on each held-out fold, the other folds' Algorithm 1 weights with the fallback's.
+
+        Parameters
+        ----------
+        fold_alignment : torch.Tensor of shape (batch_size, folds)
+            ``fold_alignment[i, k]``: example ``i``'s alignment with clean fold ``k``'s loss gradient.
+        positions : sequence of int or torch.Tensor of shape (batch_size,)
+            Each example's training position.
+        sample_weight : torch.Tensor of shape (batch_size,) or None, default=None
+            ``fit``'s ``sample_weight`` of the batch's examples (it scales both weightings).
+        """
         k = fold_alignment.shape[1]
         if k < 2:  # a clean batch of one row: nothing to hold out
             return

@@ -34,12 +34,34 @@ class _Part:
     the same names), a readable repr."""
 
     def start(self, n_train, device):
-        """Called at the start of every ``fit``/``partial_fit``."""
+        """Called at the start of every ``fit``/``partial_fit``; checks the arguments and sets up state.
+
+        Parameters
+        ----------
+        n_train : int
+            Training positions (rows of the ``X`` given to ``fit``).
+        device : str or torch.device
+            The device the fit trains on (where state tensors live).
+        """
 
     def state_dict(self):
+        """The learned state, for saving (``f_weighting``, ``Checkpoint``, pickling the estimator).
+
+        Returns
+        -------
+        dict
+            Tensors (on the CPU) and numbers; empty for a part without learned state.
+        """
         return {}
 
     def load_state_dict(self, state_dict):
+        """Restore the learned state that :meth:`state_dict` returned.
+
+        Parameters
+        ----------
+        state_dict : dict
+            What :meth:`state_dict` returned (empty: nothing to restore).
+        """
         pass
 
     @classmethod
@@ -60,6 +82,7 @@ class _Part:
         Returns
         -------
         dict
+            Each argument's name and current value.
         """
         return {name: getattr(self, name) for name in self._param_names()}
 
@@ -68,12 +91,13 @@ class _Part:
 
         Parameters
         ----------
-        **params
+        **params : dict
             New values by argument name.
 
         Returns
         -------
-        self
+        object
+            This policy or stage.
         """
         valid = self._param_names()
         for name, value in params.items():
@@ -118,27 +142,80 @@ class WeightStage(_Part):
     extra_clean_weight = 0.0
 
     def __call__(self, w, positions, sample_weight=None):
+        """Adjust one batch's normalised weights.
+
+        Parameters
+        ----------
+        w : torch.Tensor of shape (batch_size,)
+            The weights so far (the policy's, then the earlier stages'),
+            summing to 1 or all zero.
+        positions : sequence of int or torch.Tensor of shape (batch_size,)
+            Each example's training position (its row of the ``X`` given to ``fit``).
+        sample_weight : torch.Tensor of shape (batch_size,) or None, default=None
+            ``fit``'s ``sample_weight`` of the batch's examples.
+
+        Returns
+        -------
+        torch.Tensor of shape (batch_size,)
+            The adjusted weights, again summing to 1 (or all zero: the batch is skipped).
+        """
         raise NotImplementedError
 
     def set_targets(self, targets):
-        """Called after :meth:`start` with each training position's class index (-1: no class).
+        """Called after :meth:`start` with each training position's class index.
 
         The estimator passes them for every fit; a stage that needs classes keeps them.
+
+        Parameters
+        ----------
+        targets : torch.Tensor of shape (n_train,)
+            The class index of each training position (-1: no class, e.g. a trusted row).
         """
 
     def set_clean_targets(self, clean_targets, class_weight=None):
-        """Called after :meth:`set_targets` with the clean set's class indices and the
-        criterion's class weights (``None``: unweighted), which define the clean loss."""
+        """Called after :meth:`set_targets` with the clean set's classes and the criterion's class weights.
+
+        Parameters
+        ----------
+        clean_targets : torch.Tensor of shape (n_clean,)
+            The clean set's class indices.
+        class_weight : torch.Tensor of shape (n_classes,) or None, default=None
+            The criterion's class weights, which define the clean loss
+            (``None``: unweighted).
+        """
 
     def observe(self, losses, positions):
-        """Called at every step, before :meth:`__call__`, with the batch's unweighted losses."""
+        """Called at every step, before :meth:`__call__`, with the batch's unweighted losses.
+
+        Parameters
+        ----------
+        losses : torch.Tensor of shape (batch_size,)
+            The examples' training losses (detached).
+        positions : sequence of int or torch.Tensor of shape (batch_size,)
+            Each example's training position.
+        """
 
     def observe_folds(self, fold_alignment, positions, sample_weight=None):
-        """Called at every step, before :meth:`__call__`, when :attr:`clean_folds` is set:
-        ``fold_alignment[i, k]`` is example ``i``'s alignment with clean fold ``k``'s gradient."""
+        """Called at every step, before :meth:`__call__`, when ``clean_folds`` is set.
+
+        Parameters
+        ----------
+        fold_alignment : torch.Tensor of shape (batch_size, clean_folds)
+            ``fold_alignment[i, k]``: example ``i``'s alignment with clean fold ``k``'s loss gradient.
+        positions : sequence of int or torch.Tensor of shape (batch_size,)
+            Each example's training position.
+        sample_weight : torch.Tensor of shape (batch_size,) or None, default=None
+            ``fit``'s ``sample_weight`` of the batch's examples.
+        """
 
     def end_epoch(self):
-        """Called after each reweighted epoch; returns values to record in the history (a dict)."""
+        """Called after each reweighted epoch.
+
+        Returns
+        -------
+        dict
+            Values to record in the epoch's ``history_`` entry, by key (empty: none).
+        """
         return {}
 
 
@@ -311,11 +388,13 @@ class UnlearningGuard(WeightStage):
 
     @property
     def mean_weights(self):
+        """Each example's mean weight over its visits (``NaN`` before the first; ``None`` before a fit)."""
         state = self._state
         return None if state is None else state["weight_sum"] / state["visits"]  # NaN where not visited
 
     @property
     def guarded(self):
+        """Which classes the current epoch guards, a bool tensor (``None`` before the classes are known)."""
         return None if self._state is None else self._state.get("guarded")
 
     def start(self, n_train, device):
@@ -440,6 +519,7 @@ class CleanLoss(WeightStage):
 
     @property
     def extra_clean_weight(self):
+        """The weight of the clean batch's mean loss this stage adds to each step: ``weight``."""
         return self.weight
 
     def start(self, n_train, device):

@@ -84,6 +84,18 @@ def normalize_weights(alignment, sample_weight=None):
 
     An all-zero result means the batch is skipped.
 
+    Parameters
+    ----------
+    alignment : torch.Tensor of shape (batch_size,)
+        Each example's alignment ``<grad L_clean, grad f_i>``.
+    sample_weight : torch.Tensor of shape (batch_size,) or None, default=None
+        Non-negative multipliers of the clipped alignments.
+
+    Returns
+    -------
+    torch.Tensor of shape (batch_size,)
+        The normalised weights, summing to 1 (all zero when no alignment is positive).
+
     Examples
     --------
     >>> import torch
@@ -139,11 +151,27 @@ class WeightingPolicy(_Part):
         Returns
         -------
         torch.Tensor of shape (batch_size,)
+            The weights before normalisation (the caller normalises them).
         """
         raise NotImplementedError(f"{type(self).__name__} must implement weights(alignment, losses).")
 
     def __call__(self, alignment, losses, sample_weight=None):
-        """The batch's weights times ``sample_weight``, normalised to sum to 1 (or all 0)."""
+        """The batch's weights times ``sample_weight``, normalised to sum to 1 (or all 0).
+
+        Parameters
+        ----------
+        alignment : torch.Tensor of shape (batch_size,)
+            ``<grad L_clean, grad f_i>`` of each example.
+        losses : torch.Tensor of shape (batch_size,)
+            The examples' training losses (detached).
+        sample_weight : torch.Tensor of shape (batch_size,) or None, default=None
+            Non-negative multipliers of the weights.
+
+        Returns
+        -------
+        torch.Tensor of shape (batch_size,)
+            The normalised weights (all zero: the batch is skipped).
+        """
         return _normalize(_times(self.weights(alignment, losses), sample_weight))
 
 
@@ -195,6 +223,11 @@ class LossWeightNet(torch.nn.Module):
     whereas a random output layer gives the map a random slope, increasing
     in the loss for some seeds.
 
+    Parameters
+    ----------
+    hidden_units : int, default=100
+        Width of the hidden layer.
+
     Examples
     --------
     >>> import torch
@@ -213,7 +246,18 @@ class LossWeightNet(torch.nn.Module):
             self.layers[-1].bias.zero_()
 
     def logits(self, losses):
-        """The sigmoid's input for each loss."""
+        """The sigmoid's input for each loss.
+
+        Parameters
+        ----------
+        losses : torch.Tensor of shape (batch_size,)
+            The examples' training losses.
+
+        Returns
+        -------
+        torch.Tensor of shape (batch_size,)
+            The logit of each example's weight.
+        """
         return self.layers(losses[:, None]).squeeze(1)
 
     def forward(self, losses):
@@ -247,6 +291,7 @@ class MetaNetWeighting(WeightingPolicy):
     lr : float, default=0.001
         Adam learning rate of the weighting network.
     hidden_units : int, default=100
+        Width of the :class:`LossWeightNet`'s hidden layer.
 
     Attributes
     ----------
@@ -404,10 +449,12 @@ class Weighting:
         Parameters
         ----------
         deep : bool, default=True
+            Also list the policy's and the stages' arguments (``<part>__<arg>``) and the stages by name.
 
         Returns
         -------
         dict
+            Each parameter's name and current value.
         """
         params = dict(policy=self.policy, stages=self.stages, clean_trim=self.clean_trim, clean_cap=self.clean_cap)
         if deep:
@@ -423,12 +470,13 @@ class Weighting:
 
         Parameters
         ----------
-        **params
+        **params : dict
             New values by parameter name (see :meth:`get_params`).
 
         Returns
         -------
-        self
+        Weighting
+            This weighting.
         """
         own = ("policy", "stages", "clean_trim", "clean_cap")
         for key in sorted(params, key=lambda k: (k not in own, "__" in k)):  # own arguments first
@@ -469,6 +517,7 @@ class Weighting:
         n_train : int
             Training positions (rows of the ``X`` given to ``fit``).
         device : str or torch.device
+            The device the fit trains on.
         generator : torch.Generator or None, default=None
             What the policy draws from (``None``: torch's global state).
         targets : torch.Tensor of shape (n_train,) or None, default=None
@@ -489,6 +538,29 @@ class Weighting:
                 stage.set_clean_targets(clean_targets, class_weight)
 
     def __call__(self, alignment, losses, positions, sample_weight=None, fold_alignment=None):
+        """The weights of one training step: the policy's, adjusted by each stage in turn.
+
+        Each stage first observes the batch's losses (and, when it asks for
+        ``clean_folds``, the fold alignments).
+
+        Parameters
+        ----------
+        alignment : torch.Tensor of shape (batch_size,)
+            ``<grad L_clean, grad f_i>`` of each example.
+        losses : torch.Tensor of shape (batch_size,)
+            The examples' training losses (detached).
+        positions : sequence of int or torch.Tensor of shape (batch_size,)
+            Each example's training position (its row of the ``X`` given to ``fit``).
+        sample_weight : torch.Tensor of shape (batch_size,) or None, default=None
+            ``fit``'s ``sample_weight`` of the batch's examples.
+        fold_alignment : torch.Tensor of shape (batch_size, clean_folds) or None, default=None
+            Each example's alignment with each clean fold's loss gradient (cross-fitting).
+
+        Returns
+        -------
+        torch.Tensor of shape (batch_size,)
+            The step's weights, summing to 1 (or all zero: the batch is skipped).
+        """
         w = self.policy(alignment, losses, sample_weight)
         for stage in self.stages:
             stage.observe(losses, positions)
@@ -508,7 +580,13 @@ class Weighting:
         return float(sum(stage.extra_clean_weight for stage in self.stages))
 
     def end_epoch(self):
-        """After each reweighted epoch: what the stages record in the history (a dict)."""
+        """Called after each reweighted epoch.
+
+        Returns
+        -------
+        dict
+            What the stages record in the epoch's ``history_`` entry, by key.
+        """
         summary = {}
         for stage in self.stages:
             summary.update(stage.end_epoch())
@@ -518,18 +596,41 @@ class Weighting:
         return [type(self.policy).__name__] + [type(stage).__name__ for stage in self.stages]
 
     def state_dict(self):
-        """The learned state of the policy and the stages (what ``f_weighting`` saves)."""
+        """The learned state of the policy and the stages (what ``f_weighting`` saves).
+
+        Returns
+        -------
+        dict
+            The parts' class names (``'parts'``) and each part's own ``state_dict()``.
+        """
         state = {"parts": self._parts(), "policy": self.policy.state_dict()}
         state.update({f"stage_{i}": stage.state_dict() for i, stage in enumerate(self.stages)})
         return state
 
     def continue_from(self, previous):
-        """Take over ``previous``'s learned state if it has the same parts; else start afresh."""
+        """Take over ``previous``'s learned state if it has the same parts; else start afresh.
+
+        Parameters
+        ----------
+        previous : Weighting
+            The weighting of the fit this one continues (``partial_fit``, ``warm_start``).
+        """
         if previous._parts() == self._parts():
             self.load_state_dict(previous.state_dict())
 
     def load_state_dict(self, state_dict):
-        """Restore what :meth:`state_dict` returned; the parts must be of the same types."""
+        """Restore what :meth:`state_dict` returned; the parts must be of the same types.
+
+        Parameters
+        ----------
+        state_dict : dict
+            What :meth:`state_dict` returned.
+
+        Raises
+        ------
+        ValueError
+            The state belongs to a policy and stages of other types.
+        """
         saved = state_dict.get("parts", self._parts())
         if saved != self._parts():
             raise ValueError(
@@ -556,6 +657,7 @@ def default_weighting():
     Returns
     -------
     Weighting
+        A new ``Weighting(AlignmentWeighting(), [UnlearningGuard(0.1), CrossFitTrust()])``.
 
     Examples
     --------
@@ -576,6 +678,7 @@ def paper_weighting():
     Returns
     -------
     Weighting
+        A new ``Weighting(AlignmentWeighting())``.
 
     Examples
     --------

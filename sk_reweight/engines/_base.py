@@ -36,7 +36,7 @@ class EngineOptions:
     clean_weight : float, default=0.0
         The clean batch's mean loss's factor in the step.
     loss_scale : float or None, default=None
-        float16 loss scaling's factor.
+        The factor of float16 loss scaling.
     clean_trim : int, default=0
         Trimmed alignments (:class:`~sk_reweight.weighting.Weighting`'s ``clean_trim``).
     clean_cap : float or None, default=None
@@ -62,7 +62,13 @@ class EngineOptions:
     clean_class_weight: object = None
 
     def as_kwargs(self):
-        """The options as keywords of ``reweighted_backward`` (a dict)."""
+        """The options as keywords of ``reweighted_backward``.
+
+        Returns
+        -------
+        dict
+            Each option's name and value.
+        """
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
@@ -70,7 +76,9 @@ class EngineOptions:
 class MetaStep:
     """What one reweighted training step produced.
 
-    Attributes
+    The parameters are also attributes of the same names.
+
+    Parameters
     ----------
     y_pred : torch.Tensor
         Module output on the training batch.
@@ -248,11 +256,34 @@ class MetaGradientEngine:
     name = None
 
     def supports(self, module):
-        """Whether this engine computes exact weights for ``module``."""
+        """Whether this engine computes exact weights for ``module``.
+
+        Parameters
+        ----------
+        module : torch.nn.Module
+            The network to train.
+
+        Returns
+        -------
+        bool
+            ``True`` when :meth:`unsupported_reason` finds no reason.
+        """
         return self.unsupported_reason(module) is None
 
     def unsupported_reason(self, module):
-        """Why the engine cannot handle ``module``, or ``None``."""
+        """Why the engine cannot handle ``module``.
+
+        Parameters
+        ----------
+        module : torch.nn.Module
+            The network to train.
+
+        Returns
+        -------
+        str or None
+            The reason (e.g. a layer type the engine has no rule for), or
+            ``None`` when the engine is exact for ``module``.
+        """
         raise NotImplementedError
 
     def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0,
@@ -279,7 +310,7 @@ class MetaGradientEngine:
             factor. Engines already hold ``grad L_clean`` (the direction the
             alignments are taken along), so this costs next to nothing.
         loss_scale : float or None, default=None
-            float16 training: backpropagate the losses times this factor so
+            In float16 training, backpropagate the losses times this factor so
             that small gradients do not underflow; the alignments and the
             gradients come back unscaled (an overflow shows as non-finite
             values in them).
@@ -309,7 +340,7 @@ class MetaGradientEngine:
             :class:`~sk_reweight.weighting.CrossFitTrust` asks for them).
         clean_class_weight : torch.Tensor of shape (n_classes,) or None, default=None
             The clean loss is the mean of ``clean_class_weight[y_j] * l_j``
-            over the clean batch (:func:`class_weighted`): a class-weighted
+            over the clean batch (``engines._base.class_weighted``): a class-weighted
             criterion's weights define the loss the clean set measures,
             while the training losses ``f_i`` (the alignments' other side
             and the step) stay unweighted.
