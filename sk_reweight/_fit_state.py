@@ -90,15 +90,15 @@ class FitContext:
     n_train: int
     X_clean: torch.Tensor
     y_clean: torch.Tensor
-    clean_batches: CleanBatchCycler
+    clean_batches: object  # CleanBatchCycler (private types: the API page's signature links none)
     sample_weight: torch.Tensor = None
-    sampler: RecordingBatchSampler = None
+    sampler: object = None
     epochs: int = 0
     epochs_begun: int = 0
     stage: object = None
     stages: list = field(default_factory=list)
     rows: object = None
-    guard: DivergenceGuard = field(default_factory=DivergenceGuard)
+    guard: object = field(default_factory=DivergenceGuard)
     parallel: object = None
     generators: object = None
     engine_options: EngineOptions = field(default_factory=EngineOptions)

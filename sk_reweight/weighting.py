@@ -384,7 +384,7 @@ class Weighting:
     ``weighting_`` (a copy: the parameter itself is never fitted). Every
     argument is a parameter in scikit-learn's sense: ``get_params`` lists
     ``policy__<arg>`` and, for each stage, ``<name>`` and ``<name>__<arg>``
-    (the stage's :attr:`~WeightStage.name`, e.g. ``trust`` for
+    (the stage's ``name``, e.g. ``trust`` for
     :class:`CrossFitTrust`; ``_2``, ``_3`` appended when stages share a
     name), so that an estimator's ``set_params(weighting__trust__memory=0.5)``
     and grid searches reach them.
