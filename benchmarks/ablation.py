@@ -24,13 +24,21 @@ import json
 import time
 
 import numpy as np
-
-from sk_reweight.callbacks import FineTuneOnClean
-from sk_reweight.weighting import (AlignmentWeighting, CleanLoss, CrossFitTrust, MetaNetWeighting, Shrinkage,
-                                   Smoothing, UniformIfAllZero, UnlearningGuard, Weighting)
-
 from _harness import DEFAULT, PAPER, PAPER_PARAMS, RESULTS, add_name_argument, map_cells, publish, run_methods
 from imbalance_noise import make_split, parse_arguments, recipe, reweighting, warm_up
+
+from sk_reweight.callbacks import FineTuneOnClean
+from sk_reweight.weighting import (
+    AlignmentWeighting,
+    CleanLoss,
+    CrossFitTrust,
+    MetaNetWeighting,
+    Shrinkage,
+    Smoothing,
+    UniformIfAllZero,
+    UnlearningGuard,
+    Weighting,
+)
 
 
 def variant(*stages, policy=None, finetune_epochs=0, **weighting):
@@ -54,12 +62,16 @@ VARIANTS = {
     "weight_smoothing=0.9, clean_weight=1": variant(Smoothing(0.9), CleanLoss(1.0)),
     "weight_smoothing=0.9, clean_weight=3": variant(Smoothing(0.9), CleanLoss(3.0)),
     "weight_shrinkage=0.5": variant(Shrinkage(0.5)),
-    "weight_smoothing=0.9, clean_weight=1, weight_shrinkage=0.25": variant(Shrinkage(0.25), Smoothing(0.9), CleanLoss(1.0)),
-    "weight_smoothing=0.9, clean_weight=1, weight_shrinkage=0.5": variant(Shrinkage(0.5), Smoothing(0.9), CleanLoss(1.0)),
-    "weight_smoothing=0.9, clean_weight=1, weight_shrinkage=0.75": variant(Shrinkage(0.75), Smoothing(0.9), CleanLoss(1.0)),
+    "weight_smoothing=0.9, clean_weight=1, weight_shrinkage=0.25":
+        variant(Shrinkage(0.25), Smoothing(0.9), CleanLoss(1.0)),
+    "weight_smoothing=0.9, clean_weight=1, weight_shrinkage=0.5":
+        variant(Shrinkage(0.5), Smoothing(0.9), CleanLoss(1.0)),
+    "weight_smoothing=0.9, clean_weight=1, weight_shrinkage=0.75":
+        variant(Shrinkage(0.75), Smoothing(0.9), CleanLoss(1.0)),
     # the default with uniform weights: what the learned weights add to it
     "weight_smoothing=0.9, clean_weight=1, weight_shrinkage=1": variant(Shrinkage(1.0), Smoothing(0.9), CleanLoss(1.0)),
-    "weight_smoothing=0.9, clean_weight=1, finetune_epochs=40": variant(Smoothing(0.9), CleanLoss(1.0), finetune_epochs=40),
+    "weight_smoothing=0.9, clean_weight=1, finetune_epochs=40":
+        variant(Smoothing(0.9), CleanLoss(1.0), finetune_epochs=40),
     "clean_trim=1": variant(clean_trim=1),
     "clean_cap=1": variant(clean_cap=1.0),
     "unlearning_tolerance=0.1": variant(UnlearningGuard(0.1)),
@@ -67,7 +79,8 @@ VARIANTS = {
     "weighting='cross_fit'": {"weighting": "cross_fit"},
     "cross_fit, balance_classes=True": variant(UnlearningGuard(0.1), CrossFitTrust(balance_classes=True)),
     "cross_fit, clean_weight=0": variant(UnlearningGuard(0.1), CrossFitTrust(clean_weight=0.0)),
-    "cross_fit, memory=0.5, full_trust_win_rate=1": variant(UnlearningGuard(0.1), CrossFitTrust(memory=0.5, full_trust_win_rate=1.0)),
+    "cross_fit, memory=0.5, full_trust_win_rate=1":
+        variant(UnlearningGuard(0.1), CrossFitTrust(memory=0.5, full_trust_win_rate=1.0)),
 }
 
 
@@ -81,7 +94,8 @@ def run_cell(name, seed, args, variants):
     for variant in ["paper", *[v for v in variants if v != "paper"]]:
         methods = {DEFAULT: reweighting(module, settings, VARIANTS[variant])}
         out[variant] = run_methods(methods, data, minority=data["minority"],
-                                   log=lambda line: print(f"{name}/{seed} {variant}{line}", flush=True))[DEFAULT]
+                                   log=lambda line: print(f"{name}/{seed} {variant}{line}",  # noqa: B023 (called now)
+                                                          flush=True))[DEFAULT]
         out[variant]["paper_seconds"] = out["paper"]["seconds"]
     return out
 

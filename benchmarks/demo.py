@@ -4,9 +4,9 @@ Run ``python benchmarks/demo.py --seed 0``.
 """
 import argparse
 
-from sk_reweight.cli import run_demo
-
 from _harness import RESULTS
+
+from sk_reweight.cli import run_demo
 
 
 def main(argv=None):

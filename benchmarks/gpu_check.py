@@ -53,14 +53,14 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
-
 import speed
+import torch
 from _harness import RESULTS
 from _sections import Section, compare, compare_all, status_table
+from torch import nn
+
 from sk_reweight import ReweightedNeuralNetClassifier
-from sk_reweight.engines import ENGINES, ReferenceEngine
+from sk_reweight.engines import ReferenceEngine
 from sk_reweight.modules import MLP, LeNet, ResNet32
 from sk_reweight.weighting import normalize_weights
 
@@ -181,7 +181,7 @@ def check_engines(section, device, quick):
         for dtype_name, dtype in DTYPES.items():
             if section.out_of_time(f"{net}, {dtype_name}"):
                 return
-            for name, engine_class in ENGINES.items():
+            for name, engine_class in speed.ENGINES.items():
                 row = {"net": net, "dtype": dtype_name, "engine": name}
                 engine = engine_class()
                 if not engine.supports(module):
@@ -351,7 +351,9 @@ def check_torchrun(section, device, quick):
             for case in DP_CASES:
                 if quick and case != "MLP":
                     continue
-                load = lambda who: torch.load(Path(out) / f"{case}_{who}.pt", weights_only=False)  # noqa: E731
+                def load(who, case=case):
+                    return torch.load(Path(out) / f"{case}_{who}.pt", weights_only=False)
+
                 alone, ranks = load("alone"), [load(f"rank{r}") for r in range(n_proc)]
                 versus = {"parameters": (torch.cat([v.double().flatten() for v in ranks[0]["params"].values()]),
                                          torch.cat([v.double().flatten() for v in alone["params"].values()])),
@@ -434,6 +436,7 @@ def mnist_dir(data):
 
 def check_mnist(section, device, quick, data, seeds=3, proportion=0.995, paper_epochs=160):
     from mnist_imbalance import PAPER_LR, fit_and_score, make_split
+
     from sk_reweight.baselines import make_baselines
     from sk_reweight.datasets import load_mnist
 

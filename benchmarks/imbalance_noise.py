@@ -22,6 +22,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _harness import (
+    DEFAULT,
+    METRICS,
+    PAPER,
+    PAPER_PARAMS,
+    add_common_arguments,
+    add_name_argument,
+    aggregate,
+    bar_chart,
+    map_cells,
+    markdown_table,
+    publish,
+    run_methods,
+)
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
@@ -29,9 +43,6 @@ from sk_reweight.baselines import make_baselines
 from sk_reweight.corruption import flip_labels_uniform, long_tailed_counts, train_clean_split
 from sk_reweight.datasets import load_fashion_mnist, load_imbalanced_tabular
 from sk_reweight.modules import MLP, LeNet
-
-from _harness import (DEFAULT, METRICS, PAPER, PAPER_PARAMS, add_common_arguments, add_name_argument, aggregate,
-                      bar_chart, map_cells, markdown_table, publish, run_methods)
 
 TABULAR = ("yeast4", "abalone19", "ecoli1", "pima", "wdbc")
 FASHION = "fashion-mnist-lt"
@@ -209,7 +220,8 @@ def main(argv=None):
               f"{args.clean_per_class} clean examples per class. Tabular: default MLP, {args.epochs} "
               f"epochs{images}. Mean ± std; best per set in bold. `reweight` is the estimator's default, "
               f"`reweight_paper` Algorithm 1 as published (`weighting='paper'`). The default has the best "
-              f"balanced accuracy of all baselines in {won} of {total} (set, seed) cells. Wall time of the whole run: {minutes:.1f} min "
+              f"balanced accuracy of all baselines in {won} of {total} (set, seed) cells. "
+              f"Wall time of the whole run: {minutes:.1f} min "
               f"({args.n_jobs} process(es), 2 CPU cores).\n\n")
     table = (header + markdown_table(rows, [*METRICS, "weight_auc"], row_label="data")
              + f"\nCell by cell ({total} (set, seed) cells, balanced accuracy): how often each method "

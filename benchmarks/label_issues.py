@@ -41,17 +41,24 @@ import time
 import numpy as np
 import pandas as pd
 import torch
+from _harness import (
+    DEFAULT,
+    PAPER,
+    add_default_params_argument,
+    add_name_argument,
+    default_params_note,
+    paired_table,
+    save,
+)
 from sklearn.datasets import load_digits
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import cross_val_predict
 from skorch import NeuralNetClassifier
 
 from sk_reweight import ReweightedNeuralNetClassifier
-from sk_reweight.weighting import AlignmentWeighting, CleanLoss, CrossFitTrust, Smoothing, UnlearningGuard, Weighting
 from sk_reweight.corruption import flip_labels_uniform, train_clean_split
 from sk_reweight.modules import MLP
-
-from _harness import DEFAULT, PAPER, add_default_params_argument, add_name_argument, default_params_note, paired_table, save
+from sk_reweight.weighting import AlignmentWeighting, CleanLoss, CrossFitTrust, Smoothing, UnlearningGuard, Weighting
 
 
 def recipe(epochs):
@@ -90,7 +97,8 @@ def run_one(noise, seed, epochs, default_params=None):
 
     ours = dict(zip([DEFAULT, f"{DEFAULT} (mean weight)"], weights_ranking(default_params or {})))
     ours.update(zip([PAPER, f"{PAPER} (mean weight)"], weights_ranking({"weighting": "paper"})))
-    smooth_clean = Weighting(AlignmentWeighting(), [Smoothing(0.9), UnlearningGuard(0.1), CleanLoss(1.0), CrossFitTrust()])
+    smooth_clean = Weighting(AlignmentWeighting(),
+                             [Smoothing(0.9), UnlearningGuard(0.1), CleanLoss(1.0), CrossFitTrust()])
     ours["reweight_smooth_clean"] = weights_ranking({"weighting": smooth_clean})[0]
 
     t0 = time.perf_counter()

@@ -33,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from _harness import RESULTS
 from _memory import reset_peak, status_mib
 

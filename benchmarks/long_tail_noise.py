@@ -23,12 +23,21 @@ import argparse
 import numpy as np
 import pandas as pd
 import torch
+from _harness import (
+    DEFAULT,
+    PAPER,
+    add_common_arguments,
+    add_method_arguments,
+    default_params_note,
+    map_cells,
+    paired_table,
+    paper_and_default,
+    publish,
+    run_methods,
+)
 from sklearn.metrics import roc_auc_score
 
 from sk_reweight.cli import make_demo_data, make_demo_methods
-
-from _harness import (DEFAULT, PAPER, add_common_arguments, add_method_arguments, default_params_note,
-                      map_cells, paired_table, paper_and_default, publish, run_methods)
 
 WEIGHT_COLUMNS = ("weight_auc", "late_weight_auc", "flipped_weight_early", "flipped_weight_late")
 

@@ -25,6 +25,7 @@ import argparse
 import numpy as np
 import pandas as pd
 import torch
+from _harness import DEFAULT, add_common_arguments, map_cells, paired_table, publish
 from imblearn.over_sampling import SMOTE
 from imblearn.pipeline import make_pipeline as make_imb_pipeline
 from sklearn.compose import make_column_selector, make_column_transformer
@@ -39,8 +40,6 @@ from sk_reweight.baselines import CleanSetBaseline, make_baselines
 from sk_reweight.comparison import compare
 from sk_reweight.corruption import draw_clean_mask, flip_labels_transition, flip_labels_uniform
 from sk_reweight.datasets import MIXED_TABLES, load_mixed_table
-
-from _harness import DEFAULT, add_common_arguments, map_cells, paired_table, publish
 
 NETWORK_METHODS = ("plain", "class_weight", "random_over", "smote", "concat", "finetune", "cleanlab",
                    "glc", "bootstrap_soft", "focal", "random_weights", "meta_weight_net", DEFAULT)

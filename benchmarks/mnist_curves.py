@@ -34,6 +34,18 @@ from functools import partial
 
 import numpy as np
 import torch
+from _harness import (
+    DEFAULT,
+    RESULTS,
+    add_common_arguments,
+    add_method_arguments,
+    default_params_note,
+    map_cells,
+    paper_and_default,
+    publish,
+    pyplot,
+)
+from mnist_imbalance import PROPORTIONS, SHARED, make_split
 from skorch.callbacks import Callback
 
 from sk_reweight import ReweightedNeuralNetClassifier
@@ -42,17 +54,15 @@ from sk_reweight.datasets import load_mnist
 from sk_reweight.modules import LeNet
 from sk_reweight.weighting import AlignmentWeighting, CleanLoss, CrossFitTrust, Smoothing, UnlearningGuard, Weighting
 
-from _harness import (DEFAULT, RESULTS, add_common_arguments, add_method_arguments, default_params_note,
-                      map_cells, paper_and_default, publish, pyplot)
-from mnist_imbalance import PROPORTIONS, SHARED, make_split
-
 WINDOW = 10
 # reweighting with other options, run under their own names
 VARIANTS = {
     "reweight_smooth_clean": {"weighting": Weighting(AlignmentWeighting(), [
         Smoothing(0.9), UnlearningGuard(0.1), CleanLoss(1.0), CrossFitTrust()])},
-    "reweight_trim": {"weighting": Weighting(AlignmentWeighting(), [UnlearningGuard(0.1), CrossFitTrust()], clean_trim=1)},
-    "reweight_cap": {"weighting": Weighting(AlignmentWeighting(), [UnlearningGuard(0.1), CrossFitTrust()], clean_cap=1.0)},
+    "reweight_trim": {"weighting": Weighting(AlignmentWeighting(), [UnlearningGuard(0.1), CrossFitTrust()],
+                                             clean_trim=1)},
+    "reweight_cap": {"weighting": Weighting(AlignmentWeighting(), [UnlearningGuard(0.1), CrossFitTrust()],
+                                            clean_cap=1.0)},
 }
 
 
@@ -254,7 +264,8 @@ def main(argv=None):
             curves[p].setdefault(name, []).append(curve)
     summary = {p: summarize(methods) for p, methods in curves.items()}
     minutes = (time.perf_counter() - start) / 60
-    seeds = f"seeds {args.first_seed}-{args.first_seed + args.seeds - 1}" if args.seeds > 1 else f"seed {args.first_seed}"
+    last = args.first_seed + args.seeds - 1
+    seeds = f"seeds {args.first_seed}-{last}" if args.seeds > 1 else f"seed {args.first_seed}"
     header = (f"MNIST 4-vs-9, {seeds}, {args.epochs} epochs of 50 steps, SGD momentum 0.9, "
               f"constant lr 1e-3; test accuracy, mean over seeds (decay = best {WINDOW}-epoch window "
               f"minus the last). Wall time {minutes:.1f} min, {args.n_jobs} process(es) of one torch "

@@ -35,15 +35,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from _harness import (
+    DEFAULT,
+    PAPER,
+    add_common_arguments,
+    add_method_arguments,
+    aggregate,
+    default_params_note,
+    map_cells,
+    markdown_table,
+    paired_table,
+    paper_and_default,
+    publish,
+    pyplot,
+)
 
 from sk_reweight import ReweightedNeuralNetClassifier, TrainingDivergedError
 from sk_reweight.baselines import make_baselines
 from sk_reweight.datasets import load_mnist
 from sk_reweight.modules import LeNet
-
-from _harness import (DEFAULT, PAPER, pyplot, add_common_arguments, add_method_arguments,
-                      default_params_note, aggregate, map_cells, markdown_table,
-                      paired_table, paper_and_default, publish)
 
 PROPORTIONS = (0.9, 0.95, 0.98, 0.99, 0.995)
 PAPER_LR = 1e-3
@@ -93,7 +103,7 @@ def run_cell(proportion, seed, args, quick):
     include = ["plain", "class_weight", PAPER, DEFAULT] if quick else args.methods
     runs = {}
     for lr in sorted(set(args.lr_grid) | {PAPER_LR}):
-        def build(names, reweight_params):
+        def build(names, reweight_params, lr=lr):
             return make_baselines(LeNet, module_params=dict(n_classes=2), sample_shape=(1, 28, 28),
                                   lr=lr, optimizer=torch.optim.SGD, optimizer_params=dict(momentum=0.9),
                                   max_epochs=args.epochs, batch_size=100, random_state=seed,

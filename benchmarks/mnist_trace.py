@@ -28,9 +28,15 @@ import time
 
 import numpy as np
 import torch
-
-from _harness import (DEFAULT, add_common_arguments, add_default_params_argument, add_name_argument,
-                      default_params_note, map_cells, publish)
+from _harness import (
+    DEFAULT,
+    add_common_arguments,
+    add_default_params_argument,
+    add_name_argument,
+    default_params_note,
+    map_cells,
+    publish,
+)
 from mnist_curves import WINDOW, TestAccuracy, build_methods, load_split
 from mnist_imbalance import SHARED
 

@@ -23,6 +23,8 @@ from collections import Counter
 import numpy as np
 import sklearn
 import torch
+from _harness import add_common_arguments, map_cells, publish
+from mixed_tables import add_noise_arguments, make_cell, noise_note, preprocessing, results_name
 from scipy.stats import binomtest
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
@@ -31,9 +33,6 @@ from sklearn.pipeline import Pipeline
 from sk_reweight.baselines import make_baselines
 from sk_reweight.datasets import MIXED_TABLES
 from sk_reweight.model_selection import CleanSetKFold, request_clean_mask
-
-from _harness import add_common_arguments, map_cells, publish
-from mixed_tables import add_noise_arguments, make_cell, noise_note, preprocessing, results_name
 
 METHODS = ("plain", "class_weight", "smote", "reweight")
 LEARNING_RATES = (1e-3, 1e-2)
@@ -83,13 +82,14 @@ def report(cells):
     wins, losses = int((diff > 0).sum()), int((diff < 0).sum())
     p = binomtest(wins, wins + losses).pvalue if wins + losses else 1.0
     gap = np.array([c["noisy folds"]["cv_score"] - c["noisy folds"]["test"] for c in cells])
+    trusted_gap = np.mean([c['trusted folds']['cv_score'] - c['trusted folds']['test'] for c in cells])
     lines += ["", f"Test balanced accuracy of the chosen model, mean over {len(cells)} cells: noisy folds "
               f"{np.mean([c['noisy folds']['test'] for c in cells]):.3f}, trusted folds "
               f"{np.mean([c['trusted folds']['test'] for c in cells]):.3f} (difference {diff.mean():+.3f}; "
               f"trusted folds better in {wins}, equal in {len(cells) - wins - losses}, worse in {losses} "
               f"cells, two-sided sign test p = {p:.3f}). The noisy folds' cross-validation score "
               f"misjudged the chosen model's test score by {gap.mean():+.3f} on average; the trusted "
-              f"folds' by {np.mean([c['trusted folds']['cv_score'] - c['trusted folds']['test'] for c in cells]):+.3f}.",
+              f"folds' by {trusted_gap:+.3f}.",
               "", "Choices: " + "; ".join(f"{s}: " + ", ".join(f"{k} x{v}" for k, v in
                                                                 Counter(c[s]["chosen"] for c in cells).most_common())
                                           for s in SCHEMES)]
@@ -116,7 +116,8 @@ def main(argv=None):
     note = (f"\n{args.folds}-fold searches over {len(args.methods) * len(LEARNING_RATES)} candidates, "
             f"{args.trusted} trusted rows per class, {noise_note(args)}, "
             f"{args.epochs} epochs; torch threads: {threads}.\n")
-    publish(results_name("model_selection", args), table + note, {"config": vars(args), "cells": cells, "summary": summary}, args)
+    publish(results_name("model_selection", args), table + note,
+            {"config": vars(args), "cells": cells, "summary": summary}, args)
     return cells, summary
 
 

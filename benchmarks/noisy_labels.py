@@ -28,16 +28,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from _harness import (
+    DEFAULT,
+    PAPER,
+    add_common_arguments,
+    add_method_arguments,
+    aggregate,
+    bar_chart,
+    default_params_note,
+    map_cells,
+    markdown_table,
+    paired_table,
+    paper_and_default,
+    publish,
+    run_methods,
+)
 from skorch.callbacks import LRScheduler
 
 from sk_reweight.baselines import make_baselines
 from sk_reweight.corruption import flip_labels_background, flip_labels_uniform, train_clean_split
 from sk_reweight.datasets import load_fashion_mnist, load_mnist
 from sk_reweight.modules import LeNet
-
-from _harness import (DEFAULT, PAPER, add_common_arguments, add_method_arguments,
-                      default_params_note, aggregate, bar_chart, map_cells,
-                      markdown_table, paired_table, paper_and_default, publish, run_methods)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 LOADERS = {"mnist": load_mnist, "fashion-mnist": load_fashion_mnist}

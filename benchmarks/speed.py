@@ -40,16 +40,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _harness import RESULTS
+from _memory import reset_peak, status_mib
 from torch import nn
 
 from sk_reweight import ReweightedNeuralNetClassifier
-
-from _memory import reset_peak, status_mib
-from _harness import RESULTS
 from sk_reweight.engines import ForwardModeEngine, LayerwiseEngine, ReferenceEngine
-from sk_reweight.weighting import normalize_weights
 from sk_reweight.modules import MLP, LeNet, ResNet32
-
+from sk_reweight.weighting import normalize_weights
 
 # name: (module factory, example shape, classes, batch, clean batch, examples per epoch)
 WORKLOADS = {
@@ -329,7 +327,8 @@ def markdown(rows, device, quick):
         jvp = f"{s['jvp'] / s['plain']:.2f}" if "jvp" in s else "-"
         lines.append(
             f"| {r['workload']} | {r['batch']} / {r['clean_batch']} | {e} | "
-            f"{s[e] / s['plain']:.2f} | {flops[e] / flops['plain']:.2f} | {jvp} | {s['reference'] / s[e]:.2f} | {s[e + '_trim'] / s[e]:.2f} | "
+            f"{s[e] / s['plain']:.2f} | {flops[e] / flops['plain']:.2f} | {jvp} | {s['reference'] / s[e]:.2f} | "
+            f"{s[e + '_trim'] / s[e]:.2f} | "
             f"{s[e + '_cap'] / s[e]:.2f} | "
             f"{r['epoch_s']['ours'] / r['epoch_s']['plain']:.2f} | "
             f"{r['epoch_s']['ours'] / r['epoch_s']['paper']:.2f} | {mem_ratio:.2f} |"
@@ -348,7 +347,8 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps-per-round", type=int, default=10)
-    parser.add_argument("--out", type=Path, default=None, help="markdown file (default: benchmarks/results/speed_DEVICE.md)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="markdown file (default: benchmarks/results/speed_DEVICE.md)")
     parser.add_argument("--profile", action="store_true", help="where an epoch's time goes, per workload")
     parser.add_argument("--_memory", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

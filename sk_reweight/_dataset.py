@@ -7,7 +7,6 @@ from skorch.dataset import Dataset
 
 from ._stacking import as_float32
 
-
 #: bytes of a read-only memmap read in order between two releases of its pages (see PageReleaser)
 RELEASE_EVERY = 64 * 2**20
 

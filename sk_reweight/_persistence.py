@@ -86,7 +86,7 @@ def atomic_files(files):
                                                           suffix=".tmp")
                 os.close(handle)
         yield {key: temporary.get(key, target) for key, target in files.items()}
-        for key, path in temporary.items():
+        for path in temporary.values():
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
         for key, path in temporary.items():

@@ -73,7 +73,7 @@ _DRAWS = frozenset({
 _FEATURE_DROPOUT = {F.dropout1d: (3,), F.dropout2d: (3, 4), F.dropout3d: (5,)}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _takes_generator(func):
     if func in _DRAWS:
         return True

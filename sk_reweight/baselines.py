@@ -63,8 +63,8 @@ from ._clean_mask import resolve_clean_set
 from ._estimator import ReweightedNeuralNetClassifier
 from ._stacking import as_float32, stack_rows
 from .callbacks import with_our_print_log
-from .modules import mlp_sized_for
 from .losses import CorrectedCrossEntropy, FocalLoss, HardBootstrappingLoss, SoftBootstrappingLoss
+from .modules import mlp_sized_for
 from .weighting import MetaNetWeighting, RandomWeighting, Weighting
 
 __all__ = ["BaselineNet", "CleanSetBaseline", "GoldLossCorrection", "make_baselines", "steps_matched_epochs",

@@ -113,7 +113,10 @@ class HardBootstrappingLoss(SoftBootstrappingLoss):
 
 
 class CorrectedCrossEntropy(torch.nn.CrossEntropyLoss):
-    """Gold loss correction's loss (Hendrycks et al., "Using Trusted Data to Train Deep Networks on Labels Corrupted by Severe Noise", NeurIPS 2018).
+    """Gold loss correction's loss (Hendrycks et al., NeurIPS 2018).
+
+    From "Using Trusted Data to Train Deep Networks on Labels Corrupted by
+    Severe Noise".
 
     Labels ``0..K-1`` are untrusted: ``-log (softmax(z) @ C)[y]``, with
     ``C[i, j]`` the probability that true class ``i`` is labelled ``j``.

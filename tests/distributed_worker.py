@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from skorch.callbacks import Callback
-from skorch.dataset import ValidSplit
 from sklearn.datasets import make_classification
 from sklearn.model_selection import GridSearchCV
+from skorch.callbacks import Callback
+from skorch.dataset import ValidSplit
 
 from sk_reweight import ReweightedNeuralNetClassifier
 from sk_reweight.modules import LeNet

@@ -7,7 +7,6 @@ from sk_reweight.baselines import BASELINE_NAMES, make_baselines
 from sk_reweight.modules import MLP
 
 
-
 def test_every_baseline_fits_with_the_same_interface():
     rng = np.random.RandomState(0)
     X = rng.randn(200, 4).astype(np.float32)

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -38,7 +37,8 @@ def test_speed_quick(tmp_path):
         assert set(r["epoch_s"]) == {"plain", "ours", "paper"} and all(v > 0 for v in r["epoch_s"].values())
         assert set(r["memory_bytes"]) == {"plain", r["engine"]}
         # the alignments add arithmetic to a plain step, never remove it
-        assert set(r["step_flops"]) == {"plain", r["engine"]} and r["step_flops"][r["engine"]] > r["step_flops"]["plain"] > 0
+        flops = r["step_flops"]
+        assert set(flops) == {"plain", r["engine"]} and flops[r["engine"]] > flops["plain"] > 0
     assert rows[0]["engine"] == "layerwise" and rows[2]["engine"] == "jvp"  # ResNet has batch norm
     table = out.read_text()
     assert table.count("\n| ") == 1 + len(rows)  # header + one line per workload
@@ -360,9 +360,8 @@ def test_model_selection_quick():
 
 def test_the_paired_table_of_the_default_alone_is_empty():
     # `--methods reweight` runs the default alone: nothing to pair it with, no crash at the end
-    import pandas as pd
-
     import _harness
+    import pandas as pd
 
     rows = pd.DataFrame({"method": ["reweight"] * 2, "dataset": ["a", "a"], "seed": [0, 1], "accuracy": [0.9, 0.8]})
     table, summary = _harness.paired_table(rows, "accuracy")

@@ -60,7 +60,8 @@ def test_finetune_divergence_is_named(small_data):
     X, y, Xc, yc = small_data
     net = ReweightedNeuralNetClassifier(max_epochs=0, finetune_epochs=50, lr=1e12,
                                         optimizer=torch.optim.SGD, random_state=0)
-    with pytest.raises(TrainingDivergedError, match=r"Fine-tuning on the clean set diverged in epoch \d+: the loss is nan"):
+    with pytest.raises(TrainingDivergedError,
+                       match=r"Fine-tuning on the clean set diverged in epoch \d+: the loss is nan"):
         net.fit(X, y, X_clean=Xc, y_clean=yc)
 
 

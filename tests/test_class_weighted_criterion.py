@@ -6,15 +6,15 @@ import pytest
 import torch
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.utils.class_weight import compute_class_weight
+from test_engines import CASES, case_batch
 from torch import nn
 
 from sk_reweight import ReweightedNeuralNetClassifier
 from sk_reweight.cli import make_demo_data, make_demo_methods
-from sk_reweight.engines._selection import ENGINES
 from sk_reweight.engines._reference import _lookahead_eps_gradients
+from sk_reweight.engines._selection import ENGINES
 from sk_reweight.modules import MLP
 from sk_reweight.weighting import normalize_weights
-from test_engines import CASES, case_batch
 
 loss_fn = nn.CrossEntropyLoss(reduction="none")
 

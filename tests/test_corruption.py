@@ -5,8 +5,12 @@ import numpy as np
 import pytest
 
 from sk_reweight.corruption import (
-    flip_labels_background, flip_labels_transition, flip_labels_uniform, long_tailed_counts,
-    make_imbalanced, train_clean_split,
+    flip_labels_background,
+    flip_labels_transition,
+    flip_labels_uniform,
+    long_tailed_counts,
+    make_imbalanced,
+    train_clean_split,
 )
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -66,7 +66,7 @@ def test_mixed_tables_load_offline_with_their_minority_label(name):
     X, y = load_mixed_table(name)
     minority = MIXED_TABLES[name][3]
     assert len(X) == len(y) and 0.02 < (y == minority).mean() < 0.3
-    assert (X.dtypes == object).any() and "rownames" not in X.columns
+    assert (X.dtypes == object).any()  # noqa: E721 (pandas compares each column's dtype) and "rownames" not in X.columns
     assert MIXED_TABLES[name][2] not in X.columns
 
 
@@ -107,7 +107,7 @@ def test_read_idx_checks_the_declared_size_before_reading(tmp_path):
 def test_images_and_labels_that_do_not_belong_together_are_refused(tmp_path):
     from sk_reweight.datasets import _FILES
 
-    for split, (images, labels) in _FILES.items():
+    for images, labels in _FILES.values():
         _idx(tmp_path / images, [0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 1], bytes(2))
         _idx(tmp_path / labels, [0, 0, 8, 1, 0, 0, 0, 3], bytes(3))
     with pytest.raises(ValueError, match="holds 2 images but .* 3 labels"):

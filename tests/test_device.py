@@ -8,7 +8,6 @@ import torch
 from sk_reweight import ReweightedNeuralNetClassifier
 
 
-
 def test_device_auto_resolves_and_stays_a_parameter(small_data):
     net = ReweightedNeuralNetClassifier()
     assert net.get_params()["device"] == "auto"
@@ -56,7 +55,8 @@ def test_a_bfloat16_fit_follows_the_float32_fit(engine, device):
 def test_fit_inside_torch_autocast_is_refused():
     X, y = _blobs()
     net = ReweightedNeuralNetClassifier(max_epochs=1, random_state=0)
-    with torch.autocast("cpu", dtype=torch.bfloat16), pytest.raises(RuntimeError, match="autocast_dtype=torch.bfloat16"):
+    with torch.autocast("cpu", dtype=torch.bfloat16), \
+            pytest.raises(RuntimeError, match="autocast_dtype=torch.bfloat16"):
         net.fit(X[40:], y[40:], X_clean=X[:40], y_clean=y[:40])
 
 
@@ -64,7 +64,8 @@ def test_fit_inside_torch_autocast_is_refused():
 def test_autocast_dtype_other_than_a_half_type_is_a_clear_error(dtype):
     X, y = _blobs()
     with pytest.raises(ValueError, match="use torch.bfloat16, torch.float16"):
-        ReweightedNeuralNetClassifier(max_epochs=1, autocast_dtype=dtype).fit(X[40:], y[40:], X_clean=X[:40], y_clean=y[:40])
+        net = ReweightedNeuralNetClassifier(max_epochs=1, autocast_dtype=dtype)
+        net.fit(X[40:], y[40:], X_clean=X[:40], y_clean=y[:40])
 
 
 @pytest.mark.parametrize("engine", ["layerwise", "jvp"])

@@ -1,11 +1,10 @@
 import numpy as np
 import pytest
+from conftest import make_noisy_problem
 from sklearn.metrics import roc_auc_score
 
 from sk_reweight import ReweightedNeuralNetClassifier
 from sk_reweight.diagnostics import suspicious_examples
-
-from conftest import make_noisy_problem
 
 
 @pytest.fixture(scope="module")

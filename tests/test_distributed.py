@@ -12,7 +12,6 @@ import torch
 from sk_reweight import ReweightedNeuralNetClassifier
 from sk_reweight._distributed import DataParallel, DataParallelEngine
 from sk_reweight._sampling import RecordingBatchSampler
-from sk_reweight.engines import ForwardModeEngine
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 CASES = runpy.run_path(str(WORKER))["CASES"]

@@ -8,16 +8,14 @@ from torch import nn
 from torch.func import functional_call
 from torch.overrides import TorchFunctionMode
 
-from sk_reweight.engines import get_engine
-from sk_reweight.engines._base import frozen_state
+from sk_reweight import PAPER_EXACT, ReweightedNeuralNetClassifier
+from sk_reweight.engines import LayerRule, LayerwiseEngine, ReferenceEngine, get_engine, register_layer_rule
+from sk_reweight.engines._base import frozen_state, trainable_parameters
+from sk_reweight.engines._layerwise import RULES
 from sk_reweight.engines._reference import lookahead_eps_gradient, reference_weights
 from sk_reweight.engines._selection import ENGINES
-from sk_reweight.engines._base import trainable_parameters
+from sk_reweight.modules import MLP, LeNet, ResNet32
 from sk_reweight.weighting import normalize_weights
-from sk_reweight.modules import LeNet, MLP, ResNet32
-from sk_reweight import PAPER_EXACT, ReweightedNeuralNetClassifier
-from sk_reweight.engines import LayerRule, LayerwiseEngine, ReferenceEngine, register_layer_rule
-from sk_reweight.engines._layerwise import RULES
 
 
 def mlp():
@@ -522,6 +520,7 @@ class TiedWeights(nn.Module):
 
 def test_auto_falls_back_when_fast_engine_disagrees(small_data):
     import numpy as np
+
     from sk_reweight import ReweightedNeuralNetClassifier
 
     X, y, Xc, yc = small_data

@@ -5,15 +5,14 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from conftest import RejectAll, make_noisy_problem
 from sklearn.metrics import balanced_accuracy_score
 from skorch.callbacks import Callback, Checkpoint, EarlyStopping, EpochScoring, LRScheduler
 from skorch.dataset import ValidSplit
 
 from sk_reweight import PAPER_EXACT, ReweightedNeuralNetClassifier
 from sk_reweight.engines._reference import lookahead_eps_gradient, reference_weights
-from sk_reweight.modules import LeNet, MLP
-
-from conftest import RejectAll, make_noisy_problem
+from sk_reweight.modules import MLP, LeNet
 
 
 @pytest.fixture(scope="module")

@@ -88,7 +88,8 @@ def test_noisy_images_cnn(monkeypatch, capsys):
 def test_imbalanced_tabular(capsys):
     run("tabular/imbalanced_tabular.py")
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "method" not in line]
-    assert [line.split("|")[1].strip() for line in lines] == ["plain", "class_weight", "smote", "random_over", "reweight"]
+    names = [line.split("|")[1].strip() for line in lines]
+    assert names == ["plain", "class_weight", "smote", "random_over", "reweight"]
     assert all(0.5 < float(line.split("|")[2]) <= 1 for line in lines)
 
 

@@ -1,6 +1,8 @@
 """The package's layout stays as the architecture page describes it."""
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,4 +47,12 @@ def test_outside_code_uses_only_the_public_api(folder):
     for path in paths:
         text = path.read_text()
         assert "sys.path" not in text, path.name
-        assert not re.search(r"(from|import) sk_reweight(\.\w+)*\._\w|import _\w+ as|sk_reweight\.\w+ import _", text), path.name
+        private = r"(from|import) sk_reweight(\.\w+)*\._\w|import _\w+ as|sk_reweight\.\w+ import _"
+        assert not re.search(private, text), path.name
+
+
+def test_the_code_is_clean_under_the_linter():
+    pytest.importorskip("ruff")
+    done = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", str(ROOT)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:]

@@ -10,8 +10,18 @@ from sklearn.model_selection import GridSearchCV
 
 from sk_reweight import ReweightedNeuralNetClassifier
 from sk_reweight.callbacks import FineTuneOnClean
-from sk_reweight.weighting import (AlignmentWeighting, CleanLoss, CrossFitTrust, MetaNetWeighting, Shrinkage,
-                                   Smoothing, UniformIfAllZero, UnlearningGuard, Weighting, default_weighting)
+from sk_reweight.weighting import (
+    AlignmentWeighting,
+    CleanLoss,
+    CrossFitTrust,
+    MetaNetWeighting,
+    Shrinkage,
+    Smoothing,
+    UniformIfAllZero,
+    UnlearningGuard,
+    Weighting,
+    default_weighting,
+)
 
 GUARD = UnlearningGuard(0.1)
 

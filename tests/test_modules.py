@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from sk_reweight.modules import LeNet, MLP, ResNet32
+from sk_reweight.modules import MLP, LeNet, ResNet32
 
 
 @pytest.mark.parametrize("module,shape", [(MLP(n_features=5, n_classes=3), (4, 5)),

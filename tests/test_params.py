@@ -5,7 +5,6 @@ import torch
 
 from sk_reweight import ReweightedNeuralNetClassifier
 
-
 LOSSES = torch.tensor([0.5, 0.5])  # what the engines pass along; unused by alignment weighting
 
 

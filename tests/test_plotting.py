@@ -7,8 +7,7 @@ import pytest
 matplotlib.use("Agg")
 
 from sk_reweight import ReweightedNeuralNetClassifier  # noqa: E402
-from sk_reweight.plotting import (  # noqa: E402
-    plot_training_curves, plot_weight_distribution, plot_weight_history)
+from sk_reweight.plotting import plot_training_curves, plot_weight_distribution, plot_weight_history  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import sklearn
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from skorch.callbacks import Callback, EarlyStopping
 from sklearn.model_selection import GridSearchCV
+from skorch.callbacks import Callback, EarlyStopping
 
 from sk_reweight import ReweightedNeuralNetClassifier, TrainingDivergedError
 

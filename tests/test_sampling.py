@@ -3,8 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from sk_reweight._sampling import CleanBatchCycler, RecordingBatchSampler
-from sk_reweight._sampling import StratifiedCleanBatchCycler
+from sk_reweight._sampling import CleanBatchCycler, RecordingBatchSampler, StratifiedCleanBatchCycler
 
 
 @pytest.mark.parametrize("n,batch", [(10, 10), (10, 3), (7, 4), (5, 1)])

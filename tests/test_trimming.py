@@ -5,17 +5,16 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from test_engines import NETS, case_batch, make_batch, run_engine
 from torch import nn
 
 from sk_reweight import ReweightedNeuralNetClassifier
-from sk_reweight.engines import LayerwiseEngine
+from sk_reweight.engines import LayerwiseEngine, _jvp, _layerwise
+from sk_reweight.engines._layerwise import _ConvRule, _LinearRule
 from sk_reweight.engines._reference import lookahead_eps_gradient
 from sk_reweight.engines._selection import ENGINES
-from sk_reweight.engines import _jvp, _layerwise
-from sk_reweight.engines._layerwise import _ConvRule, _LinearRule
 from sk_reweight.engines._trimming import MAX_CLEAN_GROUPS, capped, clean_groups, trimmed_alignment
 from sk_reweight.weighting import normalize_weights
-from test_engines import NETS, case_batch, make_batch, run_engine
 
 loss_fn = nn.CrossEntropyLoss(reduction="none")
 

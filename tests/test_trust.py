@@ -5,16 +5,15 @@ import numpy as np
 import pytest
 import torch
 from sklearn.datasets import make_classification
+from test_engines import CASES, case_batch
 from torch import nn
 
 from sk_reweight import PAPER_EXACT, ReweightedNeuralNetClassifier
 from sk_reweight.corruption import flip_labels_uniform
-from sk_reweight.engines._reference import lookahead_eps_gradient
+from sk_reweight.engines._reference import _lookahead_eps_gradients, lookahead_eps_gradient
 from sk_reweight.engines._selection import ENGINES
-from sk_reweight.engines._reference import _lookahead_eps_gradients
 from sk_reweight.engines._trimming import balanced_folds
 from sk_reweight.weighting import AlignmentWeighting, CrossFitTrust, UnlearningGuard, Weighting, normalize_weights
-from test_engines import CASES, case_batch
 
 loss_fn = nn.CrossEntropyLoss(reduction="none")
 

@@ -11,7 +11,8 @@ from sk_reweight import ReweightedNeuralNetClassifier
 def fit(data, **overrides):
     X, y, Xc, yc = data
     kwargs = dict(X_clean=Xc, y_clean=yc)
-    params = {k: overrides.pop(k) for k in list(overrides) if k not in ("X", "y", "X_clean", "y_clean", "sample_weight")}
+    data = ("X", "y", "X_clean", "y_clean", "sample_weight")
+    params = {k: overrides.pop(k) for k in list(overrides) if k not in data}
     kwargs.update({k: v for k, v in overrides.items() if k in ("X_clean", "y_clean", "sample_weight")})
     net = ReweightedNeuralNetClassifier(max_epochs=1, random_state=0, **params)
     return net.fit(overrides.get("X", X), overrides.get("y", y), **kwargs)

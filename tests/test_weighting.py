@@ -1,23 +1,28 @@
 """Weighting policies and stages: each does what its docstring says."""
 import copy
 import io
+import pickle
 
 import numpy as np
 import pytest
 import torch
+from conftest import RejectAll, make_noisy_problem
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
 
 from sk_reweight import PAPER_EXACT, ReweightedNeuralNetClassifier
 from sk_reweight.engines._reference import reference_weights
-from sk_reweight.weighting import (AlignmentWeighting, CrossFitTrust, MetaNetWeighting, Shrinkage, Smoothing,
-                                   UnlearningGuard, Weighting)
 from sk_reweight.modules import MLP
-
-from conftest import RejectAll, make_noisy_problem
-import pickle
-
-from sklearn.base import clone
-from sklearn.model_selection import GridSearchCV
-from sk_reweight.weighting import WeightingPolicy
+from sk_reweight.weighting import (
+    AlignmentWeighting,
+    CrossFitTrust,
+    MetaNetWeighting,
+    Shrinkage,
+    Smoothing,
+    UnlearningGuard,
+    Weighting,
+    WeightingPolicy,
+)
 
 LOSSES = torch.tensor([0.5, 0.5])  # what the engines pass along; unused by alignment weighting
 LOSSES3 = torch.tensor([0.5, 0.5, 0.5])
@@ -138,7 +143,8 @@ def test_the_guard_and_the_trust_are_on_by_default_and_off_in_paper_exact():
     stages = ReweightedNeuralNetClassifier()._make_weighting().stages
     assert [type(s) for s in stages] == [UnlearningGuard, CrossFitTrust] and stages[0].tolerance == 0.1
     assert ReweightedNeuralNetClassifier(**PAPER_EXACT)._make_weighting().stages == []
-    assert ReweightedNeuralNetClassifier(weighting="alignment", unlearning_tolerance=None)._make_weighting().stages == []
+    unguarded = ReweightedNeuralNetClassifier(weighting="alignment", unlearning_tolerance=None)
+    assert unguarded._make_weighting().stages == []
 
 
 def test_weight_shrinkage_mixes_uniform_weights_into_the_learned_ones():
@@ -290,4 +296,4 @@ def test_a_policy_must_say_how_it_weighs():
 def test_weighting_must_be_a_name_or_a_policy(small_data):
     X, y, Xc, yc = small_data
     with pytest.raises(ValueError, match="WeightingPolicy instance"):
-        ReweightedNeuralNetClassifier(weighting=lambda a, l: a).fit(X, y, X_clean=Xc, y_clean=yc)
+        ReweightedNeuralNetClassifier(weighting=lambda alignment, losses: alignment).fit(X, y, X_clean=Xc, y_clean=yc)

@@ -24,8 +24,12 @@ median group's.
 ``'layerwise'``, ``'jvp'``, ``'reference'``) or an instance of a
 :class:`MetaGradientEngine` subclass.
 """
-from ._base import EngineOptions, MetaGradientEngine, MetaStep
-from ._base import frozen_state  # noqa: F401  private: the example in _base.py's docstring imports it from here
+from ._base import (
+    EngineOptions,
+    MetaGradientEngine,
+    MetaStep,
+    frozen_state,  # noqa: F401  private: the example in _base.py's docstring imports it from here
+)
 from ._jvp import ForwardModeEngine
 from ._layerwise import LayerRule, LayerwiseEngine, register_layer_rule
 from ._reference import ReferenceEngine

@@ -5,10 +5,28 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from torch.func import functional_call
 
-from ._base import (MetaGradientEngine, MetaStep, add_clean_gradient, class_weighted, clean_gradient,
-                    eager_module, frozen_state, trainable_parameters, weigh_batch, weighted_backward)
-from ._trimming import (balanced_folds, capped, capped_direction, fold_alignments, group_clean_gradients,
-                        group_norms, trimmed_alignment, weighted_clean_gradients)
+from ._base import (
+    MetaGradientEngine,
+    MetaStep,
+    add_clean_gradient,
+    class_weighted,
+    clean_gradient,
+    eager_module,
+    frozen_state,
+    trainable_parameters,
+    weigh_batch,
+    weighted_backward,
+)
+from ._trimming import (
+    balanced_folds,
+    capped,
+    capped_direction,
+    fold_alignments,
+    group_clean_gradients,
+    group_norms,
+    trimmed_alignment,
+    weighted_clean_gradients,
+)
 
 # torch's forward-AD levels are process-wide: one JVP pass at a time, whatever the thread
 _FORWARD_AD = threading.Lock()

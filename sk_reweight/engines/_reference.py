@@ -9,10 +9,26 @@ definition and is the speed baseline.
 import torch
 from torch.func import functional_call
 
-from ._base import (MetaGradientEngine, MetaStep, add_clean_gradient, class_weighted, clean_gradient,
-                    frozen_state, trainable_parameters, weigh_batch, weighted_backward)
-from ._trimming import (balanced_folds, capped, clean_groups, fold_alignments, group_clean_gradients, group_norms,
-                        trimmed_alignment)
+from ._base import (
+    MetaGradientEngine,
+    MetaStep,
+    add_clean_gradient,
+    class_weighted,
+    clean_gradient,
+    frozen_state,
+    trainable_parameters,
+    weigh_batch,
+    weighted_backward,
+)
+from ._trimming import (
+    balanced_folds,
+    capped,
+    clean_groups,
+    fold_alignments,
+    group_clean_gradients,
+    group_norms,
+    trimmed_alignment,
+)
 
 
 def lookahead_eps_gradient(module, loss_fn, X, y, X_clean, y_clean, alpha=1.0):
