@@ -11,19 +11,25 @@ from skorch.dataset import Dataset, unpack_data
 from skorch.utils import TeeGenerator, to_tensor
 
 from . import diagnostics
-from ._device import AutoDeviceMixin, step_autocast
-from ._divergence import check_finite_predictions, check_step_is_finite, explain, final_outputs_error
 from ._dataset import ArrayDataset, DatasetRows, EncodedLabelDataset, collate_batch
+from ._device import AutoDeviceMixin, step_autocast
 from ._distributed import DataParallel
+from ._divergence import check_finite_predictions, check_step_is_finite, explain, final_outputs_error
 from ._fit_state import make_fit_context
 from ._host_step import copy_to_host
 from ._legacy import DEPRECATED, WeightingParamsMixin, build_weighting
 from ._loss_scale import loss_scale_for
-from ._persistence import PersistenceMixin
 from ._params import check_optimizer_needs_no_closure
+from ._persistence import PersistenceMixin
 from ._random import ForwardDraws, RandomStream, drawing, fit_generators
-from ._validation import (check_module_fits_data, check_per_example_losses, per_example_criterion,
-                          split_class_weight, validate_fit_data, validate_predict_data)
+from ._validation import (
+    check_module_fits_data,
+    check_per_example_losses,
+    per_example_criterion,
+    split_class_weight,
+    validate_fit_data,
+    validate_predict_data,
+)
 from ._weight_history import WeightHistory
 from .callbacks import FineTuneOnClean, TrainingStage, WeightRecorder, stage_iterator, with_our_print_log
 from .engines import select_engine
@@ -179,7 +185,7 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
         paper). ``'stratified'``: every clean batch holds each class in
         equal numbers (up to one), so no step is steered by a batch that
         misses a class.
-    clean_weight, clean_trim, clean_cap, weight_shrinkage, weight_smoothing, zero_weights, unlearning_tolerance, finetune_epochs : deprecated
+    clean_weight, clean_trim, clean_cap, weight_shrinkage : deprecated
         Deprecated parameters (since 0.3, removed in 0.4), as
         ``meta_net_lr``; each stands for a part of the weighting:
         ``clean_trim`` and ``clean_cap`` are arguments of
@@ -194,6 +200,8 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
         weighting's stages, before a ``CrossFitTrust``); ``finetune_epochs``
         is ``callbacks=[FineTuneOnClean(epochs)]``
         (:class:`~sk_reweight.callbacks.FineTuneOnClean`).
+    weight_smoothing, zero_weights, unlearning_tolerance, finetune_epochs : deprecated
+        As the four above.
     meta_engine : {'auto', 'layerwise', 'jvp', 'reference'} or MetaGradientEngine, default='auto'
         How the meta-gradient is computed (:mod:`sk_reweight.engines`);
         every engine is exact.
@@ -438,7 +446,8 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
 
     def initialize_criterion(self):
         kwargs = per_example_criterion(self.criterion, self.get_params_for("criterion"))
-        self.criterion_, self.class_weight_ = split_class_weight(self, self.initialized_instance(self.criterion, kwargs))
+        criterion = self.initialized_instance(self.criterion, kwargs)
+        self.criterion_, self.class_weight_ = split_class_weight(self, criterion)
         return self
 
     def torch_compile(self, module, name):

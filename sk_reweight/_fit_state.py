@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 import torch
 
 from ._divergence import DivergenceGuard
-from .engines import EngineOptions
 from ._params import check_clean_trim, resolve_clean_batch_size
 from ._sampling import CleanBatchCycler, RecordingBatchSampler, StratifiedCleanBatchCycler
+from .engines import EngineOptions
 
 
 @dataclass

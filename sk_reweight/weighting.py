@@ -35,10 +35,19 @@ import warnings
 import torch
 
 from ._random import preserved_random_state
-from .engines._base import autocast_off as _autocast_off
 from ._trust import CrossFitTrust
-from ._weight_stages import (CleanLoss, Shrinkage, Smoothing, UniformIfAllZero, UnlearningGuard, WeightStage,
-                             _check_number, _normalize, _Part)
+from ._weight_stages import (
+    CleanLoss,
+    Shrinkage,
+    Smoothing,
+    UniformIfAllZero,
+    UnlearningGuard,
+    WeightStage,
+    _check_number,
+    _normalize,
+    _Part,
+)
+from .engines._base import autocast_off as _autocast_off
 
 __all__ = [
     "WeightingPolicy",
@@ -662,8 +671,10 @@ def default_weighting():
     Examples
     --------
     >>> from sk_reweight.weighting import default_weighting
-    >>> default_weighting()
-    Weighting(AlignmentWeighting(), [UnlearningGuard(tolerance=0.1), CrossFitTrust(folds=2, memory=0.8, prior=10.0, full_trust_win_rate=0.65, clean_weight=1.0, balance_classes=False, initial=1.0)])
+    >>> default_weighting()  # doctest: +NORMALIZE_WHITESPACE
+    Weighting(AlignmentWeighting(), [UnlearningGuard(tolerance=0.1),
+        CrossFitTrust(folds=2, memory=0.8, prior=10.0, full_trust_win_rate=0.65, clean_weight=1.0,
+                      balance_classes=False, initial=1.0)])
     """
     return Weighting(AlignmentWeighting(), [UnlearningGuard(0.1), CrossFitTrust()])
 

@@ -10,7 +10,6 @@ import importlib.util
 import inspect
 
 import pytest
-
 from test_docs import DOCS, PUBLIC_MODULES
 
 # what the API pages show: docs/_members.py, loaded from its file (no sys.path edit)
