@@ -10,7 +10,7 @@ from skorch.callbacks import ProgressBar
 from skorch.dataset import Dataset, unpack_data
 from skorch.utils import TeeGenerator, to_tensor
 
-from . import diagnostics
+from . import _validation, diagnostics
 from ._dataset import ArrayDataset, DatasetRows, EncodedLabelDataset, collate_batch
 from ._device import AutoDeviceMixin, step_autocast
 from ._distributed import DataParallel
@@ -22,14 +22,6 @@ from ._loss_scale import loss_scale_for
 from ._params import check_optimizer_needs_no_closure
 from ._persistence import PersistenceMixin
 from ._random import ForwardDraws, RandomStream, drawing, fit_generators
-from ._validation import (
-    check_module_fits_data,
-    check_per_example_losses,
-    per_example_criterion,
-    split_class_weight,
-    validate_fit_data,
-    validate_predict_data,
-)
 from ._weight_history import WeightHistory
 from .callbacks import FineTuneOnClean, TrainingStage, WeightRecorder, stage_iterator, with_our_print_log
 from .engines import select_engine
@@ -445,9 +437,9 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
         return self
 
     def initialize_criterion(self):
-        kwargs = per_example_criterion(self.criterion, self.get_params_for("criterion"))
+        kwargs = _validation.per_example_criterion(self.criterion, self.get_params_for("criterion"))
         criterion = self.initialized_instance(self.criterion, kwargs)
-        self.criterion_, self.class_weight_ = split_class_weight(self, criterion)
+        self.criterion_, self.class_weight_ = _validation.split_class_weight(self, criterion)
         return self
 
     def torch_compile(self, module, name):
@@ -558,7 +550,7 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
                 "X, y, X_clean, y_clean, clean_mask and sample_weight."
             )
         # a net initialised by hand (e.g. to load parameters) has not seen data yet
-        data = validate_fit_data(self, X, y, sample_weight=sample_weight, **clean,
+        data = _validation.validate_fit_data(self, X, y, sample_weight=sample_weight, **clean,
                                  reset=reinitialize or not hasattr(self, "sample_shape_"))
         epochs_done = 0 if reinitialize else len(self.weight_history_)
         parallel = DataParallel.join()
@@ -580,7 +572,7 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
                                      parallel, generators, self.weighting_, self.weight_history_, self.class_weight_)
             state.clean_batches.load_state_dict(self.rng_.clean_batches)
             self.fit_context_ = state
-            check_module_fits_data(self, data.X[:2])
+            _validation.check_module_fits_data(self, data.X[:2])
             self.meta_engine_ = self._select_engine(data)
             state.guard.start(self, state.X_clean)
         try:
@@ -702,7 +694,7 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
         torch.Tensor of shape (batch_size,)
             The loss of each example (checked to be one per example).
         """
-        return check_per_example_losses(super().get_loss(y_pred, y_true, X=X, training=training), y_true)
+        return _validation.check_per_example_losses(super().get_loss(y_pred, y_true, X=X, training=training), y_true)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         """Mean per-example loss (skorch's scalar loss, e.g. for validation)."""
@@ -831,7 +823,7 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
         self.check_is_fitted()
         if _serves_batches(X):  # skorch's scoring, during fit
             return super().predict_proba(X)
-        return check_finite_predictions(super().predict_proba(validate_predict_data(self, X)))
+        return check_finite_predictions(super().predict_proba(_validation.validate_predict_data(self, X)))
 
     def predict(self, X):
         """Predicted class labels (values of ``classes_``).
