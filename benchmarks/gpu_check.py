@@ -37,6 +37,8 @@ the GPU will run). The MNIST files are looked for in ``--data``,
 
 Run ``python benchmarks/gpu_check.py`` or ``sk-reweight benchmark gpu_check``
 (``--device``, ``--quick``, ``--sections``, ``--budget-scale``, ``--data``).
+The exit status is 1 when a section failed or ran out of time, else 0 (also
+on a machine without CUDA, after the CPU-side checks).
 """
 import argparse
 import copy
@@ -584,6 +586,7 @@ def main(argv=None):
         if args.device != "cpu":
             print(f"CUDA is not available (torch {torch.__version__}, CUDA build {torch.version.cuda}): the GPU "
                   "checks are pending; running the CPU-side checks at tiny sizes.", flush=True)
+        threads = torch.get_num_threads()  # restored at the end: a caller's process keeps its setting
         torch.set_num_threads(min(2, os.cpu_count() or 1))
     else:  # deterministic cuBLAS for the repeat section's deterministic runs (before cuBLAS starts)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -618,8 +621,11 @@ def main(argv=None):
     failed = [k for k, s in sections.items() if s.status != "ok"]
     print(("all sections ok" if not failed else f"not ok: {', '.join(failed)}")
           + f"; {wall:.0f} s; written to {args.out_dir / name}.md and {args.out_dir / 'gpu_check' / name}.json")
+    if not cuda:
+        torch.set_num_threads(threads)
     return payload
 
 
 if __name__ == "__main__":
-    main()
+    # exit status 1 when a section failed or ran out of time; 0 otherwise (also without CUDA)
+    sys.exit(0 if all(s["status"] == "ok" for s in main()["sections"].values()) else 1)

@@ -5,7 +5,7 @@ from . import callbacks, comparison, diagnostics, engines, model_selection, modu
 from ._estimator import ReweightedNeuralNetClassifier
 from .exceptions import TrainingDivergedError
 
-__version__ = "0.2.0"
+__version__ = "0.3.0.dev0"
 
 # the engines are in sk_reweight.engines, the type of ``weight_history_`` in sk_reweight.diagnostics;
 # ``rng_`` (sk_reweight._random.RandomStream) is opaque state for save_params(f_rng=...)

@@ -715,10 +715,10 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
         scale, clean_weight = self.loss_scale_, self.weighting_.extra_clean_weight
         factor = None if scale is None else scale.factor
         options = replace(state.engine_options, clean_weight=clean_weight, loss_scale=factor)
-        state.step += 1
+        state.step, engine = state.step + 1, self.meta_engine_
         with step_autocast(self.device, self.autocast_dtype):  # the optimizer steps outside it
-            step = self.meta_engine_.reweighted_backward(
-                self.module_, self._loss_fn, Xi, yi, X_clean, y_clean, weigh, **options.as_kwargs())
+            step = engine.reweighted_backward(
+                self.module_, self._loss_fn, Xi, yi, X_clean, y_clean, weigh, **options.for_engine(engine))
         # the step's one copy to the host: weights, alignments, both losses (and, float16, overflow)
         host = copy_to_host(step, None if scale is None else self.module_.parameters())
         if scale is not None and scale.overflowed(host):

@@ -570,6 +570,12 @@ class Weighting:
         torch.Tensor of shape (batch_size,)
             The step's weights, summing to 1 (or all zero: the batch is skipped).
         """
+        if fold_alignment is None and self.clean_folds:
+            raise ValueError(
+                f"The meta-gradient engine gave no fold_alignment, which {self!r} needs (its clean_folds="
+                f"{self.clean_folds}, for cross-fitting): an engine of your own must pass weigh(alignment, "
+                "losses, fold_alignment=...) when clean_folds > 0 (see MetaGradientEngine.reweighted_backward), "
+                "or choose a weighting without a CrossFitTrust (e.g. weighting='alignment').")
         w = self.policy(alignment, losses, sample_weight)
         for stage in self.stages:
             stage.observe(losses, positions)

@@ -66,7 +66,8 @@ def test_mixed_tables_load_offline_with_their_minority_label(name):
     X, y = load_mixed_table(name)
     minority = MIXED_TABLES[name][3]
     assert len(X) == len(y) and 0.02 < (y == minority).mean() < 0.3
-    assert (X.dtypes == object).any()  # noqa: E721 (pandas compares each column's dtype) and "rownames" not in X.columns
+    assert (X.dtypes == object).any()  # noqa: E721 (pandas compares each column's dtype)
+    assert "rownames" not in X.columns
     assert MIXED_TABLES[name][2] not in X.columns
 
 
@@ -144,4 +145,4 @@ def test_read_idx_refuses_trailing_data_without_reading_it(tmp_path, gz):
     finally:
         tracemalloc.stop()
     assert peak < 50 * 2**20
-    assert time.perf_counter() - start < 2.0
+    assert time.perf_counter() - start < 10.0  # reading the gigabyte would take far longer from gzip

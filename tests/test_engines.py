@@ -647,3 +647,68 @@ def test_predictions_under_bfloat16_autocast_come_back_as_float32():
         proba = net.predict_proba(X)
     assert proba.dtype == np.float32
     np.testing.assert_allclose(proba, net.predict_proba(X), atol=0.02)
+
+
+class DelegatingEngine(LayerwiseEngine):
+    """A user's engine that takes every option (EngineOptions) and hands them on."""
+
+    name = "delegating"
+
+    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, **options):
+        return super().reweighted_backward(module, loss_fn, X, y, X_clean, y_clean, weigh, **options)
+
+
+class OldSignatureEngine(LayerwiseEngine):
+    """A user's engine written for 0.2: only clean_weight and loss_scale."""
+
+    name = "old_signature"
+
+    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, clean_weight=0.0,
+                            loss_scale=None):
+        return super().reweighted_backward(module, loss_fn, X, y, X_clean, y_clean, weigh,
+                                           clean_weight=clean_weight, loss_scale=loss_scale)
+
+
+class NoFoldsEngine(LayerwiseEngine):
+    """A user's engine that takes every option but never gives the cross-fitting folds."""
+
+    name = "no_folds"
+
+    def reweighted_backward(self, module, loss_fn, X, y, X_clean, y_clean, weigh, **options):
+        return super().reweighted_backward(module, loss_fn, X, y, X_clean, y_clean, weigh,
+                                           **{**options, "clean_folds": 0})
+
+
+@pytest.mark.parametrize("weighting", ["cross_fit", "alignment", "paper", "meta_net", "trimmed", "capped"])
+def test_a_users_engine_taking_every_option_works_with_every_weighting(small_data, weighting):
+    from sk_reweight.weighting import AlignmentWeighting, UnlearningGuard, Weighting
+
+    X, y, Xc, yc = small_data
+    weighting = {"trimmed": Weighting(AlignmentWeighting(), [UnlearningGuard(0.1)], clean_trim=1),
+                 "capped": Weighting(AlignmentWeighting(), clean_cap=1.0)}.get(weighting, weighting)
+    ours, builtin = (ReweightedNeuralNetClassifier(max_epochs=2, meta_engine=engine, random_state=0,
+                                                   weighting=weighting).fit(X, y, X_clean=Xc, y_clean=yc)
+                     for engine in (DelegatingEngine(), LayerwiseEngine()))
+    np.testing.assert_array_equal(ours.sample_weights_, builtin.sample_weights_)
+    if weighting == "cross_fit":  # the trust moved: the folds reached it
+        assert ours.history[:, "weight_trust_win_rate"] == builtin.history[:, "weight_trust_win_rate"]
+
+
+def test_an_engine_written_for_0_2_warns_or_names_the_option_it_would_drop(small_data):
+    X, y, Xc, yc = small_data
+    net = ReweightedNeuralNetClassifier(max_epochs=1, meta_engine=OldSignatureEngine(), random_state=0,
+                                        weighting="alignment")
+    with pytest.warns(FutureWarning, match="takes only some of the engine options"):
+        net.fit(X, y, X_clean=Xc, y_clean=yc)
+    default = ReweightedNeuralNetClassifier(max_epochs=1, meta_engine=OldSignatureEngine(), random_state=0)
+    with pytest.raises(TypeError, match="takes no clean_folds"):
+        default.fit(X, y, X_clean=Xc, y_clean=yc)
+
+
+def test_an_engine_that_gives_no_folds_is_refused_by_the_cross_fitted_default(small_data):
+    X, y, Xc, yc = small_data
+    net = ReweightedNeuralNetClassifier(max_epochs=1, meta_engine=NoFoldsEngine(), random_state=0)
+    with pytest.raises(ValueError, match="gave no fold_alignment"):
+        net.fit(X, y, X_clean=Xc, y_clean=yc)
+    ReweightedNeuralNetClassifier(max_epochs=1, meta_engine=NoFoldsEngine(), random_state=0,
+                                  weighting="alignment").fit(X, y, X_clean=Xc, y_clean=yc)

@@ -12,6 +12,9 @@ normalisation of the weights cancels), asks the estimator to turn it into
 weights, and leaves ``grad sum_i w_i f_i`` in the parameters' ``.grad``.
 Engines differ only in how they get there, so they are interchangeable.
 """
+import functools
+import inspect
+import warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, fields
 
@@ -70,6 +73,52 @@ class EngineOptions:
             Each option's name and value.
         """
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def for_engine(self, engine):
+        """The keywords ``engine.reweighted_backward`` takes: all of them, or, for an engine written
+        before 0.3 that takes only some, those (with a FutureWarning), refusing an option it would drop.
+
+        Parameters
+        ----------
+        engine : MetaGradientEngine
+            The fit's engine.
+
+        Returns
+        -------
+        dict
+            Keyword arguments for ``engine.reweighted_backward``.
+
+        Raises
+        ------
+        TypeError
+            If the engine does not take an option that is set (its step would silently ignore it).
+        """
+        kwargs = self.as_kwargs()
+        accepted = _accepted_options(type(engine))
+        if accepted is None:
+            return kwargs
+        defaults = EngineOptions().as_kwargs()
+        dropped = [k for k, v in kwargs.items() if k not in accepted and v is not None
+                   and (isinstance(v, torch.Tensor) or v != defaults[k])]
+        if dropped:
+            raise TypeError(
+                f"{type(engine).__name__}.reweighted_backward takes no {', '.join(dropped)}, which this fit needs "
+                "(its weighting or criterion): add them as keywords (sk_reweight.engines.EngineOptions lists "
+                "every option), or choose a weighting without them.")
+        warnings.warn(f"{type(engine).__name__}.reweighted_backward takes only some of the engine options: since "
+                      "0.3 engines receive every option (sk_reweight.engines.EngineOptions); add the others as "
+                      "keywords (until 0.4 the missing ones are left out when unset).", FutureWarning, stacklevel=3)
+        return {k: v for k, v in kwargs.items() if k in accepted}
+
+
+@functools.cache
+def _accepted_options(engine_type):
+    """The option names ``reweighted_backward`` of this engine type takes (``None``: every one)."""
+    parameters = inspect.signature(engine_type.reweighted_backward).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    names = {p.name for p in parameters}
+    return None if names >= {f.name for f in fields(EngineOptions)} else frozenset(names)
 
 
 @dataclass
