@@ -37,14 +37,28 @@ def paper_and_default(build, include=None, default_params=None):
 
 
 def _option(text):
-    """``NAME=VALUE`` from the command line: the value as a Python literal, else a string."""
+    """``NAME=VALUE`` from the command line: the value as a Python literal, else a call of the public
+    weighting objects (``weighting=Weighting(AlignmentWeighting(), [Shrinkage(0.5)])``), else a string."""
     name, sep, value = text.partition("=")
     if not sep or not name.isidentifier():
         raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE, e.g. weighting=alignment")
     try:
         return name, ast.literal_eval(value)
     except (ValueError, SyntaxError):
+        pass
+    try:
+        tree = ast.parse(value, mode="eval")
+    except SyntaxError:
         return name, value
+    if not isinstance(tree.body, ast.Call):
+        return name, value
+    import sk_reweight.weighting as weighting
+
+    names = {n: getattr(weighting, n) for n in weighting.__all__}
+    try:  # only those names: no builtins, nothing else of Python's
+        return name, eval(compile(tree, "--default-params", "eval"), {"__builtins__": {}}, names)
+    except Exception as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc} (the names are sk_reweight.weighting's)") from exc
 
 
 def default_params_note(args):
@@ -90,8 +104,10 @@ def add_default_params_argument(parser):
     parser.add_argument("--default-params", nargs="+", type=_option, action=_OptionsAction,
                         default={}, metavar="NAME=VALUE",
                         help="change the estimator's default options in its default rows, e.g. "
-                             "--default-params weighting=alignment (with --name, to keep the "
-                             "default's own results)")
+                             "--default-params weighting=alignment, or a weighting built from "
+                             "sk_reweight.weighting's names: \"weighting=Weighting(AlignmentWeighting(), "
+                             "[Shrinkage(0.5), UnlearningGuard(0.1), CrossFitTrust()])\" (with --name, to "
+                             "keep the default's own results)")
 
 
 def map_cells(function, cells, n_jobs=1):

@@ -119,6 +119,23 @@ def test_default_params_reach_only_the_default_rows():
         parser.parse_args(["--default-params", "0.5"])
 
 
+def test_default_params_build_a_weighting_from_the_public_names_only(capsys):
+    from sk_reweight.weighting import Shrinkage, UnlearningGuard, Weighting
+
+    harness = load("_harness")
+    parser = argparse.ArgumentParser()
+    harness.add_method_arguments(parser, "test")
+    args = parser.parse_args(["--default-params", "weighting=Weighting(AlignmentWeighting(), "
+                              "[Shrinkage(0.5), UnlearningGuard(0.1)])", "clean_sampling=stratified"])
+    weighting = args.default_params["weighting"]
+    assert isinstance(weighting, Weighting) and [type(s) for s in weighting.stages] == [Shrinkage, UnlearningGuard]
+    assert args.default_params["clean_sampling"] == "stratified"
+    assert "Shrinkage(amount=0.5)" in harness.default_params_note(args)
+    for unsafe in ("weighting=__import__('os').getcwd()", "weighting=open('x')"):
+        with pytest.raises(SystemExit):  # nothing but sk_reweight.weighting's names is reachable
+            parser.parse_args(["--default-params", unsafe])
+
+
 def test_head_to_head_counts_cells_and_tests_signs():
     module = load("imbalance_noise")
     ba = [(0.9, 0.8, 0.9), (0.7, 0.8, 0.6), (0.6, 0.5, 0.6), (0.8, 0.7, 0.7), (0.5, 0.4, 0.6)]
