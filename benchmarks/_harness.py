@@ -55,7 +55,16 @@ def _option(text):
     import sk_reweight.weighting as weighting
 
     names = {n: getattr(weighting, n) for n in weighting.__all__}
-    try:  # only those names: no builtins, nothing else of Python's
+    # calls of those names with literal arguments, nothing else: no attribute (no way out through
+    # __globals__ and the like), no other name, no builtins
+    allowed = (ast.Expression, ast.Call, ast.keyword, ast.Name, ast.Load, ast.Constant, ast.List, ast.Tuple,
+               ast.UnaryOp, ast.USub)
+    odd = [type(node).__name__ for node in ast.walk(tree) if not isinstance(node, allowed)]
+    odd += [node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and node.id not in names]
+    if odd:
+        raise argparse.ArgumentTypeError(f"{text!r}: only calls of sk_reweight.weighting's names with literal "
+                                         f"arguments are allowed, not {', '.join(map(str, odd))}")
+    try:
         return name, eval(compile(tree, "--default-params", "eval"), {"__builtins__": {}}, names)
     except Exception as exc:
         raise argparse.ArgumentTypeError(f"{text!r}: {exc} (the names are sk_reweight.weighting's)") from exc

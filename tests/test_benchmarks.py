@@ -131,7 +131,9 @@ def test_default_params_build_a_weighting_from_the_public_names_only(capsys):
     assert isinstance(weighting, Weighting) and [type(s) for s in weighting.stages] == [Shrinkage, UnlearningGuard]
     assert args.default_params["clean_sampling"] == "stratified"
     assert "Shrinkage(amount=0.5)" in harness.default_params_note(args)
-    for unsafe in ("weighting=__import__('os').getcwd()", "weighting=open('x')"):
+    for unsafe in ("weighting=__import__('os').getcwd()", "weighting=open('x')",
+                   "weighting=Weighting(Weighting.__init__.__globals__)",
+                   "weighting=Weighting(AlignmentWeighting().x)"):
         with pytest.raises(SystemExit):  # nothing but sk_reweight.weighting's names is reachable
             parser.parse_args(["--default-params", unsafe])
 
