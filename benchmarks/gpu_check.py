@@ -627,5 +627,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    # exit status 1 when a section failed or ran out of time; 0 otherwise (also without CUDA)
-    sys.exit(0 if all(s["status"] == "ok" for s in main()["sections"].values()) else 1)
+    # exit status 1 when a section failed or ran out of time; 0 otherwise (also without CUDA); a
+    # torchrun worker of the torchrun section (--_dp-worker) returns nothing and exits 0
+    result = main()
+    sys.exit(0 if result is None or all(s["status"] == "ok" for s in result["sections"].values()) else 1)

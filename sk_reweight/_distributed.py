@@ -25,7 +25,7 @@ from dataclasses import replace
 import torch
 import torch.distributed as dist
 
-from .engines import MetaGradientEngine, get_engine
+from .engines import EngineOptions, MetaGradientEngine, get_engine
 
 __all__ = ["DataParallel", "DataParallelEngine"]
 
@@ -252,9 +252,11 @@ class DataParallelEngine(MetaGradientEngine):
                             loss_scale=None, **options):
         record = {}  # options (clean_trim, clean_cap) pass through: the whole clean batch is on every rank
         # every rank holds the whole clean gradient: its share of the sum is 1 / world_size
+        options = EngineOptions(clean_weight=clean_weight / self.parallel.world_size, loss_scale=loss_scale,
+                                **options)
         step = self.engine.reweighted_backward(
             module, loss_fn, X, y, X_clean, y_clean, self.parallel.weigh_globally(weigh, record),
-            clean_weight=clean_weight / self.parallel.world_size, loss_scale=loss_scale, **options)
+            **options.for_engine(self.engine))
         self.parallel.all_reduce_gradients(module)
         self.parallel.broadcast_buffers(module)
         return replace(step, **record)

@@ -690,7 +690,7 @@ def test_a_users_engine_taking_every_option_works_with_every_weighting(small_dat
                                                    weighting=weighting).fit(X, y, X_clean=Xc, y_clean=yc)
                      for engine in (DelegatingEngine(), LayerwiseEngine()))
     np.testing.assert_array_equal(ours.sample_weights_, builtin.sample_weights_)
-    if weighting == "cross_fit":  # the trust moved: the folds reached it
+    if weighting == "cross_fit":  # the folds reached the trust as the built-in engine's do
         assert ours.history[:, "weight_trust_win_rate"] == builtin.history[:, "weight_trust_win_rate"]
 
 

@@ -15,6 +15,7 @@ Engines differ only in how they get there, so they are interchangeable.
 import functools
 import inspect
 import warnings
+import weakref
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, fields
 
@@ -94,7 +95,8 @@ class EngineOptions:
             If the engine does not take an option that is set (its step would silently ignore it).
         """
         kwargs = self.as_kwargs()
-        accepted = _accepted_options(type(engine))
+        method = engine.reweighted_backward
+        accepted = _accepted_options(getattr(method, "__func__", method))
         if accepted is None:
             return kwargs
         defaults = EngineOptions().as_kwargs()
@@ -105,16 +107,23 @@ class EngineOptions:
                 f"{type(engine).__name__}.reweighted_backward takes no {', '.join(dropped)}, which this fit needs "
                 "(its weighting or criterion): add them as keywords (sk_reweight.engines.EngineOptions lists "
                 "every option), or choose a weighting without them.")
-        warnings.warn(f"{type(engine).__name__}.reweighted_backward takes only some of the engine options: since "
-                      "0.3 engines receive every option (sk_reweight.engines.EngineOptions); add the others as "
-                      "keywords (until 0.4 the missing ones are left out when unset).", FutureWarning, stacklevel=3)
+        if engine not in _WARNED:  # once per engine, not at every step
+            _WARNED.add(engine)
+            warnings.warn(f"{type(engine).__name__}.reweighted_backward takes only some of the engine options: "
+                          "since 0.3 engines receive every option (sk_reweight.engines.EngineOptions); add the "
+                          "others as keywords (until 0.4 the missing ones are left out when unset).",
+                          FutureWarning, stacklevel=3)
         return {k: v for k, v in kwargs.items() if k in accepted}
 
 
-@functools.cache
-def _accepted_options(engine_type):
-    """The option names ``reweighted_backward`` of this engine type takes (``None``: every one)."""
-    parameters = inspect.signature(engine_type.reweighted_backward).parameters.values()
+# the engines already warned about
+_WARNED = weakref.WeakSet()
+
+
+@functools.lru_cache(maxsize=256)
+def _accepted_options(function):
+    """The option names ``function`` (an engine's ``reweighted_backward``) takes (``None``: every one)."""
+    parameters = inspect.signature(function).parameters.values()
     if any(p.kind is p.VAR_KEYWORD for p in parameters):
         return None
     names = {p.name for p in parameters}
