@@ -37,18 +37,18 @@ def _assert_restored_to(net, params):
     (torch.optim.SGD, 1e30, 1),  # the last (only) step leaves non-finite outputs
     (torch.optim.SGD, 1e18, 2),
 ])
-def test_divergence_in_the_last_step_is_caught_and_undone(data, optimizer, lr, epochs):
+def test_divergence_in_the_last_step_is_caught_and_undone(data, optimizer, lr, epochs, device):
     X, y, Xc, yc = data
     log = ParameterLog()
     net = ReweightedNeuralNetClassifier(optimizer=optimizer, lr=lr, max_epochs=epochs, batch_size=200,
-                                        zero_weights="uniform", random_state=0, callbacks=[log])
+                                        zero_weights="uniform", random_state=0, callbacks=[log], device=device)
     with pytest.raises(TrainingDivergedError, match="last optimizer step, the last that gave a finite loss"):
         net.fit(X, y, X_clean=Xc, y_clean=yc)
     assert np.isfinite(net.predict_proba(X)).all()
     _assert_restored_to(net, log.params[-1])
 
 
-def test_divergence_before_any_step_says_the_initial_parameters_fail(data):
+def test_divergence_before_any_step_says_the_initial_parameters_fail(data, device):
     X, y, Xc, yc = data
 
     class NaNLoss(torch.nn.CrossEntropyLoss):
@@ -56,7 +56,7 @@ def test_divergence_before_any_step_says_the_initial_parameters_fail(data):
             return super().forward(input, target) * float("nan")
 
     net = ReweightedNeuralNetClassifier(criterion=NaNLoss, max_epochs=1, meta_engine="layerwise",
-                                        random_state=0)
+                                        random_state=0, device=device)
     with pytest.raises(TrainingDivergedError, match="initial parameters already give a non-finite loss"):
         net.fit(X, y, X_clean=Xc, y_clean=yc)
 
@@ -76,23 +76,24 @@ class NaNOnCall(torch.nn.CrossEntropyLoss):
         return loss * float("nan") if type(self).calls == self.nan_call else loss
 
 
-def test_skip_policy_skips_the_step_and_trains_on(data):
+def test_skip_policy_skips_the_step_and_trains_on(data, device):
     X, y, Xc, yc = data
     NaNOnCall.calls = 0
     net = ReweightedNeuralNetClassifier(criterion=NaNOnCall, meta_engine="layerwise", on_divergence="skip",
-                                        max_epochs=3, batch_size=30, lr=0.05, random_state=0)
+                                        max_epochs=3, batch_size=30, lr=0.05, random_state=0, device=device)
     net.fit(X, y, X_clean=Xc, y_clean=yc)
     assert sum(net.history[:, "diverged_steps"]) == 1
     assert np.isfinite(net.predict_proba(X)).all()
     assert (net.predict(X) == y).mean() > 0.8
 
 
-def test_raise_policy_names_the_step_and_keeps_the_state_before_the_previous_step(data):
+def test_raise_policy_names_the_step_and_keeps_the_state_before_the_previous_step(data, device):
     X, y, Xc, yc = data
     NaNOnCall.calls = 0
     log = ParameterLog()
     net = ReweightedNeuralNetClassifier(criterion=NaNOnCall, meta_engine="layerwise", zero_weights="uniform",
-                                        max_epochs=3, batch_size=30, random_state=0, callbacks=[log])
+                                        max_epochs=3, batch_size=30, random_state=0, callbacks=[log],
+                                        device=device)
     with pytest.raises(TrainingDivergedError, match="epoch 1, batch 5"):
         net.fit(X, y, X_clean=Xc, y_clean=yc)
     _assert_restored_to(net, log.params[-2])
@@ -125,9 +126,10 @@ def test_last_finite_state_restores_parameters_and_optimizer_state(optimizer):
     assert all(torch.equal(saved_opt[k], now[k]) for k in saved_opt)
 
 
-def test_predictions_that_overflow_are_an_error_not_nan(data):
+def test_predictions_that_overflow_are_an_error_not_nan(data, device):
     X, y, Xc, yc = data
-    net = ReweightedNeuralNetClassifier(max_epochs=2, random_state=0).fit(X, y, X_clean=Xc, y_clean=yc)
+    net = ReweightedNeuralNetClassifier(max_epochs=2, random_state=0, device=device)
+    net.fit(X, y, X_clean=Xc, y_clean=yc)
     huge = np.full((3, 4), 3e38, dtype=np.float32)
     with pytest.raises(ValueError, match="outputs are not finite for 3 of 3 rows.*far outside the training"):
         net.predict_proba(huge)
