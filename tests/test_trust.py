@@ -51,6 +51,25 @@ def test_fold_alignments_are_each_folds_literal_lookahead(engine_name, net, fold
         torch.testing.assert_close(grads[name], p.grad, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize("path", ["stacked", "one_at_a_time"])
+def test_fold_alignments_of_the_group_loop_are_each_folds_literal_lookahead(path, monkeypatch):
+    # Linear layers past the pair shortcut's size take the group loop: their JVPs along the clean
+    # gradient and each fold's in one stacked product, or one at a time (a rule without stacking)
+    from sk_reweight.engines import _layerwise
+
+    monkeypatch.setattr(_layerwise._LinearRule, "pair_alignments", lambda *args: None)
+    if path == "one_at_a_time":
+        monkeypatch.setattr(_layerwise._LinearRule, "stacked_parameter_jvp", lambda *args: None)
+    module, (X, y, Xc, yc) = case_batch("mlp")
+    reference = copy.deepcopy(module)
+    expected = -_lookahead_eps_gradients(reference, loss_fn, X, y, Xc, yc, alpha=0.1,
+                                         groups=[balanced_folds(yc, 2)]) / 0.1
+    whole = -lookahead_eps_gradient(reference, loss_fn, X, y, Xc, yc, alpha=0.1) / 0.1
+    _, seen, _ = folds_step(ENGINES["layerwise"](), module, X, y, Xc, yc, 2)
+    torch.testing.assert_close(seen["folds"], expected, rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(seen["alignment"], whole, rtol=1e-6, atol=1e-9)
+
+
 def test_folds_hold_each_class_in_the_same_share():
     y_clean = torch.tensor([0, 1, 0, 1, 0, 2, 1, 0, 0])  # class 2 has one row: in no fold
     weights = balanced_folds(y_clean, 2)

@@ -91,6 +91,26 @@ class LayerRule:
         """
         raise NotImplementedError
 
+    def stacked_parameter_jvp(self, layer, a, Gs):
+        """Optional shortcut: :meth:`parameter_jvp` for several ``G`` in one call.
+
+        Parameters
+        ----------
+        layer : torch.nn.Module
+            The layer.
+        a : torch.Tensor
+            The layer's input, batch first.
+        Gs : list of dict of str to torch.Tensor
+            Several ``G`` of :meth:`parameter_jvp`, with the same keys.
+
+        Returns
+        -------
+        torch.Tensor or None
+            Shaped ``(len(Gs), *output shape)``; ``None``: one
+            :meth:`parameter_jvp` per ``G`` instead.
+        """
+        return None
+
     def kernel_alignment(self, layer, a, delta, n):
         """Optional shortcut: the alignments of rows ``[:n]`` with rows ``[n:]``, without forming ``G``.
 
@@ -169,6 +189,14 @@ class _LinearRule(LayerRule):
             out = out + G["bias"]
         return out
 
+    def stacked_parameter_jvp(self, layer, a, Gs):
+        if "weight" not in Gs[0]:
+            return None
+        # one product with the G's weights stacked along the outputs (a reads once)
+        bias = torch.cat([G["bias"] for G in Gs]) if "bias" in Gs[0] else None
+        out = F.linear(a, torch.cat([G["weight"] for G in Gs]), bias)
+        return out.unflatten(-1, (len(Gs), -1)).movedim(-2, 0)
+
     def weighted_grads(self, layer, a, wdelta):
         grads = {}
         d = wdelta.reshape(-1, wdelta.shape[-1])
@@ -201,6 +229,10 @@ class _LinearRule(LayerRule):
 #: elements of the unfolded inputs and per-example gradients a convolution's
 #: ``pair_alignments`` may hold at once (256 MiB in float32); larger layers loop over groups
 PER_EXAMPLE_BUDGET = 2**26
+#: fewest clean groups for which a convolution's per-example path beats the group loop: unfolding
+#: every row costs about as much as three groups' convolutions (LeNet on 2 CPU threads, 10 and 100
+#: clean rows: 4.9 vs 3.4 ms at 2 groups, about even at 3, 4.8 vs 6.7 ms at 4)
+CONV_PAIR_MIN_GROUPS = 3
 
 
 def _pair(value, dims):
@@ -224,6 +256,14 @@ class _ConvRule(LayerRule):
             out = out + G["bias"].view(1, -1, *([1] * (a.dim() - 2)))
         return out
 
+    def stacked_parameter_jvp(self, layer, a, Gs):
+        if "weight" not in Gs[0] or layer.groups != 1:
+            return None
+        # one convolution with the G's kernels stacked as output channels (the input unfolds once)
+        bias = torch.cat([G["bias"] for G in Gs]) if "bias" in Gs[0] else None
+        out = self.conv(a, torch.cat([G["weight"] for G in Gs]), bias, **self._geometry(layer))
+        return out.unflatten(1, (len(Gs), -1)).movedim(1, 0)
+
     def weighted_grads(self, layer, a, wdelta):
         grads = {}
         if _trainable(layer, "weight") is not None:
@@ -236,7 +276,7 @@ class _ConvRule(LayerRule):
         # Per-example gradients (unfolded input times output signal) cost one weight-gradient
         # pass over the rows; the group loop costs n_groups convolutions of the training rows.
         weight, bias = _trainable(layer, "weight"), _trainable(layer, "bias")
-        if a.dim() not in (3, 4) or layer.groups != 1 or n_groups < 2:
+        if a.dim() not in (3, 4) or layer.groups != 1 or n_groups < CONV_PAIR_MIN_GROUPS:
             return None
         d = delta.flatten(2)  # (rows, out channels, positions)
         pairs = 0
@@ -436,10 +476,10 @@ class LayerwiseEngine(MetaGradientEngine):
             if clean_trim or clean_cap is not None:
                 alignment, folds = _trimmed_alignment(by_layer, n, len(all_losses) - n, clean_trim, zeros, clean_cap,
                                                       clean_folds)
+            elif clean_folds:
+                alignment, folds = _alignment_with_folds(by_layer, n, y_clean, clean_folds, zeros)
             else:
                 alignment = _alignment(by_layer, n, zeros)
-                if clean_folds:
-                    folds = _fold_alignments(by_layer, n, y_clean, clean_folds, zeros)
             if loss_scale is not None:  # the training and the clean signals both carry the scale
                 alignment = alignment / loss_scale**2
                 folds = None if folds is None else folds / loss_scale**2
@@ -532,19 +572,44 @@ def _group_alignments(by_layer, n, to_groups, zeros):
         pairs = rule.pair_alignments(layer, *layer_calls[0], n, to_groups.shape[1]) if len(layer_calls) == 1 else None
         if pairs is not None:
             per_group = per_group + pairs @ to_groups.to(pairs.dtype)
-            continue
-        for k in range(to_groups.shape[1]):
-            G = _group_gradient(rule, layer, layer_calls, n, to_groups[:, k])
-            for a, delta in layer_calls:
-                per_group[:, k] += (delta[:n] * rule.parameter_jvp(layer, a[:n], G)).flatten(1).sum(1)
+        else:
+            per_group = per_group + _loop_alignments(rule, layer, layer_calls, n, to_groups)
     return per_group.detach()
 
 
-def _fold_alignments(by_layer, n, y_clean, folds, zeros):
-    """Cross-fitting's ``(n, folds)`` alignments with the folds' class-balanced losses
-    (:func:`~sk_reweight.engines._trimming.balanced_folds`)."""
+def _loop_alignments(rule, layer, layer_calls, n, to_groups):
+    """One layer's ``(n, k)`` alignments with each group's gradient, formed group by group; the
+    parameter-JVPs along them in one call where the rule stacks them."""
+    Gs = [_group_gradient(rule, layer, layer_calls, n, to_groups[:, k]) for k in range(to_groups.shape[1])]
+    per_group = 0
+    for a, delta in layer_calls:
+        stacked = rule.stacked_parameter_jvp(layer, a[:n], Gs) if len(Gs) > 1 else None
+        if stacked is None:
+            stacked = torch.stack([rule.parameter_jvp(layer, a[:n], G) for G in Gs])
+        per_group = per_group + (delta[:n] * stacked).flatten(2).sum(2).T
+    return per_group
+
+
+def _alignment_with_folds(by_layer, n, y_clean, folds, zeros):
+    """Algorithm 1's alignment and cross-fitting's ``(n, folds)`` alignments with the folds'
+    class-balanced losses (:func:`~sk_reweight.engines._trimming.balanced_folds`), in one pass:
+    a layer's pair matrix, or its stacked parameter-JVPs along the clean gradient and the folds'
+    gradients, serves both."""
     # the clean rows' signals carry 1/n_clean; a fold's loss needs its own row weights
-    return _group_alignments(by_layer, n, len(y_clean) * balanced_folds(y_clean, folds).to(zeros.dtype), zeros)
+    to_folds = len(y_clean) * balanced_folds(y_clean, folds).to(zeros.dtype)
+    alignment, per_fold = zeros, zeros.new_zeros(n, folds)
+    for layer, layer_calls in by_layer.items():
+        rule = RULES[type(layer)]
+        pairs = rule.pair_alignments(layer, *layer_calls[0], n, folds) if len(layer_calls) == 1 else None
+        if pairs is not None:  # row sums as in _alignment's kernel path
+            alignment = alignment + pairs.sum(1)
+            per_fold = per_fold + pairs @ to_folds.to(pairs.dtype)
+            continue
+        to_groups = torch.cat([torch.ones_like(to_folds[:, :1]), to_folds], 1)  # the whole batch, then the folds
+        part = _loop_alignments(rule, layer, layer_calls, n, to_groups)
+        alignment = alignment + part[:, 0]
+        per_fold = per_fold + part[:, 1:]
+    return alignment.detach(), per_fold.detach()
 
 
 def _trimmed_alignment(by_layer, n, n_clean, trim, zeros, cap=None, folds=0):
