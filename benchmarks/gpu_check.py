@@ -45,7 +45,6 @@ import copy
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -378,23 +377,6 @@ def check_torchrun(section, device, quick):
 # ----------------------------------------------------------------------------------------------
 # 4. speed
 
-def time_fits(factory, shape, n_classes, batch, clean, n_train, device, epochs, rounds):
-    """Median seconds of whole ``fit`` calls (``epochs`` epochs, fresh estimators), plain and ours."""
-    X, y, Xc, yc = speed.fit_problem(shape, n_classes, clean, n_train)
-    fits = {"plain": lambda net: net.fit(X, y), "ours": lambda net: net.fit(X, y, X_clean=Xc, y_clean=yc)}
-    samples = {name: [] for name in fits}
-    watch = speed.Stopwatch(device)
-    for round_ in range(rounds + 1):  # the first round warms up
-        for name, fit in fits.items():
-            net = speed.estimators(factory, batch, clean, device, max_epochs=epochs)[name]
-            watch.start()
-            fit(net)
-            seconds = watch.stop()
-            if round_:
-                samples[name].append(seconds)
-    return {name: statistics.median(v) for name, v in samples.items()}
-
-
 def check_speed(section, device, quick):
     cuda = speed.is_cuda(device)
     workloads = {**(speed.QUICK if quick else speed.WORKLOADS), **(WIDE_QUICK if quick else WIDE)}
@@ -409,8 +391,8 @@ def check_speed(section, device, quick):
         step_s = speed.time_steps(steps, device, rounds, per_round)
         epoch_s, engine = speed.time_epochs(factory, shape, n_classes, batch, clean, n_train, device,
                                             rounds=1 if quick else 3)
-        fit_s = time_fits(factory, shape, n_classes, batch, clean, n_train, device, epochs=2,
-                          rounds=1 if quick else 2)
+        fit_s, _ = speed.time_fits(factory, shape, n_classes, batch, clean, n_train, device, epochs=2,
+                                   rounds=1 if quick else 2, methods=("plain", "ours"))
         flops = speed.count_flops(steps, ["plain", engine])
         memory = ({m: speed.step_memory(factory, shape, n_classes, batch, clean, m, device) for m in ("plain", engine)}
                   if cuda else None)

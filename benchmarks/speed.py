@@ -13,13 +13,15 @@ noise hits every method alike), times:
 - ``layerwise_cap`` / ``jvp_cap``: the same with capped alignments
   (``clean_cap=1``: the groups' gradient norms too);
 
-the floating-point operations of the plain and the default engine's step
+the floating-point operations of the plain step, of Algorithm 1's step with the default engine
 (``ours/plain FLOPs``: matrix products and convolutions, counted by
 ``torch.utils.flop_counter``; the arithmetic floor of the step ratio, which
-per-operation overhead can only raise); and a whole epoch of skorch's ``NeuralNetClassifier`` against
+per-operation overhead can only raise) and of the default weighting's step, which also forms
+each example's alignment with two folds of the clean batch (``default/plain FLOPs``); and whole
+``fit`` calls of skorch's ``NeuralNetClassifier`` against
 ``ReweightedNeuralNetClassifier`` with its default options (data loading,
-history, weight recording included), and that epoch against the paper-exact
-setting (``weighting="paper"``), i.e. the cost of the default options. Peak memory
+history, weight recording, the checks of each fit included; ``FIT_EPOCHS`` epochs), and those fits
+against the paper-exact setting (``weighting="paper"``), i.e. the cost of the default options. Peak memory
 of the step above the set-up: CUDA allocator peak on a
 GPU; on CPU the growth of the process's peak RSS, each method in a fresh
 subprocess (median of 3).
@@ -61,6 +63,8 @@ QUICK = {  # same code paths, tiny sizes
     "ResNet-32 (3x32x32, batch norm)": (lambda: ResNet32(10, width=4), (3, 32, 32), 10, 8, 4, 16),
 }
 loss_fn = nn.CrossEntropyLoss(reduction="none")
+#: epochs of each timed ``fit``
+FIT_EPOCHS = 3
 # 'reference' is the literal lookahead definition by double backprop
 ENGINES = {engine.name: engine for engine in (LayerwiseEngine, ForwardModeEngine, ReferenceEngine)}
 
@@ -85,11 +89,13 @@ def step_functions(module, data):
         loss_fn(module(X), y).mean().backward()
         opt.step()
 
+    def algorithm1(alignment, losses, fold_alignment=None):
+        return normalize_weights(alignment)
+
     def engine_step(engine, **options):
         def step():
             opt.zero_grad()
-            engine.reweighted_backward(module, loss_fn, X, y, Xc, yc, lambda a, losses: normalize_weights(a),
-                                       **options)
+            engine.reweighted_backward(module, loss_fn, X, y, Xc, yc, algorithm1, **options)
             opt.step()
         return step
 
@@ -101,6 +107,8 @@ def step_functions(module, data):
         if name in steps:
             steps[f"{name}_trim"] = engine_step(ENGINES[name](), clean_trim=1)
             steps[f"{name}_cap"] = engine_step(ENGINES[name](), clean_cap=1.0)
+            # the default weighting's cross-fitting: the alignments with two folds of the clean batch too
+            steps[f"{name}_folds"] = engine_step(ENGINES[name](), clean_folds=2)
     return steps
 
 
@@ -193,6 +201,26 @@ def estimators(factory, batch, clean, device, max_epochs=1):
             "ours": ReweightedNeuralNetClassifier(factory(), clean_batch_size=clean, random_state=0, **common),
             "paper": ReweightedNeuralNetClassifier(factory(), clean_batch_size=clean, random_state=0,
                                                    weighting="paper", **common)}
+
+
+def time_fits(factory, shape, n_classes, batch, clean, n_train, device, epochs, rounds,
+              methods=("plain", "ours", "paper")):
+    """Median seconds of whole ``fit`` calls of ``epochs`` epochs, rounds interleaved across
+    ``methods`` (of :func:`estimators`), after one warm-up fit each; and the default engine's name."""
+    X, y, Xc, yc = fit_problem(shape, n_classes, clean, n_train)
+    nets = {k: v for k, v in estimators(factory, batch, clean, device, max_epochs=epochs).items() if k in methods}
+    fits = {k: (lambda net=net: net.fit(X, y)) if k == "plain" else
+            (lambda net=net: net.fit(X, y, X_clean=Xc, y_clean=yc)) for k, net in nets.items()}
+    samples = {k: [] for k in fits}
+    for fit in fits.values():
+        fit()  # warm-up
+    watch = Stopwatch(device)
+    for _ in range(rounds):
+        for name, fit in fits.items():
+            watch.start()
+            fit()
+            samples[name].append(watch.stop())
+    return {k: statistics.median(v) for k, v in samples.items()}, nets["ours"].meta_engine_.name
 
 
 def time_epochs(factory, shape, n_classes, batch, clean, n_train, device, rounds):
@@ -295,14 +323,14 @@ def run(device, quick, rounds, per_round):
         steps = step_functions(module, make_batch(shape, n_classes, batch, clean, device))
         heavy = "ResNet" in name and device == "cpu" and not quick
         t = time_steps(steps, device, rounds=3 if heavy else rounds, per_round=1 if heavy else per_round)
-        epochs, engine = time_epochs(factory, shape, n_classes, batch, clean,
-                                     n_train // 4 if heavy else n_train, device,
-                                     rounds=1 if heavy or quick else 3)
+        fits, engine = time_fits(factory, shape, n_classes, batch, clean, n_train // 4 if heavy else n_train,
+                                 device, epochs=1 if quick else FIT_EPOCHS, rounds=1 if quick else 3 if heavy else 5)
         mem = peak_memory(name, ["plain", engine], device, quick)
         rows.append({
             "workload": name, "batch": batch, "clean_batch": clean, "engine": engine,
-            "step_ms": {k: v * 1e3 for k, v in t.items()}, "step_flops": count_flops(steps, ["plain", engine]),
-            "epoch_s": epochs, "memory_bytes": mem,
+            "step_ms": {k: v * 1e3 for k, v in t.items()},
+            "step_flops": count_flops(steps, ["plain", engine, f"{engine}_folds"]),
+            "fit_s": fits, "fit_epochs": 1 if quick else FIT_EPOCHS, "memory_bytes": mem,
         })
         print(json.dumps(rows[-1]), flush=True)
     return rows
@@ -313,12 +341,13 @@ def markdown(rows, device, quick):
     where = (torch.cuda.get_device_name() if device == "cuda"
              else f"CPU, {torch_threads} threads")
     lines = [
-        f"Device: {where}; torch {torch.__version__}" + (" (--quick sizes)" if quick else ""),
+        f"Device: {where}; torch {torch.__version__}" + (" (--quick sizes)" if quick else "")
+        + (f"; fits of {rows[0]['fit_epochs']} epoch(s)" if rows else ""),
         "",
-        "| workload | batch / clean | default engine | ours/plain step | ours/plain FLOPs | jvp/plain step | "
-        "reference/ours step | trimmed/ours step | capped/ours step | ours/plain epoch | default/paper epoch | "
-        "memory ours/plain |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| workload | batch / clean | default engine | ours/plain step | ours/plain FLOPs | default/plain FLOPs | "
+        "jvp/plain step | reference/ours step | trimmed/ours step | capped/ours step | ours/plain fit | "
+        "default/paper fit | memory ours/plain |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         s, e, flops = r["step_ms"], r["engine"], r["step_flops"]
@@ -327,11 +356,10 @@ def markdown(rows, device, quick):
         jvp = f"{s['jvp'] / s['plain']:.2f}" if "jvp" in s else "-"
         lines.append(
             f"| {r['workload']} | {r['batch']} / {r['clean_batch']} | {e} | "
-            f"{s[e] / s['plain']:.2f} | {flops[e] / flops['plain']:.2f} | {jvp} | {s['reference'] / s[e]:.2f} | "
-            f"{s[e + '_trim'] / s[e]:.2f} | "
-            f"{s[e + '_cap'] / s[e]:.2f} | "
-            f"{r['epoch_s']['ours'] / r['epoch_s']['plain']:.2f} | "
-            f"{r['epoch_s']['ours'] / r['epoch_s']['paper']:.2f} | {mem_ratio:.2f} |"
+            f"{s[e] / s['plain']:.2f} | {flops[e] / flops['plain']:.2f} | {flops[e + '_folds'] / flops['plain']:.2f} | "
+            f"{jvp} | {s['reference'] / s[e]:.2f} | {s[e + '_trim'] / s[e]:.2f} | {s[e + '_cap'] / s[e]:.2f} | "
+            f"{r['fit_s']['ours'] / r['fit_s']['plain']:.2f} | "
+            f"{r['fit_s']['ours'] / r['fit_s']['paper']:.2f} | {mem_ratio:.2f} |"
         )
     if device == "cuda":
         lines += ["", "| workload | plain step ms | ours step ms | reference step ms |", "|---|---|---|---|"]

@@ -60,7 +60,8 @@ class CrossFitTrust(WeightStage):
         with ``clean_trim`` or ``clean_cap``, contiguous runs of their
         groups). Each costs one alignment with a fold's gradient where the
         engine has no shortcut (the JVP engine: one forward-mode pass per
-        fold, and one for the whole batch).
+        fold, and one for the whole batch unless every class's rows split
+        evenly into the folds, when the folds' passes average to it).
     memory : float in [0, 1), default=0.8
         Weight of the previous epochs' evidence against the last epoch's.
     prior : float >= 0, default=10.0

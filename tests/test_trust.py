@@ -70,6 +70,28 @@ def test_fold_alignments_of_the_group_loop_are_each_folds_literal_lookahead(path
     torch.testing.assert_close(seen["alignment"], whole, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize("net", ["mlp", "batchnorm"])
+@pytest.mark.parametrize("y_clean", [[0, 1, 2, 0, 1, 2], [0, 0, 1, 1, 1, 2]])
+def test_jvp_fold_alignments_with_and_without_an_even_split(net, y_clean):
+    # each class's rows split evenly: the whole batch's JVP is the folds' averaged (no pass of
+    # its own); an odd class: it takes its own pass. Either way the literal lookaheads.
+    module, (X, y, Xc, _) = case_batch(net)
+    yc = torch.tensor(y_clean)
+    reference = copy.deepcopy(module)
+    expected = -_lookahead_eps_gradients(reference, loss_fn, X, y, Xc, yc, alpha=0.1,
+                                         groups=[balanced_folds(yc, 2)]) / 0.1
+    whole = -lookahead_eps_gradient(reference, loss_fn, X, y, Xc, yc, alpha=0.1) / 0.1
+    _, seen, grads = folds_step(ENGINES["jvp"](), module, X, y, Xc, yc, 2, clean_weight=0.5)
+    torch.testing.assert_close(seen["folds"], expected, rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(seen["alignment"], whole, rtol=1e-6, atol=1e-9)
+    # the step: Algorithm 1's weighted loss plus half the clean loss (its gradient, averaged from the folds')
+    clean = loss_fn(reference(Xc), yc).mean() * 0.5
+    weighted = (loss_fn(reference(X), y) * normalize_weights(whole)).sum()
+    expected_grads = torch.autograd.grad(weighted + clean, list(reference.parameters()))
+    for (name, _), g in zip(reference.named_parameters(), expected_grads):
+        torch.testing.assert_close(grads[name], g, rtol=1e-5, atol=1e-8)
+
+
 def test_folds_hold_each_class_in_the_same_share():
     y_clean = torch.tensor([0, 1, 0, 1, 0, 2, 1, 0, 0])  # class 2 has one row: in no fold
     weights = balanced_folds(y_clean, 2)

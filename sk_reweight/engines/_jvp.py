@@ -64,13 +64,23 @@ class ForwardModeEngine(MetaGradientEngine):
         folds = None
         with frozen_state(eager):
             if clean_folds and not clean_trim and clean_cap is None:  # the whole batch's JVP, then one per fold
-                row_weights = torch.cat([torch.full((len(X_clean), 1), 1 / len(X_clean), device=X_clean.device),
-                                         balanced_folds(y_clean, clean_folds).to(X_clean.device)], 1)
+                mean = torch.full((len(X_clean), 1), 1 / len(X_clean), device=X_clean.device)
+                row_weights = balanced_folds(y_clean, clean_folds).to(X_clean.device)
+                # where the folds' losses average to the mean loss exactly (each class's rows split evenly),
+                # its gradient and JVP are the folds' averaged: no pass of its own
+                partition = torch.equal(row_weights.mean(1, keepdim=True), mean)
+                if not partition:
+                    row_weights = torch.cat([mean, row_weights], 1)
                 clean_loss, directions = weighted_clean_gradients(eager, clean_loss_fn, X_clean, y_clean, params,
                                                                   row_weights, loss_scale)
                 columns = [_alignment(eager, loss_fn, X, y, params, d, loss_scale) for d in directions]
-                (losses, alignment), direction = columns[0], directions[0]
-                folds = torch.stack([c[1] for c in columns[1:]], 1)
+                if partition:
+                    losses, folds = columns[0][0], torch.stack([c[1] for c in columns], 1)
+                    alignment = folds.mean(1)
+                    direction = [torch.stack(parts).mean(0) for parts in zip(*directions)]
+                else:
+                    (losses, alignment), direction = columns[0], directions[0]
+                    folds = torch.stack([c[1] for c in columns[1:]], 1)
             elif clean_trim or clean_folds:  # one JVP per clean group (folds here: with clean_cap)
                 clean_loss, direction, group_directions, sizes = group_clean_gradients(
                     eager, clean_loss_fn, X_clean, y_clean, params, loss_scale)
