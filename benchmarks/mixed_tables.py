@@ -25,7 +25,15 @@ import argparse
 import numpy as np
 import pandas as pd
 import torch
-from _harness import DEFAULT, add_common_arguments, map_cells, paired_table, publish
+from _harness import (
+    DEFAULT,
+    add_common_arguments,
+    add_default_params_argument,
+    default_params_note,
+    map_cells,
+    paired_table,
+    publish,
+)
 from imblearn.over_sampling import SMOTE
 from imblearn.pipeline import make_pipeline as make_imb_pipeline
 from sklearn.compose import make_column_selector, make_column_transformer
@@ -114,7 +122,7 @@ def corrupt(y, minority, rate, kind, seed):
 def run_cell(table, seed, args):
     X, y, mask, X_test, y_test = make_cell(table, seed, args)
     methods = make_baselines(preprocessing=preprocessing(), optimizer=torch.optim.Adam, lr=1e-3,
-                             max_epochs=args.epochs, batch_size=64,
+                             max_epochs=args.epochs, batch_size=64, reweight_params=args.default_params or None,
                              include=[m for m in args.methods if m not in TABULAR_METHODS])
     methods.update(tabular_methods([m for m in args.methods if m in TABULAR_METHODS]))
     methods = {name: methods[name] for name in args.methods if name in methods}
@@ -150,6 +158,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--trusted", type=int, default=25, help="trusted rows per class")
     add_noise_arguments(parser)
+    add_default_params_argument(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.epochs, args.trusted = 1, 2, 5
@@ -160,7 +169,7 @@ def main(argv=None):
     table, summary = tables(results)
     threads = f"1 per worker ({args.n_jobs} workers)" if args.n_jobs > 1 else str(args.threads)
     note = (f"{args.seeds} seeds, {args.trusted} trusted rows per class, {noise_note(args)}, "
-            f"{args.epochs} epochs; torch threads: {threads}.")
+            f"{args.epochs} epochs; torch threads: {threads}.{default_params_note(args)}")
     publish(results_name("mixed_tables", args), table + f"\n{note}\n",
             {"config": {k: v for k, v in vars(args).items()}, "results": results.to_dict("records"),
              "summary": summary.to_dict("records")}, args)

@@ -381,10 +381,12 @@ class UnlearningGuard(WeightStage):
     """
 
     name = "guard"
+    _any_guarded = None  # a class default: stages pickled by 0.3.0.dev0 and before lack the attribute
 
     def __init__(self, tolerance=0.1):
         self.tolerance = tolerance
         self._state = self._targets = None
+        self._any_guarded = None  # on the host, read once an epoch: no restoring (and no sync) while none is
 
     @property
     def mean_weights(self):
@@ -408,7 +410,7 @@ class UnlearningGuard(WeightStage):
         else:
             self._state = {k: v.to(device, self._dtype if v.is_floating_point() else v.dtype)
                            if torch.is_tensor(v) else v for k, v in self._state.items()}
-        self._targets = None
+        self._targets = self._any_guarded = None
 
     def set_targets(self, targets):
         device = self._state["visits"].device
@@ -419,6 +421,7 @@ class UnlearningGuard(WeightStage):
             zeros = torch.zeros(n_classes, dtype=self._dtype, device=device)
             self._state.update(loss_sum=zeros, loss_count=zeros.clone(), best=torch.full_like(zeros, float("inf")),
                                guarded=torch.zeros(n_classes, dtype=torch.bool, device=device), seen=0)
+        self._any_guarded = None
 
     def observe(self, losses, positions):
         if self._targets is None:
@@ -435,6 +438,7 @@ class UnlearningGuard(WeightStage):
             present = state["loss_count"] > 0
             state["best"] = torch.where(present, torch.minimum(state["best"], mean), state["best"])
             state["guarded"] = present & (mean > state["best"] + self.tolerance)
+            self._any_guarded = bool(state["guarded"].any())
             state["loss_sum"].zero_()
             state["loss_count"].zero_()
             state["seen"] = 0
@@ -446,7 +450,9 @@ class UnlearningGuard(WeightStage):
         rows = torch.as_tensor(positions, device=scaled.device)  # index_add_: a row twice in a batch counts twice
         state["weight_sum"].index_add_(0, rows, torch.where(finite, scaled, 0.0))
         state["visits"].index_add_(0, rows, finite.to(self._dtype))
-        if self._targets is None:
+        if self._any_guarded is None:  # a fresh start or a loaded state
+            self._any_guarded = self._targets is not None and bool(state["guarded"].any())
+        if self._targets is None or not self._any_guarded:
             return w
         classes = self._targets[positions]
         guarded = state["guarded"][classes]
@@ -455,7 +461,7 @@ class UnlearningGuard(WeightStage):
         mass = usable.new_zeros(len(state["guarded"])).index_add_(0, classes, usable)[classes]
         usual = usable.new_zeros(len(state["guarded"])).index_add_(0, classes, mean_weight)[classes]
         restored = torch.where(mass > 0, usable * usual / mass.clamp(min=torch.finfo(mass.dtype).tiny), mean_weight)
-        # nothing guarded: the step's own weights, bit for bit (a where, not an if: no host sync)
+        # no example of a guarded class in the batch: the step's own weights, bit for bit (no host sync)
         return torch.where(guarded.any(), _normalize(torch.where(guarded, restored, scaled)).to(w.dtype), w)
 
     def state_dict(self):
@@ -466,6 +472,7 @@ class UnlearningGuard(WeightStage):
     def load_state_dict(self, state_dict):
         if state_dict:
             self._state = {k: v.clone() if torch.is_tensor(v) else v for k, v in state_dict.items()}
+            self._any_guarded = None
 
 
 class UniformIfAllZero(WeightStage):

@@ -70,18 +70,20 @@ def test_fold_alignments_of_the_group_loop_are_each_folds_literal_lookahead(path
     torch.testing.assert_close(seen["alignment"], whole, rtol=1e-6, atol=1e-9)
 
 
-@pytest.mark.parametrize("net", ["mlp", "batchnorm"])
-@pytest.mark.parametrize("y_clean", [[0, 1, 2, 0, 1, 2], [0, 0, 1, 1, 1, 2]])
-def test_jvp_fold_alignments_with_and_without_an_even_split(net, y_clean):
-    # each class's rows split evenly: the whole batch's JVP is the folds' averaged (no pass of
-    # its own); an odd class: it takes its own pass. Either way the literal lookaheads.
+@pytest.mark.parametrize("engine_name,net", [("jvp", "mlp"), ("jvp", "batchnorm"), ("layerwise", "mlp")])
+@pytest.mark.parametrize("y_clean", [[0, 1, 2, 0, 1, 2], [0, 0, 1, 1, 1, 2], [0, 1, 2]])
+def test_fold_alignments_with_and_without_an_even_split(engine_name, net, y_clean):
+    # each class's rows split evenly: the forward-mode engine's whole-batch JVP is the folds'
+    # averaged (no pass of its own); an odd class: it takes its own pass; no class with a row for
+    # each fold: zero fold alignments, no pass for them. Each time the literal lookaheads.
     module, (X, y, Xc, _) = case_batch(net)
-    yc = torch.tensor(y_clean)
+    yc, Xc = torch.tensor(y_clean), Xc[:len(y_clean)]
     reference = copy.deepcopy(module)
     expected = -_lookahead_eps_gradients(reference, loss_fn, X, y, Xc, yc, alpha=0.1,
                                          groups=[balanced_folds(yc, 2)]) / 0.1
     whole = -lookahead_eps_gradient(reference, loss_fn, X, y, Xc, yc, alpha=0.1) / 0.1
-    _, seen, grads = folds_step(ENGINES["jvp"](), module, X, y, Xc, yc, 2, clean_weight=0.5)
+    _, seen, grads = folds_step(ENGINES[engine_name](), module, X, y, Xc, yc, 2, clean_weight=0.5)
+    assert seen["folds"].any() == (len(set(y_clean)) < len(y_clean))
     torch.testing.assert_close(seen["folds"], expected, rtol=1e-6, atol=1e-9)
     torch.testing.assert_close(seen["alignment"], whole, rtol=1e-6, atol=1e-9)
     # the step: Algorithm 1's weighted loss plus half the clean loss (its gradient, averaged from the folds')

@@ -63,24 +63,13 @@ class ForwardModeEngine(MetaGradientEngine):
         params = trainable_parameters(eager)
         folds = None
         with frozen_state(eager):
-            if clean_folds and not clean_trim and clean_cap is None:  # the whole batch's JVP, then one per fold
-                mean = torch.full((len(X_clean), 1), 1 / len(X_clean), device=X_clean.device)
-                row_weights = balanced_folds(y_clean, clean_folds).to(X_clean.device)
-                # where the folds' losses average to the mean loss exactly (each class's rows split evenly),
-                # its gradient and JVP are the folds' averaged: no pass of its own
-                partition = torch.equal(row_weights.mean(1, keepdim=True), mean)
-                if not partition:
-                    row_weights = torch.cat([mean, row_weights], 1)
+            if clean_folds and not clean_trim and clean_cap is None:  # the whole batch's JVP and each fold's
+                row_weights, layout = _fold_row_weights(y_clean, clean_folds, X_clean.device)
                 clean_loss, directions = weighted_clean_gradients(eager, clean_loss_fn, X_clean, y_clean, params,
                                                                   row_weights, loss_scale)
                 columns = [_alignment(eager, loss_fn, X, y, params, d, loss_scale) for d in directions]
-                if partition:
-                    losses, folds = columns[0][0], torch.stack([c[1] for c in columns], 1)
-                    alignment = folds.mean(1)
-                    direction = [torch.stack(parts).mean(0) for parts in zip(*directions)]
-                else:
-                    (losses, alignment), direction = columns[0], directions[0]
-                    folds = torch.stack([c[1] for c in columns[1:]], 1)
+                losses = columns[0][0]
+                alignment, direction, folds = _read_fold_columns(columns, directions, layout, clean_folds)
             elif clean_trim or clean_folds:  # one JVP per clean group (folds here: with clean_cap)
                 clean_loss, direction, group_directions, sizes = group_clean_gradients(
                     eager, clean_loss_fn, X_clean, y_clean, params, loss_scale)
@@ -102,6 +91,32 @@ class ForwardModeEngine(MetaGradientEngine):
         # the clean gradient, computed above with batch statistics of the clean batch
         add_clean_gradient(params, direction, clean_weight, loss_scale)
         return MetaStep(y_pred, losses.detach(), alignment, weights, clean_loss)
+
+
+def _fold_row_weights(y_clean, folds, device):
+    """The clean rows' weights of each loss the default needs a JVP along, one column each, and
+    their layout: ``"partition"`` (each class's rows split evenly: the folds' losses average to the
+    mean loss exactly, which needs no pass of its own), ``"mean"`` (no class has a row for every
+    fold: nothing to hold out, zero fold alignments) or ``"both"`` (the mean loss, then the folds')."""
+    mean = torch.full((len(y_clean), 1), 1 / len(y_clean), device=device)
+    row_weights = balanced_folds(y_clean, folds).to(device)
+    if torch.equal(row_weights.mean(1, keepdim=True), mean):
+        return row_weights, "partition"
+    if not row_weights.any():
+        return mean, "mean"
+    return torch.cat([mean, row_weights], 1), "both"
+
+
+def _read_fold_columns(columns, directions, layout, folds):
+    """The alignment, the clean gradient and the ``(n, folds)`` fold alignments from the JVPs along
+    :func:`_fold_row_weights`' columns."""
+    if layout == "partition":
+        fold_alignment = torch.stack([c[1] for c in columns], 1)
+        return fold_alignment.mean(1), [torch.stack(parts).mean(0) for parts in zip(*directions)], fold_alignment
+    alignment = columns[0][1]
+    if layout == "mean":
+        return alignment, directions[0], alignment.new_zeros(len(alignment), folds)
+    return alignment, directions[0], torch.stack([c[1] for c in columns[1:]], 1)
 
 
 def _alignment(module, loss_fn, X, y, params, direction, loss_scale):

@@ -598,6 +598,8 @@ def _alignment_with_folds(by_layer, n, y_clean, folds, zeros):
     # the clean rows' signals carry 1/n_clean; a fold's loss needs its own row weights
     to_folds = len(y_clean) * balanced_folds(y_clean, folds).to(zeros.dtype)
     alignment, per_fold = zeros, zeros.new_zeros(n, folds)
+    if not to_folds.any():  # no class has a row for every fold: nothing to hold out, zero alignments
+        return _alignment(by_layer, n, zeros), per_fold
     for layer, layer_calls in by_layer.items():
         rule = RULES[type(layer)]
         pairs = rule.pair_alignments(layer, *layer_calls[0], n, folds) if len(layer_calls) == 1 else None
