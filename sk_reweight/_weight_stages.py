@@ -381,7 +381,7 @@ class UnlearningGuard(WeightStage):
     """
 
     name = "guard"
-    _any_guarded = None  # a class default: stages pickled by 0.3.0.dev0 and before lack the attribute
+    _any_guarded = None  # a class default: a stage pickled before the attribute existed lacks it
 
     def __init__(self, tolerance=0.1):
         self.tolerance = tolerance
