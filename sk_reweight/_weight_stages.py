@@ -396,8 +396,9 @@ class UnlearningGuard(WeightStage):
 
     @property
     def guarded(self):
-        """Which classes the current epoch guards, a bool tensor (``None`` before the classes are known)."""
-        return None if self._state is None else self._state.get("guarded")
+        """Which classes the current epoch guards, a bool tensor (a copy; ``None`` before the classes are known)."""
+        guarded = None if self._state is None else self._state.get("guarded")
+        return None if guarded is None else guarded.clone()
 
     def start(self, n_train, device):
         _check_number(self, "tolerance", self.tolerance, 0, float("inf"), "a finite number >= 0", high_open=True)

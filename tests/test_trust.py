@@ -94,6 +94,53 @@ def test_fold_alignments_with_and_without_an_even_split(engine_name, net, y_clea
         torch.testing.assert_close(grads[name], g, rtol=1e-5, atol=1e-8)
 
 
+@pytest.mark.parametrize("frozen", ["weight", "bias"])
+def test_fold_alignments_of_a_layer_with_one_trainable_parameter_called_twice(frozen):
+    # the shared Linear runs through the group loop (two calls); with its weight frozen its JVP is the
+    # bias alone, a broadcast shape (the loop must not stack it as an output)
+    module, (X, y, Xc, yc) = case_batch("sequence")
+    getattr(module.mix, frozen).requires_grad_(False)
+    reference = copy.deepcopy(module)
+    expected = -_lookahead_eps_gradients(reference, loss_fn, X, y, Xc, yc, alpha=0.1,
+                                         groups=[balanced_folds(yc, 2)]) / 0.1
+    whole = -lookahead_eps_gradient(reference, loss_fn, X, y, Xc, yc, alpha=0.1) / 0.1
+    _, seen, _ = folds_step(ENGINES["layerwise"](), module, X, y, Xc, yc, 2)
+    torch.testing.assert_close(seen["folds"], expected, rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(seen["alignment"], whole, rtol=1e-6, atol=1e-9)
+
+
+def test_the_group_loop_stacks_no_more_than_its_budget(monkeypatch):
+    # a budget of one group's output: one stacked call per group, the same alignments
+    from sk_reweight.engines import _layerwise
+
+    module, (X, y, Xc, yc) = case_batch("cnn")
+    reference = copy.deepcopy(module)
+    _, stacked, _ = folds_step(ENGINES["layerwise"](), module, X, y, Xc, yc, 2)
+    calls = []
+    original = _layerwise._ConvRule.stacked_parameter_jvp
+    monkeypatch.setattr(_layerwise, "STACK_BUDGET", 1)
+    monkeypatch.setattr(_layerwise._ConvRule, "stacked_parameter_jvp",
+                        lambda self, layer, a, Gs: calls.append(len(Gs)) or original(self, layer, a, Gs))
+    _, alone, _ = folds_step(ENGINES["layerwise"](), reference, X, y, Xc, yc, 2)
+    assert calls == []  # one G per call: parameter_jvp, not the stacked form
+    torch.testing.assert_close(alone["folds"], stacked["folds"])
+    torch.testing.assert_close(alone["alignment"], stacked["alignment"])
+
+
+@pytest.mark.parametrize("y_clean,passes", [([0, 1, 2, 0, 1, 2], 2), ([0, 0, 1, 1, 1, 2], 3), ([0, 1, 2], 1)])
+def test_the_forward_mode_engine_takes_one_pass_per_loss_it_needs(y_clean, passes, monkeypatch):
+    # an even split: the folds' two (their average is the whole batch's); an odd class: three; no class
+    # with a row for each fold: the whole batch's alone
+    from sk_reweight.engines import _jvp
+
+    module, (X, y, Xc, _) = case_batch("batchnorm")
+    calls = []
+    original = _jvp._alignment
+    monkeypatch.setattr(_jvp, "_alignment", lambda *args: calls.append(1) or original(*args))
+    folds_step(ENGINES["jvp"](), module, X, y, Xc[:len(y_clean)], torch.tensor(y_clean), 2)
+    assert len(calls) == passes
+
+
 def test_folds_hold_each_class_in_the_same_share():
     y_clean = torch.tensor([0, 1, 0, 1, 0, 2, 1, 0, 0])  # class 2 has one row: in no fold
     weights = balanced_folds(y_clean, 2)

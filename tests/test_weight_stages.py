@@ -73,3 +73,27 @@ def test_unlearning_guard_ignores_non_finite_losses_and_weights():
     _guard_epoch(guard, [0.9, 0.3], [1.0, 0.0], positions=(0, 1))  # class 0 still compares with 0.3
     assert guard.guarded.tolist() == [True, False]
     torch.testing.assert_close(guard.mean_weights, torch.tensor([1.5, 1.0], dtype=torch.float64))
+
+
+def test_a_loaded_or_retargeted_guard_reads_its_guarded_classes_again():
+    # the guard reads on the host, once an epoch, whether any class is guarded; a state loaded into
+    # a guard that has already run, or new targets, must not leave that reading stale
+    guard = UnlearningGuard(tolerance=0.1)
+    guard.start(n_train=4, device="cpu")
+    guard.set_targets(torch.tensor([0, 0, 1, 1]))
+    _guard_epoch(guard, [0.1, 0.1, 0.3, 0.3], [0.25, 0.25, 0.25, 0.25])
+    _guard_epoch(guard, [0.1, 0.1, 0.6, 0.6], [0.5, 0.5, 0.0, 0.0])  # class 1 guarded from here
+    expected = guard(torch.tensor([0.5, 0.5, 0.0, 0.0]), [0, 1, 2, 3])
+    assert expected[2:].sum() > 0  # restored
+
+    fresh = UnlearningGuard(tolerance=0.1)
+    fresh.start(n_train=4, device="cpu")
+    fresh.set_targets(torch.tensor([0, 0, 1, 1]))
+    _guard_epoch(fresh, [0.1, 0.1, 0.3, 0.3], [0.25, 0.25, 0.25, 0.25])  # it has read "none guarded"
+    fresh.load_state_dict(guard.state_dict())
+    assert fresh(torch.tensor([0.5, 0.5, 0.0, 0.0]), [0, 1, 2, 3])[2:].sum() > 0  # restored too
+
+    guard.set_targets(torch.tensor([0, 0, 0, 1, 2]))  # other classes: a fresh start of the per-class record
+    assert not guard.guarded.any()
+    w = torch.tensor([0.5, 0.5, 0.0, 0.0])
+    assert torch.equal(guard(w, [0, 1, 2, 3]), w)

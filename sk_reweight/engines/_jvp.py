@@ -99,12 +99,12 @@ def _fold_row_weights(y_clean, folds, device):
     mean loss exactly, which needs no pass of its own), ``"mean"`` (no class has a row for every
     fold: nothing to hold out, zero fold alignments) or ``"both"`` (the mean loss, then the folds')."""
     mean = torch.full((len(y_clean), 1), 1 / len(y_clean), device=device)
-    row_weights = balanced_folds(y_clean, folds).to(device)
-    if torch.equal(row_weights.mean(1, keepdim=True), mean):
-        return row_weights, "partition"
-    if not row_weights.any():
+    counts = torch.unique(y_clean, return_counts=True)[1]
+    if bool((counts % folds == 0).all()):  # from the counts: float rounding can't hide an even split
+        return balanced_folds(y_clean, folds).to(device), "partition"
+    if not bool((counts >= folds).any()):
         return mean, "mean"
-    return torch.cat([mean, row_weights], 1), "both"
+    return torch.cat([mean, balanced_folds(y_clean, folds).to(device)], 1), "both"
 
 
 def _read_fold_columns(columns, directions, layout, folds):

@@ -94,6 +94,10 @@ class LayerRule:
     def stacked_parameter_jvp(self, layer, a, Gs):
         """Optional shortcut: :meth:`parameter_jvp` for several ``G`` in one call.
 
+        It must equal ``torch.stack([parameter_jvp(layer, a, G) for G in Gs])``
+        with each entry shaped like the layer's output; it is called with two
+        ``G`` or more.
+
         Parameters
         ----------
         layer : torch.nn.Module
@@ -230,9 +234,13 @@ class _LinearRule(LayerRule):
 #: ``pair_alignments`` may hold at once (256 MiB in float32); larger layers loop over groups
 PER_EXAMPLE_BUDGET = 2**26
 #: fewest clean groups for which a convolution's per-example path beats the group loop: unfolding
-#: every row costs about as much as three groups' convolutions (LeNet on 2 CPU threads, 10 and 100
-#: clean rows: 4.9 vs 3.4 ms at 2 groups, about even at 3, 4.8 vs 6.7 ms at 4)
+#: every row costs about as much as three groups' convolutions (LeNet's layers on 2 CPU threads, 10
+#: clean rows, per-example path vs a convolution per group: 4.9 vs 3.4 ms at 2 groups, 4.8 vs 5.1 at 3,
+#: 4.8 vs 6.7 at 4; 100 clean rows: 11.1 vs 6.6, 10.5 vs 9.5, 10.1 vs 11.6)
 CONV_PAIR_MIN_GROUPS = 3
+#: elements of stacked parameter-JVP output (and of its product with the backprop signal) the group
+#: loop may hold at once (64 MiB each in float32): larger layers take fewer groups per call, down to one
+STACK_BUDGET = 2**24
 
 
 def _pair(value, dims):
@@ -578,15 +586,21 @@ def _group_alignments(by_layer, n, to_groups, zeros):
 
 
 def _loop_alignments(rule, layer, layer_calls, n, to_groups):
-    """One layer's ``(n, k)`` alignments with each group's gradient, formed group by group; the
-    parameter-JVPs along them in one call where the rule stacks them."""
+    """One layer's ``(n, k)`` alignments with each group's gradient, formed group by group; where the
+    rule stacks parameter-JVPs, as many groups per call as ``STACK_BUDGET`` elements of output hold."""
     Gs = [_group_gradient(rule, layer, layer_calls, n, to_groups[:, k]) for k in range(to_groups.shape[1])]
     per_group = 0
     for a, delta in layer_calls:
-        stacked = rule.stacked_parameter_jvp(layer, a[:n], Gs) if len(Gs) > 1 else None
-        if stacked is None:
-            stacked = torch.stack([rule.parameter_jvp(layer, a[:n], G) for G in Gs])
-        per_group = per_group + (delta[:n] * stacked).flatten(2).sum(2).T
+        columns = []
+        per_call = max(1, STACK_BUDGET // max(1, delta[:n].numel()))
+        for first in range(0, len(Gs), per_call):
+            chunk = Gs[first:first + per_call]
+            stacked = rule.stacked_parameter_jvp(layer, a[:n], chunk) if len(chunk) > 1 else None
+            if stacked is None:  # one call per G; its JVP may broadcast (a bias-only layer's)
+                columns += [(delta[:n] * rule.parameter_jvp(layer, a[:n], G)).flatten(1).sum(1) for G in chunk]
+            else:
+                columns += list((delta[:n] * stacked).flatten(2).sum(2))
+        per_group = per_group + torch.stack(columns, 1)
     return per_group
 
 
@@ -600,14 +614,16 @@ def _alignment_with_folds(by_layer, n, y_clean, folds, zeros):
     alignment, per_fold = zeros, zeros.new_zeros(n, folds)
     if not to_folds.any():  # no class has a row for every fold: nothing to hold out, zero alignments
         return _alignment(by_layer, n, zeros), per_fold
+    to_groups = torch.cat([torch.ones_like(to_folds[:, :1]), to_folds], 1)  # the whole batch, then the folds
     for layer, layer_calls in by_layer.items():
         rule = RULES[type(layer)]
+        # priced as `folds` groups, though the loop forms folds + 1 (the whole batch's too): at 2 folds the
+        # two paths cost about the same, and this keeps the choices, and the results, of the runs before
         pairs = rule.pair_alignments(layer, *layer_calls[0], n, folds) if len(layer_calls) == 1 else None
         if pairs is not None:  # row sums as in _alignment's kernel path
             alignment = alignment + pairs.sum(1)
             per_fold = per_fold + pairs @ to_folds.to(pairs.dtype)
             continue
-        to_groups = torch.cat([torch.ones_like(to_folds[:, :1]), to_folds], 1)  # the whole batch, then the folds
         part = _loop_alignments(rule, layer, layer_calls, n, to_groups)
         alignment = alignment + part[:, 0]
         per_fold = per_fold + part[:, 1:]
