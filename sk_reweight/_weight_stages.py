@@ -386,7 +386,7 @@ class UnlearningGuard(WeightStage):
     def __init__(self, tolerance=0.1):
         self.tolerance = tolerance
         self._state = self._targets = None
-        self._any_guarded = None  # on the host, read once an epoch: no restoring (and no sync) while none is
+        self._any_guarded = None  # any class guarded? Read on the host once an epoch; while none is, no restoring
 
     @property
     def mean_weights(self):
