@@ -399,12 +399,15 @@ def test_gpu_check_without_cuda_says_so_and_runs_the_engine_checks(tmp_path, cap
     assert "CUDA is not available" in out and "all sections ok" in out
     assert payload["device"] == "cpu" and list(payload["sections"]) == ["engines"]
     rows = payload["sections"]["engines"]["rows"]
-    assert {(r["net"], r["dtype"]) for r in rows} == {(n, d) for n in load("gpu_check").ENGINE_NETS
-                                                      for d in ("float32", "bfloat16", "float16")}
+    assert {(r["net"], r["clean"], r["dtype"]) for r in rows} == {
+        (n, c, d) for n in load("gpu_check").ENGINE_NETS for c, ds in (("random", ("float32", "bfloat16", "float16")),
+                                                                         ("even", ("float32",))) for d in ds}
     assert {r["engine"] for r in rows} == {"layerwise", "jvp", "reference"}
     assert all(r["ok"] for r in rows if r["supported"])
-    assert [r["engine"] for r in rows if not r["supported"]] == ["layerwise"] * 3  # batch norm couples examples
-    assert all(r["max_error"] < 1e-5 for r in rows if r["supported"] and r["dtype"] == "float32")
+    assert [r["engine"] for r in rows if not r["supported"]] == ["layerwise"] * 4  # batch norm couples examples
+    assert {r["clean"] for r in rows} == {"even", "random"}  # the default's folds, each way the engines form them
+    assert all(r["max_error"] < 1e-5 and r["fold_max_error"] < 1e-5
+               for r in rows if r["supported"] and r["dtype"] == "float32")
     table = (tmp_path / "gpu_check_cpu.md").read_text()
     assert table.startswith("Device: CPU") and table.count("\n| ") == 2 + 1 + len(rows)  # 2 headers, status, rows
     assert json.loads((tmp_path / "gpu_check" / "gpu_check_cpu.json").read_text())["quick"]
