@@ -321,7 +321,7 @@ class Smoothing(WeightStage):
         return _normalize(averaged * (w > 0))
 
     def state_dict(self):
-        return {} if self.averages is None else {"averages": self.averages.detach().cpu()}
+        return {} if self.averages is None else {"averages": self.averages.detach().to("cpu", copy=True)}
 
     def load_state_dict(self, state_dict):
         if "averages" in state_dict:
@@ -468,7 +468,8 @@ class UnlearningGuard(WeightStage):
     def state_dict(self):
         if self._state is None:
             return {}
-        return {k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in self._state.items()}
+        # copies: on the CPU .cpu() would hand out the live tensors
+        return {k: v.detach().to("cpu", copy=True) if torch.is_tensor(v) else v for k, v in self._state.items()}
 
     def load_state_dict(self, state_dict):
         if state_dict:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.datasets import make_classification
-from test_engines import CASES, case_batch
+from test_engines import CASES, NETS, case_batch, make_batch
 from torch import nn
 
 from sk_reweight import PAPER_EXACT, ReweightedNeuralNetClassifier
@@ -109,36 +109,49 @@ def test_fold_alignments_of_a_layer_with_one_trainable_parameter_called_twice(fr
     torch.testing.assert_close(seen["alignment"], whole, rtol=1e-6, atol=1e-9)
 
 
-def test_the_group_loop_stacks_no_more_than_its_budget(monkeypatch):
-    # a budget of one group's output: one stacked call per group, the same alignments
+@pytest.mark.parametrize("budget,stacked_calls", [(10**9, [6, 6]), (840, [2] * 6), (1, [])])
+def test_the_group_loop_stacks_as_many_groups_as_its_budget_holds(budget, stacked_calls, monkeypatch):
+    # the shared Linear (called twice on (12, 7, 5) inputs: 420 output elements per group) with the six
+    # groups of trimmed alignments: all in one stacked call per call, two per call, or one at a time;
+    # the alignments the same
     from sk_reweight.engines import _layerwise
 
-    module, (X, y, Xc, yc) = case_batch("cnn")
+    module, (X, y, Xc, yc) = case_batch("sequence")
     reference = copy.deepcopy(module)
-    _, stacked, _ = folds_step(ENGINES["layerwise"](), module, X, y, Xc, yc, 2)
+    weigh = lambda a, losses: normalize_weights(a)  # noqa: E731
+    want = ENGINES["layerwise"]().reweighted_backward(reference, loss_fn, X, y, Xc, yc, weigh, clean_trim=1)
     calls = []
-    original = _layerwise._ConvRule.stacked_parameter_jvp
-    monkeypatch.setattr(_layerwise, "STACK_BUDGET", 1)
-    monkeypatch.setattr(_layerwise._ConvRule, "stacked_parameter_jvp",
+    original = _layerwise._LinearRule.stacked_parameter_jvp
+    monkeypatch.setattr(_layerwise, "STACK_BUDGET", budget)
+    monkeypatch.setattr(_layerwise._LinearRule, "stacked_parameter_jvp",
                         lambda self, layer, a, Gs: calls.append(len(Gs)) or original(self, layer, a, Gs))
-    _, alone, _ = folds_step(ENGINES["layerwise"](), reference, X, y, Xc, yc, 2)
-    assert calls == []  # one G per call: parameter_jvp, not the stacked form
-    torch.testing.assert_close(alone["folds"], stacked["folds"])
-    torch.testing.assert_close(alone["alignment"], stacked["alignment"])
+    got = ENGINES["layerwise"]().reweighted_backward(module, loss_fn, X, y, Xc, yc, weigh, clean_trim=1)
+    assert calls == stacked_calls
+    torch.testing.assert_close(got.alignment, want.alignment)
 
 
-@pytest.mark.parametrize("y_clean,passes", [([0, 1, 2, 0, 1, 2], 2), ([0, 0, 1, 1, 1, 2], 3), ([0, 1, 2], 1)])
-def test_the_forward_mode_engine_takes_one_pass_per_loss_it_needs(y_clean, passes, monkeypatch):
-    # an even split: the folds' two (their average is the whole batch's); an odd class: three; no class
-    # with a row for each fold: the whole batch's alone
+@pytest.mark.parametrize("y_clean,folds,passes", [
+    ([0, 0, 1, 1, 2, 2], 2, 2),  # an even split: the folds' passes (their average is the whole batch's)
+    ([0, 0, 1, 1, 1, 2], 2, 3),  # an odd class: the whole batch's pass too
+    ([0, 1, 2], 2, 1),  # no class with a row for each fold: the whole batch's alone
+    ([0] * 5 + [1] * 30, 5, 5),  # an even split whose fold weights (5/35) do not average to 1/35 exactly
+])
+def test_the_forward_mode_engine_takes_one_pass_per_loss_it_needs(y_clean, folds, passes, monkeypatch):
     from sk_reweight.engines import _jvp
 
-    module, (X, y, Xc, _) = case_batch("batchnorm")
+    build, shape = NETS["mlp"]
+    module = build().double()
+    X, y, Xc, _ = make_batch(shape, n_clean=len(y_clean))
+    yc = torch.tensor(y_clean)
+    reference = copy.deepcopy(module)
+    expected = -_lookahead_eps_gradients(reference, loss_fn, X, y, Xc, yc, alpha=0.1,
+                                         groups=[balanced_folds(yc, folds)]) / 0.1
     calls = []
     original = _jvp._alignment
     monkeypatch.setattr(_jvp, "_alignment", lambda *args: calls.append(1) or original(*args))
-    folds_step(ENGINES["jvp"](), module, X, y, Xc[:len(y_clean)], torch.tensor(y_clean), 2)
+    _, seen, _ = folds_step(ENGINES["jvp"](), module, X, y, Xc, yc, folds)
     assert len(calls) == passes
+    torch.testing.assert_close(seen["folds"], expected, rtol=1e-6, atol=1e-9)
 
 
 def test_folds_hold_each_class_in_the_same_share():

@@ -93,7 +93,14 @@ def test_a_loaded_or_retargeted_guard_reads_its_guarded_classes_again():
     fresh.load_state_dict(guard.state_dict())
     assert fresh(torch.tensor([0.5, 0.5, 0.0, 0.0]), [0, 1, 2, 3])[2:].sum() > 0  # restored too
 
-    guard.set_targets(torch.tensor([0, 0, 0, 1, 2]))  # other classes: a fresh start of the per-class record
+
+def test_the_guards_state_handed_out_is_a_copy():
+    guard = UnlearningGuard(tolerance=0.1)
+    guard.start(n_train=4, device="cpu")
+    guard.set_targets(torch.tensor([0, 0, 1, 1]))
+    _guard_epoch(guard, [0.1, 0.1, 0.3, 0.3], [0.25, 0.25, 0.25, 0.25])
+    guard.guarded[:] = True  # writing to what the property returned changes nothing
+    saved = guard.state_dict()
     assert not guard.guarded.any()
-    w = torch.tensor([0.5, 0.5, 0.0, 0.0])
-    assert torch.equal(guard(w, [0, 1, 2, 3]), w)
+    _guard_epoch(guard, [0.1, 0.1, 0.6, 0.6], [0.5, 0.5, 0.0, 0.0])  # training goes on
+    assert saved["visits"].tolist() == [1.0, 1.0, 1.0, 1.0] and not saved["guarded"].any()

@@ -65,7 +65,7 @@ class LayerRule:
         Returns
         -------
         torch.Tensor
-            Shaped like the layer's output for ``a``.
+            Shaped like the layer's output for ``a`` (or broadcastable to it).
         """
         raise NotImplementedError
 
@@ -238,8 +238,9 @@ PER_EXAMPLE_BUDGET = 2**26
 #: clean rows, per-example path vs a convolution per group: 4.9 vs 3.4 ms at 2 groups, 4.8 vs 5.1 at 3,
 #: 4.8 vs 6.7 at 4; 100 clean rows: 11.1 vs 6.6, 10.5 vs 9.5, 10.1 vs 11.6)
 CONV_PAIR_MIN_GROUPS = 3
-#: elements of stacked parameter-JVP output (and of its product with the backprop signal) the group
-#: loop may hold at once (64 MiB each in float32): larger layers take fewer groups per call, down to one
+#: elements of stacked parameter-JVP output (and of its product with the backprop signal, and of the
+#: groups' gradients) the group loop may hold at once (64 MiB each in float32): larger layers take fewer
+#: groups per call, down to one
 STACK_BUDGET = 2**24
 
 
@@ -586,22 +587,27 @@ def _group_alignments(by_layer, n, to_groups, zeros):
 
 
 def _loop_alignments(rule, layer, layer_calls, n, to_groups):
-    """One layer's ``(n, k)`` alignments with each group's gradient, formed group by group; where the
-    rule stacks parameter-JVPs, as many groups per call as ``STACK_BUDGET`` elements of output hold."""
-    Gs = [_group_gradient(rule, layer, layer_calls, n, to_groups[:, k]) for k in range(to_groups.shape[1])]
-    per_group = 0
-    for a, delta in layer_calls:
-        columns = []
-        per_call = max(1, STACK_BUDGET // max(1, delta[:n].numel()))
-        for first in range(0, len(Gs), per_call):
-            chunk = Gs[first:first + per_call]
-            stacked = rule.stacked_parameter_jvp(layer, a[:n], chunk) if len(chunk) > 1 else None
+    """One layer's ``(n, k)`` alignments with each group's gradient, formed group by group. Where the
+    rule stacks parameter-JVPs, several groups per call: as many as ``STACK_BUDGET`` elements of
+    output (and of gradients) hold, their gradients formed chunk by chunk."""
+    k = to_groups.shape[1]
+    per_group_elements = max(max(delta[:n].numel() for _, delta in layer_calls),
+                             sum(p.numel() for p in layer.parameters(recurse=False) if p.requires_grad))
+    per_call = max(1, STACK_BUDGET // max(1, per_group_elements))
+    chunks = []
+    for first in range(0, k, per_call):
+        Gs = [_group_gradient(rule, layer, layer_calls, n, to_groups[:, j])
+              for j in range(first, min(k, first + per_call))]
+        part = 0
+        for a, delta in layer_calls:
+            stacked = rule.stacked_parameter_jvp(layer, a[:n], Gs) if len(Gs) > 1 else None
             if stacked is None:  # one call per G; its JVP may broadcast (a bias-only layer's)
-                columns += [(delta[:n] * rule.parameter_jvp(layer, a[:n], G)).flatten(1).sum(1) for G in chunk]
+                part = part + torch.stack([(delta[:n] * rule.parameter_jvp(layer, a[:n], G)).flatten(1).sum(1)
+                                           for G in Gs], 1)
             else:
-                columns += list((delta[:n] * stacked).flatten(2).sum(2))
-        per_group = per_group + torch.stack(columns, 1)
-    return per_group
+                part = part + (delta[:n] * stacked).flatten(2).sum(2).T
+        chunks.append(part)
+    return torch.cat(chunks, 1)
 
 
 def _alignment_with_folds(by_layer, n, y_clean, folds, zeros):
