@@ -463,3 +463,33 @@ def test_a_section_that_fails_or_overruns_is_reported_and_the_next_runs():
     hung.run(hangs)
     assert hung.status == "timeout" and hung.seconds < 2
     assert Section("d", 1).run(lambda s: s.rows.append({"ok": False})).status == "check failed"
+
+
+@pytest.mark.slow
+def test_table_trace_quick():
+    traces = load("table_trace").main(["--quick"])
+    (cell, t), = traces.items()
+    assert cell == "segment0, seed 0"
+    methods = load("table_trace").METHODS
+    assert all(len(t[m]["test_ba"]) == 3 and len(t[m]["train_loss"]) == 3 for m in methods)
+    assert "trust" in t["reweight"] and "trust" not in t["reweight_paper"] and "zero_share" not in t["plain"]
+    assert all(0 <= v <= 1 for m in methods for key in ("test_ba", "zero_share", "minority_share", "trust")
+               for v in t[m].get(key, []))
+    assert t["uniform_clean"]["zero_share"] == [0.0] * 3  # uniform weights: none at 0
+    assert t["uniform_clean"]["minority_share"][0] == pytest.approx(t["uniform_minority_share"])
+    table = (BENCHMARKS / "results" / "table_trace_quick.md").read_text()
+    assert table.count(f"| {cell} |") == 3 * len(methods)
+
+
+def test_table_trace_reads_the_weights_of_a_fit():
+    # two epochs over four rows; row 3 flipped, rows 0-1 labelled with the minority
+    class Fitted:
+        sample_weights_ = np.array([[2.0, 0.0, 2.0, 0.0], [1.0, 1.0, np.nan, 2.0]])
+        history = [{"train_loss": 0.7, "weight_trust": 1.0}, {"train_loss": 0.6, "weight_trust": 0.5}]
+
+    t = load("table_trace").trace(Fitted(), [0.6, 0.8], corrupted=np.array([False, False, False, True]),
+                                  minority_label=np.array([True, True, False, False]))
+    assert t["test_ba"] == [0.6, 0.8] and t["train_loss"] == [0.7, 0.6] and t["trust"] == [1.0, 0.5]
+    assert t["zero_share"] == pytest.approx([0.5, 0.0])  # among the rows visited
+    assert t["flipped_weight"] == pytest.approx([0.0, 2.0]) and t["correct_weight"] == pytest.approx([4 / 3, 1.0])
+    assert t["minority_share"] == pytest.approx([0.5, 0.5])
