@@ -154,20 +154,26 @@ class Stopwatch:
         return time.perf_counter() - self._t0
 
 
-def time_steps(steps, device, rounds, per_round):
-    """Median seconds per step, rounds interleaved across methods."""
-    for fn in steps.values():  # warm-up
-        fn()
-        fn()
-    samples = {name: [] for name in steps}
+def interleaved_medians(calls, device, rounds, per_round=1, warm_up=1):
+    """Median seconds of each of ``calls`` ({name: function}), rounds interleaved across them (this
+    machine's noise hits every one alike), after ``warm_up`` untimed calls each."""
+    for fn in calls.values():
+        for _ in range(warm_up):
+            fn()
+    samples = {name: [] for name in calls}
     watch = Stopwatch(device)
     for _ in range(rounds):
-        for name, fn in steps.items():
+        for name, fn in calls.items():
             watch.start()
             for _ in range(per_round):
                 fn()
             samples[name].append(watch.stop() / per_round)
     return {name: statistics.median(v) for name, v in samples.items()}
+
+
+def time_steps(steps, device, rounds, per_round):
+    """Median seconds per step, rounds interleaved across methods."""
+    return interleaved_medians(steps, device, rounds, per_round, warm_up=2)
 
 
 def count_flops(steps, names):
@@ -215,17 +221,8 @@ def time_fits(factory, shape, n_classes, batch, clean, n_train, device, epochs, 
     nets = {k: v for k, v in estimators(factory, batch, clean, device, max_epochs=epochs).items() if k in methods}
     fits = {k: (lambda net=net: net.fit(X, y)) if k == "plain" else
             (lambda net=net: net.fit(X, y, X_clean=Xc, y_clean=yc)) for k, net in nets.items()}
-    samples = {k: [] for k in fits}
-    for fit in fits.values():
-        fit()  # warm-up
-    watch = Stopwatch(device)
-    for _ in range(rounds):
-        for name, fit in fits.items():
-            watch.start()
-            fit()
-            samples[name].append(watch.stop())
-    engine = nets["ours"].meta_engine_.name if "ours" in nets else None
-    return {k: statistics.median(v) for k, v in samples.items()}, engine
+    seconds = interleaved_medians(fits, device, rounds)
+    return seconds, nets["ours"].meta_engine_.name if "ours" in nets else None
 
 
 def time_epochs(factory, shape, n_classes, batch, clean, n_train, device, rounds):
@@ -235,16 +232,7 @@ def time_epochs(factory, shape, n_classes, batch, clean, n_train, device, rounds
     fits = {"plain": lambda: nets["plain"].partial_fit(X, y),
             "ours": lambda: nets["ours"].partial_fit(X, y, X_clean=Xc, y_clean=yc),
             "paper": lambda: nets["paper"].partial_fit(X, y, X_clean=Xc, y_clean=yc)}
-    samples = {k: [] for k in fits}
-    for fit in fits.values():
-        fit()  # warm-up epoch
-    watch = Stopwatch(device)
-    for _ in range(rounds):
-        for name, fit in fits.items():
-            watch.start()
-            fit()
-            samples[name].append(watch.stop())
-    return {k: statistics.median(v) for k, v in samples.items()}, nets["ours"].meta_engine_.name
+    return interleaved_medians(fits, device, rounds), nets["ours"].meta_engine_.name
 
 
 def peak_memory(workload, methods, device, quick, repeats=3):

@@ -30,6 +30,13 @@ def folds_step(engine, module, X, y, Xc, yc, folds, **options):
     return step, seen, grads
 
 
+def lookaheads(module, X, y, Xc, yc, folds, alpha=0.1):
+    """The literal lookahead's fold alignments and whole-batch alignment, by double backprop."""
+    expected = -_lookahead_eps_gradients(module, loss_fn, X, y, Xc, yc, alpha=alpha,
+                                         groups=[balanced_folds(yc, folds)]) / alpha
+    return expected, -lookahead_eps_gradient(module, loss_fn, X, y, Xc, yc, alpha=alpha) / alpha
+
+
 @pytest.mark.parametrize("folds", [2, 3])
 @pytest.mark.parametrize("engine_name,net", CASES)
 def test_fold_alignments_are_each_folds_literal_lookahead(engine_name, net, folds):
@@ -62,9 +69,7 @@ def test_fold_alignments_of_the_group_loop_are_each_folds_literal_lookahead(path
         monkeypatch.setattr(_layerwise._LinearRule, "stacked_parameter_jvp", lambda *args: None)
     module, (X, y, Xc, yc) = case_batch("mlp")
     reference = copy.deepcopy(module)
-    expected = -_lookahead_eps_gradients(reference, loss_fn, X, y, Xc, yc, alpha=0.1,
-                                         groups=[balanced_folds(yc, 2)]) / 0.1
-    whole = -lookahead_eps_gradient(reference, loss_fn, X, y, Xc, yc, alpha=0.1) / 0.1
+    expected, whole = lookaheads(reference, X, y, Xc, yc, folds=2)
     _, seen, _ = folds_step(ENGINES["layerwise"](), module, X, y, Xc, yc, 2)
     torch.testing.assert_close(seen["folds"], expected, rtol=1e-6, atol=1e-9)
     torch.testing.assert_close(seen["alignment"], whole, rtol=1e-6, atol=1e-9)
@@ -79,9 +84,7 @@ def test_fold_alignments_with_and_without_an_even_split(engine_name, net, y_clea
     module, (X, y, Xc, _) = case_batch(net)
     yc, Xc = torch.tensor(y_clean), Xc[:len(y_clean)]
     reference = copy.deepcopy(module)
-    expected = -_lookahead_eps_gradients(reference, loss_fn, X, y, Xc, yc, alpha=0.1,
-                                         groups=[balanced_folds(yc, 2)]) / 0.1
-    whole = -lookahead_eps_gradient(reference, loss_fn, X, y, Xc, yc, alpha=0.1) / 0.1
+    expected, whole = lookaheads(reference, X, y, Xc, yc, folds=2)
     _, seen, grads = folds_step(ENGINES[engine_name](), module, X, y, Xc, yc, 2, clean_weight=0.5)
     assert seen["folds"].any() == (len(set(y_clean)) < len(y_clean))
     torch.testing.assert_close(seen["folds"], expected, rtol=1e-6, atol=1e-9)
@@ -101,9 +104,7 @@ def test_fold_alignments_of_a_layer_with_one_trainable_parameter_called_twice(fr
     module, (X, y, Xc, yc) = case_batch("sequence")
     getattr(module.mix, frozen).requires_grad_(False)
     reference = copy.deepcopy(module)
-    expected = -_lookahead_eps_gradients(reference, loss_fn, X, y, Xc, yc, alpha=0.1,
-                                         groups=[balanced_folds(yc, 2)]) / 0.1
-    whole = -lookahead_eps_gradient(reference, loss_fn, X, y, Xc, yc, alpha=0.1) / 0.1
+    expected, whole = lookaheads(reference, X, y, Xc, yc, folds=2)
     _, seen, _ = folds_step(ENGINES["layerwise"](), module, X, y, Xc, yc, 2)
     torch.testing.assert_close(seen["folds"], expected, rtol=1e-6, atol=1e-9)
     torch.testing.assert_close(seen["alignment"], whole, rtol=1e-6, atol=1e-9)
