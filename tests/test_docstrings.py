@@ -15,7 +15,8 @@ PUBLIC = ["sk_reweight", "sk_reweight.modules", "sk_reweight.datasets", "sk_rewe
           "sk_reweight.comparison"]
 MODULES = PUBLIC + ["sk_reweight._estimator", "sk_reweight._weight_history", "sk_reweight._random",
                     "sk_reweight.engines._base", "sk_reweight.engines._jvp",
-                    "sk_reweight.engines._layerwise", "sk_reweight.engines._reference",
+                    "sk_reweight.engines._layerwise", "sk_reweight.engines._layer_rules",
+                    "sk_reweight.engines._reference",
                     "sk_reweight.engines._selection"]
 
 

@@ -11,7 +11,7 @@ from torch.overrides import TorchFunctionMode
 from sk_reweight import PAPER_EXACT, ReweightedNeuralNetClassifier
 from sk_reweight.engines import LayerRule, LayerwiseEngine, ReferenceEngine, get_engine, register_layer_rule
 from sk_reweight.engines._base import frozen_state, trainable_parameters
-from sk_reweight.engines._layerwise import RULES
+from sk_reweight.engines._layer_rules import RULES
 from sk_reweight.engines._reference import lookahead_eps_gradient, reference_weights
 from sk_reweight.engines._selection import ENGINES
 from sk_reweight.modules import MLP, LeNet, ResNet32

@@ -9,8 +9,8 @@ from test_engines import NETS, case_batch, make_batch, run_engine
 from torch import nn
 
 from sk_reweight import ReweightedNeuralNetClassifier
-from sk_reweight.engines import LayerwiseEngine, _jvp, _layerwise
-from sk_reweight.engines._layerwise import _ConvRule, _LinearRule
+from sk_reweight.engines import LayerwiseEngine, _jvp, _layer_rules
+from sk_reweight.engines._layer_rules import _ConvRule, _LinearRule
 from sk_reweight.engines._reference import lookahead_eps_gradient
 from sk_reweight.engines._selection import ENGINES
 from sk_reweight.engines._trimming import MAX_CLEAN_GROUPS, capped, clean_groups, trimmed_alignment
@@ -72,7 +72,7 @@ def test_pair_alignments_and_the_loop_over_groups_agree(net, rule, options, monk
     fast = trimmed_step(LayerwiseEngine(), copy.deepcopy(module), *batch, 1, **options)
     assert any(p is not None for p in paired)  # (grouped convolutions loop)
     if rule is _ConvRule:  # past the memory budget a convolution loops over the groups
-        monkeypatch.setattr(_layerwise, "PER_EXAMPLE_BUDGET", 0)
+        monkeypatch.setattr(_layer_rules, "PER_EXAMPLE_BUDGET", 0)
         paired.clear()
         trimmed_step(LayerwiseEngine(), copy.deepcopy(module), *batch, 1, **options)
         assert paired and all(p is None for p in paired)

@@ -62,11 +62,11 @@ def test_fold_alignments_are_each_folds_literal_lookahead(engine_name, net, fold
 def test_fold_alignments_of_the_group_loop_are_each_folds_literal_lookahead(path, monkeypatch):
     # Linear layers past the pair shortcut's size take the group loop: their JVPs along the clean
     # gradient and each fold's in one stacked product, or one at a time (a rule without stacking)
-    from sk_reweight.engines import _layerwise
+    from sk_reweight.engines._layer_rules import _LinearRule
 
-    monkeypatch.setattr(_layerwise._LinearRule, "pair_alignments", lambda *args: None)
+    monkeypatch.setattr(_LinearRule, "pair_alignments", lambda *args: None)
     if path == "one_at_a_time":
-        monkeypatch.setattr(_layerwise._LinearRule, "stacked_parameter_jvp", lambda *args: None)
+        monkeypatch.setattr(_LinearRule, "stacked_parameter_jvp", lambda *args: None)
     module, (X, y, Xc, yc) = case_batch("mlp")
     reference = copy.deepcopy(module)
     expected, whole = lookaheads(reference, X, y, Xc, yc, folds=2)
@@ -116,15 +116,16 @@ def test_the_group_loop_stacks_as_many_groups_as_its_budget_holds(budget, stacke
     # groups of trimmed alignments: all in one stacked call per call, two per call, or one at a time;
     # the alignments the same
     from sk_reweight.engines import _layerwise
+    from sk_reweight.engines._layer_rules import _LinearRule
 
     module, (X, y, Xc, yc) = case_batch("sequence")
     reference = copy.deepcopy(module)
     weigh = lambda a, losses: normalize_weights(a)  # noqa: E731
     want = ENGINES["layerwise"]().reweighted_backward(reference, loss_fn, X, y, Xc, yc, weigh, clean_trim=1)
     calls = []
-    original = _layerwise._LinearRule.stacked_parameter_jvp
+    original = _LinearRule.stacked_parameter_jvp
     monkeypatch.setattr(_layerwise, "STACK_BUDGET", budget)
-    monkeypatch.setattr(_layerwise._LinearRule, "stacked_parameter_jvp",
+    monkeypatch.setattr(_LinearRule, "stacked_parameter_jvp",
                         lambda self, layer, a, Gs: calls.append(len(Gs)) or original(self, layer, a, Gs))
     got = ENGINES["layerwise"]().reweighted_backward(module, loss_fn, X, y, Xc, yc, weigh, clean_trim=1)
     assert calls == stacked_calls

@@ -31,7 +31,8 @@ from ._base import (
     frozen_state,  # noqa: F401  private: the example in _base.py's docstring imports it from here
 )
 from ._jvp import ForwardModeEngine
-from ._layerwise import LayerRule, LayerwiseEngine, register_layer_rule
+from ._layer_rules import LayerRule, register_layer_rule
+from ._layerwise import LayerwiseEngine
 from ._reference import ReferenceEngine
 from ._selection import get_engine, select_engine
 
