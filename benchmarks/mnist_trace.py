@@ -18,7 +18,11 @@ epoch, from the public attributes of the fitted estimator:
 - ``train loss``: the unweighted mean training loss (history ``train_loss``);
 - ``fours' weight``: the minority's share of the epoch's weight
   (``sample_weights_``), and ``nines at 0``: the share of the nines' visits
-  with weight 0.
+  with weight 0;
+- ``trust`` and ``won``: with the cross-fitted trust (the default), the trust
+  after the epoch and the share of the epoch's held-out comparisons the
+  learned weights won (history ``weight_trust``, ``weight_trust_win_rate``;
+  ``-`` for a weighting without the trust).
 
 Run ``python benchmarks/mnist_trace.py --n-jobs 2``
 (``--quick`` for a smoke test).
@@ -54,6 +58,8 @@ def trace(net, curve, minority):
     steps = np.array([len(h["batches"]) for h in net.history])
     accepted = np.nansum(np.clip(alignments, 0, None), axis=1)
     majority = weights[:, ~minority]
+    trust = {key: [float(h[name]) for h in net.history] for key, name in
+             (("trust", "weight_trust"), ("trust_win_rate", "weight_trust_win_rate")) if name in net.history[-1]}
     return {
         "test_acc": list(curve),
         "accepted_per_step": (accepted / steps).tolist(),
@@ -64,6 +70,7 @@ def trace(net, curve, minority):
         "minority_weight_share": (np.nansum(weights[:, minority], 1) / np.nansum(weights, 1)).tolist(),
         # among the visits: an example not trained in an epoch has NaN, not 0
         "majority_zero_share": ((majority == 0).sum(1) / (~np.isnan(majority)).sum(1)).tolist(),
+        **trust,
     }
 
 
@@ -82,7 +89,8 @@ def run_cell(proportion, seed, args, quick):
 COLUMNS = [("test_acc", "test acc", "{:.3f}"), ("accepted_per_step", "accepted per step", "{:.1e}"),
            ("accepted_share", "accepted share", "{:.1e}"), ("clean_loss", "clean loss", "{:.4f}"),
            ("train_loss", "train loss", "{:.3f}"), ("minority_weight_share", "fours' weight", "{:.2f}"),
-           ("majority_zero_share", "nines at 0", "{:.2f}")]
+           ("majority_zero_share", "nines at 0", "{:.2f}"), ("trust", "trust", "{:.2f}"),
+           ("trust_win_rate", "won", "{:.2f}")]
 
 
 def table(traces, every):
@@ -91,7 +99,7 @@ def table(traces, every):
     for run, t in traces.items():
         n = len(t["test_acc"])
         for epoch in sorted({0, *range(every - 1, n, every), n - 1}):
-            cells = [fmt.format(t[key][epoch]) for key, _, fmt in COLUMNS]
+            cells = [fmt.format(t[key][epoch]) if key in t else "-" for key, _, fmt in COLUMNS]
             lines.append(f"| {run} | {epoch + 1} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -318,6 +318,7 @@ def test_mnist_trace_quick():
     assert all(0 <= v <= 1 for key in ("accepted_share", "minority_weight_share", "majority_zero_share")
                for v in t[key])
     assert all(v >= 0 for v in t["accepted_per_step"]) and all(v > 0 for v in t["clean_loss"])
+    assert all(0 <= v <= 1 for v in t["trust"])  # the default cross-fits
     assert summary[run]["last_window"] == pytest.approx(np.mean(t["test_acc"]))
     table = (BENCHMARKS / "results" / "mnist_trace_quick.md").read_text()
     assert table.count(f"| {run} |") == 3
@@ -337,6 +338,12 @@ def test_trace_reads_the_steering_signal_of_a_fit():
     assert t["clean_loss"] == pytest.approx([0.4, 0.2])
     assert t["minority_weight_share"] == pytest.approx([0.5, 1.0])
     assert t["majority_zero_share"] == pytest.approx([0.5, 1.0])
+    assert "trust" not in t and "| - | - |" in load("mnist_trace").table({"run": t}, every=1)  # no trust stage
+    Fitted.history = [{**h, "weight_trust": trust, "weight_trust_win_rate": won}
+                      for h, trust, won in zip(Fitted.history, [1.0, 0.25], [0.9, 0.5])]
+    t = load("mnist_trace").trace(Fitted(), [0.6, 0.8], minority=np.array([True, True, False, False]))
+    assert t["trust"] == [1.0, 0.25] and t["trust_win_rate"] == [0.9, 0.5]
+    assert load("mnist_trace").table({"run": t}, every=1).splitlines()[-1].endswith("| 0.25 | 0.50 |")
 
 
 @pytest.mark.skipif(not (SHARED / "fashion-mnist").is_dir(), reason="Fashion-MNIST files not present")
