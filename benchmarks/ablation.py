@@ -81,6 +81,9 @@ VARIANTS = {
     "cross_fit, clean_weight=0": variant(UnlearningGuard(0.1), CrossFitTrust(clean_weight=0.0)),
     "cross_fit, memory=0.5, full_trust_win_rate=1":
         variant(UnlearningGuard(0.1), CrossFitTrust(memory=0.5, full_trust_win_rate=1.0)),
+    # more, smaller held-out folds: each fold's steering from more of the clean batch
+    "cross_fit, folds=3": variant(UnlearningGuard(0.1), CrossFitTrust(folds=3)),
+    "cross_fit, folds=5": variant(UnlearningGuard(0.1), CrossFitTrust(folds=5)),
 }
 
 
