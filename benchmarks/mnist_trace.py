@@ -58,8 +58,10 @@ def trace(net, curve, minority):
     steps = np.array([len(h["batches"]) for h in net.history])
     accepted = np.nansum(np.clip(alignments, 0, None), axis=1)
     majority = weights[:, ~minority]
-    trust = {key: [float(h[name]) for h in net.history] for key, name in
-             (("trust", "weight_trust"), ("trust_win_rate", "weight_trust_win_rate")) if name in net.history[-1]}
+    # a stage's epochs (e.g. fine-tuning) record no trust: NaN there
+    trust = {key: [float(h.get(name, np.nan)) for h in net.history] for key, name in
+             (("trust", "weight_trust"), ("trust_win_rate", "weight_trust_win_rate"))
+             if any(name in h for h in net.history)}
     return {
         "test_acc": list(curve),
         "accepted_per_step": (accepted / steps).tolist(),

@@ -4,7 +4,7 @@ Public through :mod:`sk_reweight.weighting` (:class:`CrossFitTrust`).
 """
 import torch
 
-from ._weight_stages import WeightStage, _normalize
+from ._weight_stages import WeightStage, _normalize, _uniform
 
 
 class CrossFitTrust(WeightStage):
@@ -106,7 +106,7 @@ class CrossFitTrust(WeightStage):
     """
 
     name = "trust"
-    _uniform = False  # a fallback of ones (set with the class counts; a default for older pickles)
+    _ratio_is_one = False  # every class's fallback factor is 1 (set with the counts; a default for older pickles)
 
     def __init__(self, folds=2, memory=0.8, prior=10.0, full_trust_win_rate=0.65, clean_weight=1.0,
                  balance_classes=False, initial=1.0):
@@ -197,18 +197,14 @@ class CrossFitTrust(WeightStage):
             weight = self._class_weight.cpu().double()
             ratio = ratio * torch.nn.functional.pad(weight, (0, n_classes - len(weight)))
         self._class_ratio = ratio.float().to(self._device)
-        self._uniform = bool((ratio == 1).all())
+        self._ratio_is_one = bool((ratio == 1).all())
 
     def _fallback(self, like, positions, sample_weight):
         """The fallback's normalised weights of the batch."""
-        if sample_weight is None and (self._uniform or self._class_ratio is None or self._targets is None):
-            # plain training's: 1 / n each, as normalising ones gives them, in two operations not ten
-            return torch.ones_like(like) / len(like)
-        if self._class_ratio is None or self._targets is None:
-            v = torch.ones_like(like)
-        else:
-            classes = self._targets[torch.as_tensor(positions, device=self._targets.device)]
-            v = self._class_ratio[classes.clamp(min=0)].to(like.device, like.dtype)
+        if self._ratio_is_one or self._class_ratio is None or self._targets is None:
+            return _uniform(like, sample_weight)  # plain training's, without a lookup per class
+        classes = self._targets[torch.as_tensor(positions, device=self._targets.device)]
+        v = self._class_ratio[classes.clamp(min=0)].to(like.device, like.dtype)
         return _normalize(v if sample_weight is None else v * sample_weight.to(like.dtype))
 
     def observe_folds(self, fold_alignment, positions, sample_weight=None):
@@ -238,7 +234,7 @@ class CrossFitTrust(WeightStage):
         # a fold without rows (no class has `folds` rows in the batch) is no evidence either way
         counted = torch.isfinite(gain) & (a != 0).any(0)
         won = torch.where(counted, (gain.sign() + 1) * 0.5, 0.0)  # a win 1, a tie 1/2
-        self._epoch += torch.stack([won.sum(), counted.sum()])
+        self._epoch += torch.stack([won.sum(), counted.to(won.dtype).sum()])
 
     def __call__(self, w, positions, sample_weight=None):
         trust = self.trust

@@ -221,7 +221,9 @@ class WeightStage(_Part):
 
 def _uniform(w, sample_weight):
     """Plain training's weights for the batch: ``sample_weight`` (or 1) normalised."""
-    return _normalize(torch.ones_like(w) if sample_weight is None else sample_weight.to(w.dtype))
+    if sample_weight is None:  # 1 / n each: the bits normalising ones gives (float32, float64), in two operations
+        return torch.ones_like(w) / len(w)
+    return _normalize(sample_weight.to(w.dtype))
 
 
 class Shrinkage(WeightStage):

@@ -343,6 +343,10 @@ def test_trace_reads_the_steering_signal_of_a_fit():
                       for h, trust, won in zip(Fitted.history, [1.0, 0.25], [0.9, 0.5])]
     t = load("mnist_trace").trace(Fitted(), [0.6, 0.8], minority=np.array([True, True, False, False]))
     assert t["trust"] == [1.0, 0.25] and t["trust_win_rate"] == [0.9, 0.5]
+    Fitted.history[1] = {k: v for k, v in Fitted.history[1].items() if not k.startswith("weight_trust")}
+    staged = load("mnist_trace").trace(Fitted(), [0.6, 0.8], minority=np.array([True, True, False, False]))
+    assert staged["trust"][0] == 1.0 and np.isnan(staged["trust"][1])  # a stage's epoch records no trust
+    Fitted.history[1] = {**Fitted.history[1], "weight_trust": 0.25, "weight_trust_win_rate": 0.5}
     assert load("mnist_trace").table({"run": t}, every=1).splitlines()[-1].endswith("| 0.25 | 0.50 |")
 
 

@@ -164,6 +164,32 @@ def test_folds_hold_each_class_in_the_same_share():
         assert shares == pytest.approx([5 / 8, 3 / 8, 0.0])
 
 
+def per_class_folds(y_clean, folds):
+    """The literal definition: each class's rows, in batch order, split into ``folds`` runs
+    (``tensor_split``), a row weighing its class's share of the usable rows over its run's length."""
+    weights = torch.zeros(len(y_clean), folds)
+    classes, counts = torch.unique(y_clean, return_counts=True)
+    total = counts[counts >= folds].sum()
+    for c, count in zip(classes, counts):
+        if count >= folds:
+            for k, part in enumerate(torch.nonzero(y_clean == c).flatten().tensor_split(folds)):
+                weights[part, k] = float(count) / float(total) / len(part)
+    return weights
+
+
+@pytest.mark.parametrize("kind", ["indices", "gaps", "negative", "float", "uint8", "bool"])
+def test_folds_are_the_per_class_runs_bit_for_bit(kind):
+    g = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        n, classes, folds = (int(torch.randint(lo, hi, (1,), generator=g)) for lo, hi in ((0, 40), (1, 8), (1, 6)))
+        y = torch.randint(0, classes, (n,), generator=g)
+        y = {"indices": y, "gaps": 3 * y + 1, "negative": y - 2, "float": y / 2, "uint8": y.to(torch.uint8),
+             "bool": y % 2 == 1}[kind]
+        expected = per_class_folds(y, folds)
+        got = balanced_folds(y, folds)
+        assert got.dtype == expected.dtype and torch.equal(got, expected), (y, folds)
+
+
 def started_stage(**options):
     stage = CrossFitTrust(**{"balance_classes": True, **options})
     stage.start(n_train=6, device="cpu")
@@ -177,6 +203,32 @@ def test_full_trust_keeps_the_weights_bit_for_bit_and_adds_no_clean_loss():
     w = torch.tensor([0.3, 0.0, 0.2, 0.1, 0.4])
     assert stage(w, positions=[0, 1, 2, 3, 4]) is w
     assert stage.trust == 1.0 and stage.extra_clean_weight == 0.0
+
+
+@pytest.mark.parametrize("class_weight, ratio_is_one", [(None, True), ([1.0, 1.0], True), ([1.0, 2.0], False)])
+def test_a_fallback_of_ones_skips_the_class_lookup_with_the_same_weights(class_weight, ratio_is_one):
+    stage = started_stage(initial=0.0, balance_classes=False)
+    stage.set_clean_targets(torch.tensor([0, 1]), class_weight=class_weight)
+    assert stage._ratio_is_one is ratio_is_one
+    for dtype in (torch.float32, torch.float64):
+        w, sample_weight = torch.zeros(5, dtype=dtype), torch.tensor([1.0, 2.0, 1.0, 3.0, 1.0])
+        for sw in (None, sample_weight):
+            ratio = stage._class_ratio[torch.tensor([0, 0, 0, 0, 1])].to(dtype)
+            v = ratio if sw is None else ratio * sw.to(dtype)
+            assert torch.equal(stage._fallback(w, [0, 1, 2, 3, 4], sw), v / v.sum())
+
+
+def test_ties_count_half_and_non_finite_comparisons_not_at_all():
+    stage = started_stage(prior=0.0, memory=0.5, full_trust_win_rate=1.0, balance_classes=False)
+    positions = [0, 1, 2, 3, 4]
+    stage.observe_folds(torch.ones(5, 2), positions)  # the learned weights are the fallback's: two ties
+    assert stage.end_epoch()["weight_trust_win_rate"] == 0.5
+    won = torch.tensor([[0.0, 0.0]] * 4 + [[1.0, 1.0]])
+    # fold 1's alignments are NaN: its comparison is not counted; fold 0's learned weights (from fold 1)
+    # are not finite and count as none, which loses to the fallback
+    stage.observe_folds(torch.cat([won[:, :1], torch.full((5, 1), float("nan"))], 1), positions)
+    stage.observe_folds(won, positions)  # two wins
+    assert stage.end_epoch()["weight_trust_win_rate"] == pytest.approx(2 / 3)  # 2 won of 3 counted
 
 
 def test_no_trust_trains_the_class_balanced_fallback_and_the_clean_rows():

@@ -70,20 +70,23 @@ def balanced_folds(y_clean, folds):
     # on the host: a few dozen labels, dealt out by NumPy in a few microseconds where as many
     # tiny tensor operations cost a tenth of a small network's step (and a device synchronises
     # for torch.unique and for each count read anyway)
-    inverse = y_clean.cpu().numpy()  # class indices
-    counts = np.bincount(inverse)
-    order = np.argsort(inverse, kind="stable")  # each row's rank among its class's rows, in batch order
+    labels = y_clean.detach().cpu().numpy()
+    if labels.dtype.kind in "iu" and (labels.size == 0 or labels.min() >= 0):
+        row_class, counts = labels, np.bincount(labels)  # class indices: counted directly (classes absent: 0)
+    else:  # any other labels (negative, float, bool): their ranks among the distinct values
+        _, row_class, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    order = np.argsort(row_class, kind="stable")  # each row's rank among its class's rows, in batch order
     rank = np.empty_like(order)
-    rank[order] = np.arange(len(inverse)) - (np.cumsum(counts) - counts)[inverse[order]]
-    count = counts[inverse]  # tensor_split's runs: the first count % folds hold one row more
+    rank[order] = np.arange(len(row_class)) - (np.cumsum(counts) - counts)[row_class[order]]
+    count = counts[row_class]  # tensor_split's runs: the first count % folds hold one row more
     size, extra = count // folds, count % folds
     longer = extra * (size + 1)
     fold = np.where(rank < longer, rank // (size + 1), extra + (rank - longer) // np.maximum(size, 1))
     usable = count >= folds
     part = np.where(fold < extra, size + 1, size)[usable]
-    weights = np.zeros((len(inverse), folds), dtype=np.float32)
-    weights[usable, fold[usable]] = count[usable] / counts[counts >= folds].sum() / part  # in float64
-    return torch.from_numpy(weights).to(y_clean.device)
+    weights = np.zeros((len(row_class), folds))
+    weights[usable, fold[usable]] = count[usable] / counts[counts >= folds].sum() / part
+    return torch.from_numpy(weights).to(y_clean.device, torch.get_default_dtype())
 
 
 def fold_alignments(per_group, sizes, folds):
