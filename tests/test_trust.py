@@ -177,17 +177,23 @@ def per_class_folds(y_clean, folds):
     return weights
 
 
-@pytest.mark.parametrize("kind", ["indices", "gaps", "negative", "float", "uint8", "bool"])
-def test_folds_are_the_per_class_runs_bit_for_bit(kind):
+@pytest.mark.parametrize("default_dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kind", ["indices", "gaps", "far apart", "negative", "float", "uint8", "bool"])
+def test_folds_are_the_per_class_runs_bit_for_bit(kind, default_dtype):
     g = torch.Generator().manual_seed(0)
-    for _ in range(300):
-        n, classes, folds = (int(torch.randint(lo, hi, (1,), generator=g)) for lo, hi in ((0, 40), (1, 8), (1, 6)))
-        y = torch.randint(0, classes, (n,), generator=g)
-        y = {"indices": y, "gaps": 3 * y + 1, "negative": y - 2, "float": y / 2, "uint8": y.to(torch.uint8),
-             "bool": y % 2 == 1}[kind]
-        expected = per_class_folds(y, folds)
-        got = balanced_folds(y, folds)
-        assert got.dtype == expected.dtype and torch.equal(got, expected), (y, folds)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(default_dtype)
+    try:
+        for _ in range(300):
+            n, classes, folds = (int(torch.randint(lo, hi, (1,), generator=g)) for lo, hi in ((0, 40), (1, 8), (1, 6)))
+            y = torch.randint(0, classes, (n,), generator=g)
+            y = {"indices": y, "gaps": 3 * y + 1, "far apart": y * 10**9, "negative": y - 2, "float": y / 2,
+                 "uint8": y.to(torch.uint8), "bool": y % 2 == 1}[kind]
+            expected = per_class_folds(y, folds)
+            got = balanced_folds(y, folds)
+            assert got.dtype == expected.dtype == default_dtype and torch.equal(got, expected), (y, folds)
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def started_stage(**options):

@@ -1,6 +1,8 @@
 """The weighting stages on their own: hand-checked arithmetic and state."""
+import pytest
 import torch
 
+from sk_reweight._weight_stages import _normalize, _uniform
 from sk_reweight.weighting import UnlearningGuard
 
 
@@ -104,3 +106,14 @@ def test_the_guards_state_handed_out_is_a_copy():
     assert not guard.guarded.any()
     _guard_epoch(guard, [0.1, 0.1, 0.6, 0.6], [0.5, 0.5, 0.0, 0.0])  # training goes on
     assert saved["visits"].tolist() == [1.0, 1.0, 1.0, 1.0] and not saved["guarded"].any()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_uniform_weights_are_normalised_ones_bit_for_bit(dtype):
+    # the two-operation path must give the bits that normalising ones gives (the trust's comparisons
+    # with the learned weights tie exactly where they are the same)
+    for n in [0, 1, 2, 3, 7, 100, 255, 256, 257, 1000, 2049, 4099, 65537]:
+        w = torch.zeros(n, dtype=dtype)
+        assert torch.equal(_uniform(w, None), _normalize(torch.ones_like(w)))
+    sample_weight = torch.tensor([1.0, 3.0, 0.5])
+    assert torch.equal(_uniform(torch.zeros(3, dtype=dtype), sample_weight), _normalize(sample_weight.to(dtype)))

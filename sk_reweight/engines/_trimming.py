@@ -71,7 +71,7 @@ def balanced_folds(y_clean, folds):
     # tiny tensor operations cost a tenth of a small network's step (and a device synchronises
     # for torch.unique and for each count read anyway)
     labels = y_clean.detach().cpu().numpy()
-    if labels.dtype.kind in "iu" and (labels.size == 0 or labels.min() >= 0):
+    if labels.dtype.kind in "iu" and (labels.size == 0 or 0 <= labels.min() <= labels.max() <= 8 * labels.size):
         row_class, counts = labels, np.bincount(labels)  # class indices: counted directly (classes absent: 0)
     else:  # any other labels (negative, float, bool): their ranks among the distinct values
         _, row_class, counts = np.unique(labels, return_inverse=True, return_counts=True)
