@@ -323,13 +323,49 @@ def test_a_weighting_object_is_used_as_given():
     assert net.weighting_ is not weighting and weighting.stages[1].history == []  # never fitted itself
 
 
-def test_a_clean_set_too_small_to_split_keeps_the_initial_trust():
-    X, y = make_classification(n_samples=200, random_state=0)
-    clean = [int(np.flatnonzero(y == 0)[0]), int(np.flatnonzero(y == 1)[0])]  # one trusted row per class
+class _AlwaysFolds(CrossFitTrust):
+    """Asks the engines for the folds whatever the clean set holds (the stage before the shortcut)."""
+
+    @property
+    def clean_folds(self):
+        return self.folds
+
+
+@pytest.mark.parametrize("engine", ["layerwise", "jvp", "reference"])
+def test_a_clean_set_too_small_to_split_keeps_the_initial_trust_and_asks_for_no_folds(engine, monkeypatch):
+    X, y = make_classification(n_samples=200, n_classes=3, n_informative=4, random_state=0)
+    X = X.astype(np.float32)
+    clean = [int(np.flatnonzero(y == c)[0]) for c in range(3)]  # one trusted row per class
     rest = np.setdiff1d(np.arange(len(y)), clean)
-    net = ReweightedNeuralNetClassifier(max_epochs=2, random_state=0).fit(X[rest], y[rest], X_clean=X[clean],
-                                                                         y_clean=y[clean])
-    assert net.history[:, "weight_trust"] == [1.0, 1.0]
+    asked = []
+    original = ENGINES[engine].reweighted_backward
+
+    def spy(self, *args, **kwargs):
+        asked.append(kwargs.get("clean_folds", 0))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ENGINES[engine], "reweighted_backward", spy)
+    fits = {}
+    for stage in (CrossFitTrust(), _AlwaysFolds()):
+        weighting = Weighting(AlignmentWeighting(), [UnlearningGuard(0.1), stage])
+        net = ReweightedNeuralNetClassifier(max_epochs=2, weighting=weighting, meta_engine=engine, random_state=0)
+        fits[type(stage)] = net.fit(X[rest], y[rest], X_clean=X[clean], y_clean=y[clean])
+        assert net.history[:, "weight_trust"] == [1.0, 1.0]
+    steps = len(asked) // 2
+    assert steps and asked == [0] * steps + [2] * steps  # no folds to form: the step is Algorithm 1's
+    assert fits[CrossFitTrust].weighting_.stages[-1].clean_folds == 0
+    # and forming them changed nothing: every fold held nothing out
+    np.testing.assert_array_equal(fits[CrossFitTrust].sample_weights_, fits[_AlwaysFolds].sample_weights_)
+    np.testing.assert_array_equal(fits[CrossFitTrust].predict_proba(X), fits[_AlwaysFolds].predict_proba(X))
+
+
+def test_the_folds_are_asked_for_once_a_class_of_the_clean_set_can_fill_them():
+    stage = CrossFitTrust(folds=3)
+    stage.start(n_train=6, device="cpu")
+    for clean_targets, folds in [([0, 1, 2], 0), ([0, 0, 1, 1], 0), ([0, 1, 1, 1], 3), ([], 0)]:
+        stage.set_clean_targets(torch.tensor(clean_targets, dtype=torch.long))
+        assert stage.clean_folds == folds, clean_targets
+    assert CrossFitTrust().clean_folds == 2  # before a fit: as set
 
 
 @pytest.mark.parametrize("options,message", [
