@@ -23,8 +23,8 @@ the weighting's stages left out: ``default/plain step``); and whole
 ``ReweightedNeuralNetClassifier`` with its default options (data loading,
 history, weight recording, the checks of each fit included; ``FIT_EPOCHS`` epochs; ``fit / default
 FLOPs``: that fit ratio over the default step's FLOP ratio, what the fit costs above its
-arithmetic), and those fits against the paper-exact setting (``weighting="paper"``), i.e. the cost of the default options. Peak memory
-of the step above the set-up: CUDA allocator peak on a
+arithmetic), and those fits against the paper-exact setting (``weighting="paper"``), i.e. the
+cost of the default options. Peak memory of the step above the set-up: CUDA allocator peak on a
 GPU; on CPU the growth of the process's peak RSS, each method in a fresh
 subprocess (median of 3).
 

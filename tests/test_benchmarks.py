@@ -504,3 +504,30 @@ def test_table_trace_reads_the_weights_of_a_fit():
     assert t["zero_share"] == pytest.approx([0.5, 0.0])  # among the rows visited
     assert t["flipped_weight"] == pytest.approx([0.0, 2.0]) and t["correct_weight"] == pytest.approx([4 / 3, 1.0])
     assert t["minority_share"] == pytest.approx([0.5, 0.5])
+
+
+@pytest.mark.slow
+def test_noisy_holdout_quick():
+    module = load("noisy_holdout")
+    results = module.main(["--quick"])
+    (cell, r), = results.items()
+    assert cell == "yeast4/0" and r["n_held"] > 0
+    assert all(len(r[m][key]) == 3 and all(0 <= v <= 1 for v in r[m][key])
+               for m in module.METHODS for key in ("H", "test"))
+    assert r["lead"] == pytest.approx(r["uniform_clean"]["H"][-1] - r["reweight"]["H"][-1])
+    assert r["switch"] == (r["p"] < module.LEVEL)
+    table = (BENCHMARKS / "results" / "noisy_holdout_quick.md").read_text()
+    assert table.count(f"| {cell} |") == 1 and "Mean test balanced accuracy over 1 cells" in table
+
+
+def test_noisy_holdout_lead_is_paired_and_one_sided():
+    paired_lead = load("noisy_holdout").paired_lead
+    y = np.array([0] * 40 + [1] * 10)
+    truth = y.copy()
+    worse = y.copy()
+    worse[40:46] = 0  # misses 6 of the 10 rare rows
+    lead, p = paired_lead(y, truth, worse, resamples=500, seed=0)
+    assert lead == pytest.approx(0.3) and p < 0.01  # a clear lead is significant
+    lead, p = paired_lead(y, worse, truth, resamples=500, seed=0)
+    assert lead == pytest.approx(-0.3) and p > 0.99  # one-sided: a deficit never is
+    assert paired_lead(y, truth, truth, resamples=200, seed=0) == (0.0, 1.0)  # no lead: every resample ties
