@@ -27,12 +27,13 @@ sets, three seeds), ``--datasets ...`` for others, ``--quick`` for a smoke
 test.
 """
 import argparse
+import os
 import time
 
 import numpy as np
 import torch
 from _harness import add_common_arguments, add_name_argument, map_cells, publish
-from imbalance_noise import TABULAR, make_split, recipe
+from imbalance_noise import TABULAR, add_data_arguments, make_split, recipe, reweighting
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import train_test_split
 from skorch.callbacks import Callback
@@ -60,8 +61,30 @@ class BalancedAccuracyCurves(Callback):
 
 
 def paired_lead(y, pred_a, pred_b, resamples, seed):
-    """``BA(a) - BA(b)`` on ``y`` and the one-sided bootstrap p-value of ``BA(a) <= BA(b)``
-    (rows resampled within each class, the same rows for both models)."""
+    """Model a's lead over model b in balanced accuracy, and its one-sided bootstrap p-value.
+
+    The rows are resampled within each class, the same rows for both models:
+    the p-value is conditional on the two trained models (it leaves out the
+    randomness of training them).
+
+    Parameters
+    ----------
+    y : ndarray of shape (n_rows,)
+        The (noisy) labels.
+    pred_a, pred_b : ndarray of shape (n_rows,)
+        The two models' predicted labels.
+    resamples : int
+        Bootstrap resamples.
+    seed : int
+        Seeds the resampling.
+
+    Returns
+    -------
+    lead : float
+        ``BA(a) - BA(b)``.
+    p : float
+        The share of resamples (one added to both counts) where a does not lead.
+    """
     lead = balanced_accuracy_score(y, pred_a) - balanced_accuracy_score(y, pred_b)
     rng = np.random.RandomState(seed)
     by_class = [np.flatnonzero(y == c) for c in np.unique(y)]
@@ -83,9 +106,8 @@ def run_cell(name, seed, args):
     module = settings.pop("module")
     control = Weighting(AlignmentWeighting(), [Shrinkage(1.0), Smoothing(0.9), CleanLoss(1.0)])
     methods = {"plain": make_baselines(module, include=["plain"], **settings)["plain"],
-               "reweight": make_baselines(module, include=["reweight"], **settings)["reweight"],
-               "uniform_clean": make_baselines(module, include=["reweight"], reweight_params={"weighting": control},
-                                               **settings)["reweight"]}
+               "reweight": reweighting(module, settings),
+               "uniform_clean": reweighting(module, settings, {"weighting": control})}
     out, last = {"n_held": len(y_held)}, {}
     for method, estimator in methods.items():
         inner = estimator.estimator if hasattr(estimator, "estimator") else estimator
@@ -122,13 +144,17 @@ def table(results):
     return "\n".join(lines) + "\n"
 
 
+def _p(p):
+    return "< 0.001" if p < 0.001 else f"= {p:.3f}"
+
+
 def summary(results):
     """Means over the cells, how often ``H`` orders default and control as the test set does, the rule."""
     test = {m: np.mean([r[m]["test"][-1] for r in results.values()]) for m in METHODS}
     rule = np.mean([_rule(r) for r in results.values()])
     same = sum(np.sign(r["uniform_clean"]["H"][-1] - r["reweight"]["H"][-1])
                == np.sign(r["uniform_clean"]["test"][-1] - r["reweight"]["test"][-1]) for r in results.values())
-    switched = [f"{cell} ({_rule(r) - r['reweight']['test'][-1]:+.3f}, p = {r['p']:.3f})"
+    switched = [f"{cell} ({_rule(r) - r['reweight']['test'][-1]:+.3f}, p {_p(r['p'])})"
                 for cell, r in results.items() if r["switch"]]
     return (f"Mean test balanced accuracy over {len(results)} cells: plain {test['plain']:.3f}, default "
             f"{test['reweight']:.3f}, control {test['uniform_clean']:.3f}, the switch rule {rule:.3f}. `H` orders "
@@ -139,10 +165,8 @@ def summary(results):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", nargs="+", default=list(TABULAR))
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--noise", type=float, default=0.2)
-    parser.add_argument("--clean-per-class", type=int, default=10)
+    add_data_arguments(parser)
+    parser.set_defaults(datasets=list(TABULAR))
     parser.add_argument("--holdout", type=float, default=0.2, help="share of the noisy training rows held out")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples of the held-out rows")
     add_name_argument(parser, "noisy_holdout")
@@ -160,7 +184,7 @@ def main(argv=None):
     header = (f"The recipe of `imbalance_noise.py` ({args.epochs} epochs, {args.noise:.0%} uniform label noise, "
               f"{args.clean_per_class} trusted rows per class), {args.holdout:.0%} of the noisy training rows held "
               f"out (`H`, their noisy labels); balanced accuracy after the last epoch. {summary(results)} Wall "
-              f"time {minutes:.1f} min, {threads} on 2 CPU cores.\n\n")
+              f"time {minutes:.1f} min, {threads} on {os.cpu_count()} CPU cores.\n\n")
     publish(args.name, header + table(results), {"results": results}, args)
     return results
 

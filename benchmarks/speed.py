@@ -348,7 +348,7 @@ def markdown(rows, device, quick):
         mem = r["memory_bytes"]
         mem_ratio = mem[e] / mem["plain"] if mem["plain"] > 0 else float("nan")
         jvp = f"{s['jvp'] / s['plain']:.2f}" if "jvp" in s else "-"
-        fit = r["fit_s"]["ours"] / r["fit_s"]["plain"]  # the whole default fit, over its step's arithmetic next
+        fit = r["fit_s"]["ours"] / r["fit_s"]["plain"]  # whole default fits; divided below by the step's FLOP ratio
         lines.append(
             f"| {r['workload']} | {r['batch']} / {r['clean_batch']} | {e} | "
             f"{s[e] / s['plain']:.2f} | {flops[e] / flops['plain']:.2f} | {s[e + '_folds'] / s['plain']:.2f} | "

@@ -80,10 +80,11 @@ class CrossFitTrust(WeightStage):
     initial : float in [0, 1], default=1.0
         Trust before the first epoch's evidence (1: Algorithm 1's weights),
         and for as long as no clean batch holds ``folds`` rows of a class
-        (nothing to hold out). Where the clean set itself holds no class
-        with ``folds`` rows (one trusted example per class), no batch can:
-        the stage then asks the engines for no folds (:attr:`clean_folds`
-        is 0), the step costs Algorithm 1's, and the trust stays ``initial``.
+        (nothing to hold out). Where the clean set itself holds none (one
+        trusted example per class) and the folds are class-balanced (no
+        ``clean_trim`` or ``clean_cap``), no batch can: the weighting then
+        asks the engines for no folds (its ``clean_folds`` is 0) and the
+        step costs Algorithm 1's.
 
     Attributes
     ----------
@@ -110,7 +111,6 @@ class CrossFitTrust(WeightStage):
 
     name = "trust"
     _ratio_is_one = False  # every class's fallback factor is 1 (set with the counts; a default for older pickles)
-    _can_hold_out = True  # some class of the clean set has `folds` rows (set with the clean counts)
 
     def __init__(self, folds=2, memory=0.8, prior=10.0, full_trust_win_rate=0.65, clean_weight=1.0,
                  balance_classes=False, initial=1.0):
@@ -157,9 +157,8 @@ class CrossFitTrust(WeightStage):
 
     @property
     def clean_folds(self):
-        """The folds the engines split each clean batch into for this stage: ``folds``, or 0 where
-        the clean set of the fit holds no class with ``folds`` rows (nothing could be held out)."""
-        return self.folds if self._can_hold_out else 0
+        """The folds the engines split each clean batch into for this stage."""
+        return self.folds
 
     @property
     def trust(self):
@@ -186,8 +185,6 @@ class CrossFitTrust(WeightStage):
 
     def set_clean_targets(self, clean_targets, class_weight=None):
         self._clean_counts = torch.bincount(torch.as_tensor(clean_targets, device=self._device))
-        # read once a fit: without a class of `folds` rows the engines need not form the folds at every step
-        self._can_hold_out = bool(len(self._clean_counts)) and int(self._clean_counts.max()) >= self.folds
         self._class_weight = None if class_weight is None else torch.as_tensor(class_weight, device=self._device)
         self._update_ratio()
 

@@ -32,6 +32,8 @@ import copy
 import numbers
 import warnings
 
+import torch
+
 from ._meta_net import LossWeightNet, MetaNetWeighting
 from ._policies import AlignmentWeighting, RandomWeighting, WeightingPolicy, normalize_weights
 from ._trust import CrossFitTrust
@@ -240,6 +242,18 @@ class Weighting:
                 stage.set_targets(targets)
             if clean_targets is not None:
                 stage.set_clean_targets(clean_targets, class_weight)
+        self._folds_hold_nothing = self._no_class_fills_the_folds(clean_targets)
+
+    def _no_class_fills_the_folds(self, clean_targets):
+        """Whether no clean batch of this fit can hold a fold out: the folds are class-balanced
+        (no ``clean_trim`` or ``clean_cap``, whose folds are runs of clean groups of any class) and
+        no class of the clean set has a row for every fold (one trusted example per class)."""
+        folds = max((stage.clean_folds for stage in self.stages), default=0)
+        if not folds or clean_targets is None or self.clean_trim or self.clean_cap is not None:
+            return False
+        # read once a fit, on the host; every process of a distributed fit has the same clean set
+        counts = torch.bincount(torch.as_tensor(clean_targets).cpu())
+        return not len(counts) or int(counts.max()) < folds
 
     def __call__(self, alignment, losses, positions, sample_weight=None, fold_alignment=None):
         """The weights of one training step: the policy's, adjusted by each stage in turn.
@@ -281,7 +295,14 @@ class Weighting:
 
     @property
     def clean_folds(self):
-        """The clean-batch folds the stages need alignments with (0: none; the engines' ``clean_folds``)."""
+        """The clean-batch folds the stages need alignments with (0: none; the engines' ``clean_folds``).
+
+        0 as well, from :meth:`start` on, where no fold of this fit's clean batches could hold
+        anything out: the engines then form no folds, and the stages observe none (each class's
+        rows are dealt into the folds, and no class of the clean set has a row for every fold).
+        """
+        if getattr(self, "_folds_hold_nothing", False):  # getattr: weightings pickled before it
+            return 0
         return max((stage.clean_folds for stage in self.stages), default=0)
 
     @property

@@ -509,7 +509,7 @@ def test_table_trace_reads_the_weights_of_a_fit():
 @pytest.mark.slow
 def test_noisy_holdout_quick():
     module = load("noisy_holdout")
-    results = module.main(["--quick"])
+    results = module.main(["--quick", "--datasets", "yeast4"])
     (cell, r), = results.items()
     assert cell == "yeast4/0" and r["n_held"] > 0
     assert all(len(r[m][key]) == 3 and all(0 <= v <= 1 for v in r[m][key])

@@ -323,49 +323,74 @@ def test_a_weighting_object_is_used_as_given():
     assert net.weighting_ is not weighting and weighting.stages[1].history == []  # never fitted itself
 
 
-class _AlwaysFolds(CrossFitTrust):
-    """Asks the engines for the folds whatever the clean set holds (the stage before the shortcut)."""
+class _AlwaysFolds(Weighting):
+    """Asks the engines for the stages' folds whatever the clean set holds (before the shortcut)."""
 
     @property
     def clean_folds(self):
-        return self.folds
+        return max((stage.clean_folds for stage in self.stages), default=0)
 
 
-@pytest.mark.parametrize("engine", ["layerwise", "jvp", "reference"])
-def test_a_clean_set_too_small_to_split_keeps_the_initial_trust_and_asks_for_no_folds(engine, monkeypatch):
-    X, y = make_classification(n_samples=200, n_classes=3, n_informative=4, random_state=0)
-    X = X.astype(np.float32)
-    clean = [int(np.flatnonzero(y == c)[0]) for c in range(3)]  # one trusted row per class
+def _one_trusted_row_per_class(n_classes=3):
+    X, y = make_classification(n_samples=200, n_classes=n_classes, n_informative=4, random_state=0)
+    clean = [int(np.flatnonzero(y == c)[0]) for c in range(n_classes)]
     rest = np.setdiff1d(np.arange(len(y)), clean)
-    asked = []
-    original = ENGINES[engine].reweighted_backward
+    return X[rest].astype(np.float32), y[rest], X[clean].astype(np.float32), y[clean]
+
+
+def _spy_on_folds(engine, monkeypatch):
+    """The ``clean_folds`` each step of ``engine`` is asked for, in a list."""
+    asked, original = [], ENGINES[engine].reweighted_backward
 
     def spy(self, *args, **kwargs):
         asked.append(kwargs.get("clean_folds", 0))
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(ENGINES[engine], "reweighted_backward", spy)
+    return asked
+
+
+@pytest.mark.parametrize("engine", ["layerwise", "jvp", "reference"])
+def test_a_clean_set_too_small_to_split_keeps_the_initial_trust_and_asks_for_no_folds(engine, monkeypatch):
+    X, y, Xc, yc = _one_trusted_row_per_class()
+    asked = _spy_on_folds(engine, monkeypatch)
     fits = {}
-    for stage in (CrossFitTrust(), _AlwaysFolds()):
-        weighting = Weighting(AlignmentWeighting(), [UnlearningGuard(0.1), stage])
+    for kind in (Weighting, _AlwaysFolds):
+        weighting = kind(AlignmentWeighting(), [UnlearningGuard(0.1), CrossFitTrust()])
         net = ReweightedNeuralNetClassifier(max_epochs=2, weighting=weighting, meta_engine=engine, random_state=0)
-        fits[type(stage)] = net.fit(X[rest], y[rest], X_clean=X[clean], y_clean=y[clean])
+        fits[kind] = net.fit(X, y, X_clean=Xc, y_clean=yc)
         assert net.history[:, "weight_trust"] == [1.0, 1.0]
     steps = len(asked) // 2
     assert steps and asked == [0] * steps + [2] * steps  # no folds to form: the step is Algorithm 1's
-    assert fits[CrossFitTrust].weighting_.stages[-1].clean_folds == 0
+    assert fits[Weighting].weighting_.clean_folds == 0
     # and forming them changed nothing: every fold held nothing out
-    np.testing.assert_array_equal(fits[CrossFitTrust].sample_weights_, fits[_AlwaysFolds].sample_weights_)
-    np.testing.assert_array_equal(fits[CrossFitTrust].predict_proba(X), fits[_AlwaysFolds].predict_proba(X))
+    np.testing.assert_array_equal(fits[Weighting].sample_weights_, fits[_AlwaysFolds].sample_weights_)
+    np.testing.assert_array_equal(fits[Weighting].predict_proba(X), fits[_AlwaysFolds].predict_proba(X))
+
+
+@pytest.mark.parametrize("grouping", [{"clean_trim": 1}, {"clean_cap": 1.0}])
+def test_folds_of_clean_groups_are_formed_whatever_the_classes(grouping, monkeypatch):
+    # with clean_trim or clean_cap the folds are runs of the clean groups, of any class: one
+    # trusted row per class still fills them, and the trust moves on their evidence
+    X, y, Xc, yc = _one_trusted_row_per_class()
+    asked = _spy_on_folds("layerwise", monkeypatch)
+    weighting = Weighting(AlignmentWeighting(), [CrossFitTrust(prior=0.0)], **grouping)
+    net = ReweightedNeuralNetClassifier(max_epochs=2, weighting=weighting, meta_engine="layerwise", random_state=0)
+    net.fit(X, y, X_clean=Xc, y_clean=yc)
+    assert asked and set(asked) == {2} and net.weighting_.clean_folds == 2
+    assert not np.isnan(net.weighting_.stages[-1].win_rate)  # comparisons were counted
 
 
 def test_the_folds_are_asked_for_once_a_class_of_the_clean_set_can_fill_them():
-    stage = CrossFitTrust(folds=3)
-    stage.start(n_train=6, device="cpu")
+    weighting = Weighting(AlignmentWeighting(), [CrossFitTrust(folds=3)])
+    assert weighting.clean_folds == 3  # before a fit: as the stages ask
     for clean_targets, folds in [([0, 1, 2], 0), ([0, 0, 1, 1], 0), ([0, 1, 1, 1], 3), ([], 0)]:
-        stage.set_clean_targets(torch.tensor(clean_targets, dtype=torch.long))
-        assert stage.clean_folds == folds, clean_targets
-    assert CrossFitTrust().clean_folds == 2  # before a fit: as set
+        weighting.start(n_train=6, device="cpu", clean_targets=torch.tensor(clean_targets, dtype=torch.long))
+        assert weighting.clean_folds == folds, clean_targets
+    weighting.clean_trim = 1  # folds of clean groups: formed whatever the classes
+    weighting.start(n_train=6, device="cpu", clean_targets=torch.tensor([0, 1, 2]))
+    assert weighting.clean_folds == 3
+    assert Weighting(AlignmentWeighting()).clean_folds == 0  # no stage asks
 
 
 @pytest.mark.parametrize("options,message", [
