@@ -184,7 +184,7 @@ def main(argv=None):
     header = (f"The recipe of `imbalance_noise.py` ({args.epochs} epochs, {args.noise:.0%} uniform label noise, "
               f"{args.clean_per_class} trusted rows per class), {args.holdout:.0%} of the noisy training rows held "
               f"out (`H`, their noisy labels); balanced accuracy after the last epoch. {summary(results)} Wall "
-              f"time {minutes:.1f} min, {threads} on {os.cpu_count()} CPU cores.\n\n")
+              f"time {minutes:.1f} min, {threads} on {len(os.sched_getaffinity(0))} CPU cores.\n\n")
     publish(args.name, header + table(results), {"results": results}, args)
     return results
 

@@ -242,18 +242,10 @@ class Weighting:
                 stage.set_targets(targets)
             if clean_targets is not None:
                 stage.set_clean_targets(clean_targets, class_weight)
-        self._folds_hold_nothing = self._no_class_fills_the_folds(clean_targets)
-
-    def _no_class_fills_the_folds(self, clean_targets):
-        """Whether no clean batch of this fit can hold a fold out: the folds are class-balanced
-        (no ``clean_trim`` or ``clean_cap``, whose folds are runs of clean groups of any class) and
-        no class of the clean set has a row for every fold (one trusted example per class)."""
-        folds = max((stage.clean_folds for stage in self.stages), default=0)
-        if not folds or clean_targets is None or self.clean_trim or self.clean_cap is not None:
-            return False
-        # read once a fit, on the host; every process of a distributed fit has the same clean set
-        counts = torch.bincount(torch.as_tensor(clean_targets).cpu())
-        return not len(counts) or int(counts.max()) < folds
+        # the clean set's largest class, read once a fit on the host (every process of a distributed
+        # fit has the same clean set): `clean_folds` compares it with the folds the stages ask for
+        counts = None if clean_targets is None else torch.bincount(torch.as_tensor(clean_targets).cpu())
+        self._largest_clean_class = None if counts is None else int(counts.max()) if len(counts) else 0
 
     def __call__(self, alignment, losses, positions, sample_weight=None, fold_alignment=None):
         """The weights of one training step: the policy's, adjusted by each stage in turn.
@@ -298,12 +290,16 @@ class Weighting:
         """The clean-batch folds the stages need alignments with (0: none; the engines' ``clean_folds``).
 
         0 as well, from :meth:`start` on, where no fold of this fit's clean batches could hold
-        anything out: the engines then form no folds, and the stages observe none (each class's
-        rows are dealt into the folds, and no class of the clean set has a row for every fold).
+        anything out: the folds are class-balanced (no ``clean_trim`` or ``clean_cap``) and no
+        class of the clean set has a row for every fold (one trusted example per class). The
+        engines then form no folds, and the stages observe none.
         """
-        if getattr(self, "_folds_hold_nothing", False):  # getattr: weightings pickled before it
+        folds = max((stage.clean_folds for stage in self.stages), default=0)
+        largest = getattr(self, "_largest_clean_class", None)  # getattr: weightings pickled before it
+        # class-balanced folds only: those of clean_trim or clean_cap are runs of clean groups of any class
+        if folds and largest is not None and largest < folds and not self.clean_trim and self.clean_cap is None:
             return 0
-        return max((stage.clean_folds for stage in self.stages), default=0)
+        return folds
 
     @property
     def extra_clean_weight(self):

@@ -387,10 +387,20 @@ def test_the_folds_are_asked_for_once_a_class_of_the_clean_set_can_fill_them():
     for clean_targets, folds in [([0, 1, 2], 0), ([0, 0, 1, 1], 0), ([0, 1, 1, 1], 3), ([], 0)]:
         weighting.start(n_train=6, device="cpu", clean_targets=torch.tensor(clean_targets, dtype=torch.long))
         assert weighting.clean_folds == folds, clean_targets
-    weighting.clean_trim = 1  # folds of clean groups: formed whatever the classes
     weighting.start(n_train=6, device="cpu", clean_targets=torch.tensor([0, 1, 2]))
+    weighting.set_params(clean_trim=1)  # folds of clean groups: formed whatever the classes, at once
+    assert weighting.clean_folds == 3 and copy.deepcopy(weighting).clean_folds == 3
+    weighting.set_params(clean_trim=0, clean_cap=1.0)
     assert weighting.clean_folds == 3
+    weighting.set_params(clean_cap=None)
+    assert weighting.clean_folds == 0 and copy.deepcopy(weighting).clean_folds == 0
     assert Weighting(AlignmentWeighting()).clean_folds == 0  # no stage asks
+    # stages asking for 2 and 3 folds: the engines form 3, which a class of two rows cannot fill
+    two_stages = Weighting(AlignmentWeighting(), [CrossFitTrust(folds=2), CrossFitTrust(folds=3)])
+    two_stages.start(n_train=6, device="cpu", clean_targets=torch.tensor([0, 0, 1, 1]))
+    assert two_stages.clean_folds == 0
+    two_stages.start(n_train=6, device="cpu", clean_targets=torch.tensor([0, 0, 0, 1]))
+    assert two_stages.clean_folds == 3
 
 
 @pytest.mark.parametrize("options,message", [
