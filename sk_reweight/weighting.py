@@ -244,7 +244,8 @@ class Weighting:
                 stage.set_clean_targets(clean_targets, class_weight)
         # the clean set's largest class, read once a fit on the host (every process of a distributed
         # fit has the same clean set): `clean_folds` compares it with the folds the stages ask for
-        counts = None if clean_targets is None else torch.bincount(torch.as_tensor(clean_targets).cpu())
+        asked = any(stage.clean_folds for stage in self.stages)
+        counts = torch.bincount(torch.as_tensor(clean_targets).cpu()) if asked and clean_targets is not None else None
         self._largest_clean_class = None if counts is None else int(counts.max()) if len(counts) else 0
 
     def __call__(self, alignment, losses, positions, sample_weight=None, fold_alignment=None):
