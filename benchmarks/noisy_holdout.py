@@ -36,28 +36,13 @@ from _harness import add_common_arguments, add_name_argument, map_cells, publish
 from imbalance_noise import TABULAR, add_data_arguments, make_split, recipe, reweighting
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import train_test_split
-from skorch.callbacks import Callback
+from table_trace import TestBalancedAccuracy
 
 from sk_reweight.baselines import make_baselines
 from sk_reweight.weighting import AlignmentWeighting, CleanLoss, Shrinkage, Smoothing, Weighting
 
 METHODS = ("plain", "reweight", "uniform_clean")
 LEVEL = 0.05  # the switch rule's one-sided level: fixed, not tuned
-
-
-class BalancedAccuracyCurves(Callback):
-    """After every epoch, the balanced accuracy on each named set; the last epoch's predictions kept."""
-
-    def __init__(self, sets):
-        self.sets = sets
-
-    def on_train_begin(self, net, **kwargs):
-        self.curves, self.last = {k: [] for k in self.sets}, {}
-
-    def on_epoch_end(self, net, **kwargs):
-        for key, (X, y) in self.sets.items():
-            self.last[key] = net.predict_proba(X).argmax(1)
-            self.curves[key].append(float(balanced_accuracy_score(y, self.last[key])))
 
 
 def paired_lead(y, pred_a, pred_b, resamples, seed):
@@ -111,10 +96,12 @@ def run_cell(name, seed, args):
     out, last = {"n_held": len(y_held)}, {}
     for method, estimator in methods.items():
         inner = estimator.estimator if hasattr(estimator, "estimator") else estimator
-        inner.set_params(callbacks=[*(inner.callbacks or []), ("curves", BalancedAccuracyCurves(sets))])
+        inner.set_params(callbacks=[*(inner.callbacks or []),
+                                    *((f"ba_{key}", TestBalancedAccuracy(X, y)) for key, (X, y) in sets.items())])
         estimator.fit(X_fit, y_fit, X_clean=data["X_clean"], y_clean=data["y_clean"])
-        recorder = dict(getattr(estimator, "estimator_", estimator).callbacks_)["curves"]
-        out[method], last[method] = recorder.curves, recorder.last
+        recorders = dict(getattr(estimator, "estimator_", estimator).callbacks_)
+        out[method] = {key: recorders[f"ba_{key}"].curve for key in sets}
+        last[method] = {"H": estimator.predict_proba(X_held).argmax(1)}  # the last epoch's model
     out["lead"], out["p"] = paired_lead(sets["H"][1], last["uniform_clean"]["H"], last["reweight"]["H"],
                                         args.resamples, seed)
     out["switch"] = out["p"] < LEVEL
