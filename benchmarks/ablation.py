@@ -84,6 +84,11 @@ VARIANTS = {
     # more, smaller held-out folds: each fold's steering from more of the clean batch
     "cross_fit, folds=3": variant(UnlearningGuard(0.1), CrossFitTrust(folds=3)),
     "cross_fit, folds=5": variant(UnlearningGuard(0.1), CrossFitTrust(folds=5)),
+    # more pseudo-comparisons of a coin flip: a few steps' evidence buys less trust
+    "cross_fit, prior=40": variant(UnlearningGuard(0.1), CrossFitTrust(prior=40.0)),
+    "cross_fit, prior=100": variant(UnlearningGuard(0.1), CrossFitTrust(prior=100.0)),
+    # the fallback's training until the first epoch's evidence
+    "cross_fit, initial=0": variant(UnlearningGuard(0.1), CrossFitTrust(initial=0.0)),
 }
 
 
