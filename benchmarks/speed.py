@@ -17,7 +17,8 @@ the floating-point operations of the plain step, of Algorithm 1's step with the 
 (``ours/plain FLOPs``: matrix products and convolutions, counted by
 ``torch.utils.flop_counter``; the arithmetic floor of the step ratio, which
 per-operation overhead can only raise) and of the default weighting's step, which also forms
-each example's alignment with two folds of the clean batch (``default/plain FLOPs``; its time,
+each example's alignment with two folds of the clean batch where it asks for them (not for the
+ten-class LeNet, whose clean batch holds one row per class; ``default/plain FLOPs``; its time,
 the weighting's stages left out: ``default/plain step``); and whole
 ``fit`` calls of skorch's ``NeuralNetClassifier`` against
 ``ReweightedNeuralNetClassifier`` with its default options (data loading,
@@ -51,7 +52,7 @@ from torch import nn
 from sk_reweight import ReweightedNeuralNetClassifier
 from sk_reweight.engines import ForwardModeEngine, LayerwiseEngine, ReferenceEngine
 from sk_reweight.modules import MLP, LeNet, ResNet32
-from sk_reweight.weighting import normalize_weights
+from sk_reweight.weighting import default_weighting, normalize_weights
 
 # name: (module factory, example shape, classes, batch, clean batch, examples per epoch)
 WORKLOADS = {
@@ -112,9 +113,17 @@ def step_functions(module, data):
         if name in steps:
             steps[f"{name}_trim"] = engine_step(ENGINES[name](), clean_trim=1)
             steps[f"{name}_cap"] = engine_step(ENGINES[name](), clean_cap=1.0)
-            # the default weighting's cross-fitting: the alignments with two folds of the clean batch too
-            steps[f"{name}_folds"] = engine_step(ENGINES[name](), clean_folds=2)
+            # the default weighting's cross-fitting: the alignments with the folds it asks for too (none
+            # where no class of the clean batch has a row for every fold, as in the ten-class LeNet's fit)
+            steps[f"{name}_folds"] = engine_step(ENGINES[name](), clean_folds=default_folds(y, yc))
     return steps
+
+
+def default_folds(y, y_clean):
+    """The clean folds the default weighting asks the engines for, on this training and clean set."""
+    weighting = default_weighting()
+    weighting.start(len(y), y.device, targets=y, clean_targets=y_clean)
+    return weighting.clean_folds
 
 
 def is_cuda(device):

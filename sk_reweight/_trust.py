@@ -4,7 +4,7 @@ Public through :mod:`sk_reweight.weighting` (:class:`CrossFitTrust`).
 """
 import torch
 
-from ._weight_stages import WeightStage, _normalize, _uniform
+from ._weight_stages import PENDING_STEPS, WeightStage, _normalize, _uniform
 
 
 class CrossFitTrust(WeightStage):
@@ -111,6 +111,7 @@ class CrossFitTrust(WeightStage):
 
     name = "trust"
     _ratio_is_one = False  # every class's fallback factor is 1 (set with the counts; a default for older pickles)
+    _pending = ()  # the steps observed since the evidence was last counted (a default for older pickles)
 
     def __init__(self, folds=2, memory=0.8, prior=10.0, full_trust_win_rate=0.65, clean_weight=1.0,
                  balance_classes=False, initial=1.0):
@@ -124,6 +125,7 @@ class CrossFitTrust(WeightStage):
         self._history = []
         self._evidence = None  # pooled (won, compared) over epochs, on the host
         self._epoch = None  # this epoch's (won, compared), on the device: no host sync per step
+        self._pending = []  # the steps observed since the evidence was last counted
         self._class_ratio = self._targets = self._class_weight = None
         self._win_rate = float("nan")
 
@@ -175,6 +177,7 @@ class CrossFitTrust(WeightStage):
         self._device = torch.device(device)
         self._epoch = torch.zeros(2, dtype=torch.float64 if self._device.type != "mps" else torch.float32,
                                   device=self._device)
+        self._pending = []
         if self._evidence is None:
             self._evidence = [0.0, 0.0]
 
@@ -214,6 +217,11 @@ class CrossFitTrust(WeightStage):
     def observe_folds(self, fold_alignment, positions, sample_weight=None):
         """Compare, on each held-out fold, the other folds' Algorithm 1 weights with the fallback's.
 
+        The step's comparisons are counted in the epoch's evidence at the
+        latest when the epoch ends (:meth:`end_epoch`): a few dozen small
+        operations per step cost a small network a tenth of its step, while
+        formed for many steps at once they cost next to nothing.
+
         Parameters
         ----------
         fold_alignment : torch.Tensor of shape (batch_size, folds)
@@ -223,22 +231,41 @@ class CrossFitTrust(WeightStage):
         sample_weight : torch.Tensor of shape (batch_size,) or None, default=None
             ``fit``'s ``sample_weight`` of the batch's examples (it scales both weightings).
         """
-        k = fold_alignment.shape[1]
-        if k < 2:  # a clean batch of one row: nothing to hold out
+        if fold_alignment.shape[1] < 2:  # a clean batch of one row: nothing to hold out
             return
-        a = fold_alignment.detach().to(self._epoch.dtype)
-        v = self._fallback(a[:, 0], positions, sample_weight)
-        rest = (a.sum(1, keepdim=True) - a) / (k - 1)  # column j: the mean of the other folds
-        learned = rest.clamp(min=0)
-        if sample_weight is not None:
-            learned = learned * sample_weight.to(a.dtype)[:, None]
-        total = learned.sum(0)
-        learned = torch.where(total > 0, learned / total.clamp(min=torch.finfo(a.dtype).tiny), 0.0)
-        gain = ((learned - v[:, None]) * a).sum(0)
-        # a fold without rows (no class has `folds` rows in the batch) is no evidence either way
-        counted = torch.isfinite(gain) & (a != 0).any(0)
-        won = torch.where(counted, (gain.sign() + 1) * 0.5, 0.0)  # a win 1, a tie 1/2
-        self._epoch += torch.stack([won.sum(), counted.to(won.dtype).sum()])
+        a = fold_alignment.detach()
+        uniform = sample_weight is None and (self._ratio_is_one or self._class_ratio is None or self._targets is None)
+        # the fallback's weights now, where they depend on the batch's rows (uniform ones are formed when counted)
+        v = None if uniform else self._fallback(a[:, 0].to(self._epoch.dtype), positions, sample_weight)
+        self._pending.append((a, v, sample_weight))
+        if len(self._pending) >= PENDING_STEPS:
+            self._count_pending()
+
+    def _count_pending(self):
+        """Add the comparisons of the steps observed since the last count to the epoch's evidence.
+
+        Steps of one batch size are stacked and compared at once; each step's
+        gains are bit for bit those of comparing it alone (the reductions run
+        over the same rows in the same order).
+        """
+        groups = {}
+        for a, v, sample_weight in self._pending:
+            groups.setdefault((a.shape, v is None, sample_weight is None), []).append((a, v, sample_weight))
+        self._pending = []
+        for ((n, k), uniform, unweighted), steps in groups.items():
+            a = torch.stack([step[0] for step in steps]).to(self._epoch.dtype)  # (steps, n, folds)
+            v = a.new_ones(len(steps), n) / n if uniform else torch.stack([step[1] for step in steps])
+            rest = (a.sum(2, keepdim=True) - a) / (k - 1)  # column j: the mean of the other folds
+            learned = rest.clamp(min=0)
+            if not unweighted:
+                learned = learned * torch.stack([step[2] for step in steps]).to(a.dtype)[:, :, None]
+            total = learned.sum(1, keepdim=True)
+            learned = torch.where(total > 0, learned / total.clamp(min=torch.finfo(a.dtype).tiny), 0.0)
+            gain = ((learned - v[:, :, None]) * a).sum(1)
+            # a fold without rows (no class has `folds` rows in the batch) is no evidence either way
+            counted = torch.isfinite(gain) & (a != 0).any(1)
+            won = torch.where(counted, (gain.sign() + 1) * 0.5, 0.0)  # a win 1, a tie 1/2
+            self._epoch += torch.stack([won.sum(), counted.to(won.dtype).sum()])
 
     def __call__(self, w, positions, sample_weight=None):
         trust = self.trust
@@ -247,6 +274,7 @@ class CrossFitTrust(WeightStage):
         return trust * w + (1.0 - trust) * self._fallback(w, positions, sample_weight)
 
     def end_epoch(self):
+        self._count_pending()
         won, compared = (float(x) for x in self._epoch.cpu())
         self._epoch.zero_()
         if compared == 0:  # no step, or no class with a row in every fold: the trust stays

@@ -11,7 +11,18 @@ through :mod:`sk_reweight.weighting`.
 import inspect
 import numbers
 
+import numpy as np
 import torch
+
+#: steps a stage may gather before adding them to its running sums (or evidence) in one go
+PENDING_STEPS = 64
+
+
+def _rows(positions, device):
+    """The training positions of several steps, one after the other, as one index tensor."""
+    if not any(torch.is_tensor(p) for p in positions):  # NumPy arrays or lists: joined on the host
+        return torch.as_tensor(np.concatenate([np.asarray(p, dtype=np.int64) for p in positions]), device=device)
+    return torch.cat([torch.as_tensor(p, device=device) for p in positions])
 
 
 def _normalize(w):
@@ -384,6 +395,7 @@ class UnlearningGuard(WeightStage):
 
     name = "guard"
     _any_guarded = None  # a class default: a stage pickled before the attribute existed lacks it
+    _pending_losses = _pending_weights = ()  # the same: steps not yet added to the running sums
 
     def __init__(self, tolerance=0.1):
         self.tolerance = tolerance
@@ -394,7 +406,10 @@ class UnlearningGuard(WeightStage):
     def mean_weights(self):
         """Each example's mean weight over its visits (``NaN`` before the first; ``None`` before a fit)."""
         state = self._state
-        return None if state is None else state["weight_sum"] / state["visits"]  # NaN where not visited
+        if state is None:
+            return None
+        self._add_pending_weights()
+        return state["weight_sum"] / state["visits"]  # NaN where not visited
 
     @property
     def guarded(self):
@@ -414,6 +429,7 @@ class UnlearningGuard(WeightStage):
             self._state = {k: v.to(device, self._dtype if v.is_floating_point() else v.dtype)
                            if torch.is_tensor(v) else v for k, v in self._state.items()}
         self._targets = self._any_guarded = None
+        self._pending_losses, self._pending_weights = [], []
 
     def set_targets(self, targets):
         device = self._state["visits"].device
@@ -426,17 +442,19 @@ class UnlearningGuard(WeightStage):
                                guarded=torch.zeros(n_classes, dtype=torch.bool, device=device), seen=0)
         self._any_guarded = None
 
+    # The running sums are added to in batches of steps, in the order the steps came (index_add_ adds a
+    # batch's rows in order, so the sums are bit for bit the per-step ones): a handful of small
+    # operations per step cost a small network's step several percent.
+
     def observe(self, losses, positions):
         if self._targets is None:
             raise ValueError("UnlearningGuard needs the class of every training example "
                              "(Weighting.start(..., targets=...)); it applies to classifiers only.")
-        state, classes = self._state, self._targets[positions]
-        losses = losses.detach().to(self._dtype)
-        finite = torch.isfinite(losses)  # a step that diverges (and is skipped) must not poison the means
-        state["loss_sum"].index_add_(0, classes, torch.where(finite, losses, 0.0))
-        state["loss_count"].index_add_(0, classes, finite.to(self._dtype))
-        state["seen"] += len(classes)
+        state = self._state
+        self._pending_losses.append((losses.detach(), positions))
+        state["seen"] += len(positions)
         if state["seen"] >= self._epoch_rows:  # an epoch's worth of visits: compare with the best
+            self._add_pending_losses()
             mean = state["loss_sum"] / state["loss_count"]
             present = state["loss_count"] > 0
             state["best"] = torch.where(present, torch.minimum(state["best"], mean), state["best"])
@@ -445,18 +463,48 @@ class UnlearningGuard(WeightStage):
             state["loss_sum"].zero_()
             state["loss_count"].zero_()
             state["seen"] = 0
+        elif len(self._pending_losses) >= PENDING_STEPS:
+            self._add_pending_losses()
+
+    def _add_pending_losses(self):
+        pending, self._pending_losses = self._pending_losses, []
+        if not pending:
+            return
+        state = self._state
+        classes = self._targets[_rows([p for _, p in pending], self._targets.device)]
+        losses = torch.cat([loss for loss, _ in pending]).to(self._dtype)
+        finite = torch.isfinite(losses)  # a step that diverges (and is skipped) must not poison the means
+        state["loss_sum"].index_add_(0, classes, torch.where(finite, losses, 0.0))
+        state["loss_count"].index_add_(0, classes, finite.to(self._dtype))
+
+    def _add_pending_weights(self):
+        pending, self._pending_weights = self._pending_weights, []
+        if not pending:
+            return
+        state = self._state
+        sizes = torch.tensor([len(w) for w, _ in pending], device=pending[0][0].device)
+        # each step's weights on the scale where 1 is uniform: w * len(w), in the weights' dtype
+        scaled = (torch.cat([w for w, _ in pending]) * sizes.repeat_interleave(sizes).to(pending[0][0].dtype))
+        scaled = scaled.to(self._dtype)
+        finite = torch.isfinite(scaled)
+        rows = _rows([p for _, p in pending], scaled.device)  # index_add_: a row twice in a batch counts twice
+        state["weight_sum"].index_add_(0, rows, torch.where(finite, scaled, 0.0))
+        state["visits"].index_add_(0, rows, finite.to(self._dtype))
 
     def __call__(self, w, positions, sample_weight=None):
         state = self._state
-        scaled = (w * len(w)).detach().to(self._dtype)
-        finite = torch.isfinite(scaled)
-        rows = torch.as_tensor(positions, device=scaled.device)  # index_add_: a row twice in a batch counts twice
-        state["weight_sum"].index_add_(0, rows, torch.where(finite, scaled, 0.0))
-        state["visits"].index_add_(0, rows, finite.to(self._dtype))
+        if self._pending_weights and self._pending_weights[-1][0].dtype != w.dtype:
+            self._add_pending_weights()  # steps are added together only in one dtype
+        self._pending_weights.append((w.detach(), positions))
         if self._any_guarded is None:  # a fresh start or a loaded state
             self._any_guarded = self._targets is not None and bool(state["guarded"].any())
         if self._targets is None or not self._any_guarded:
+            if len(self._pending_weights) >= PENDING_STEPS:
+                self._add_pending_weights()
             return w
+        self._add_pending_weights()
+        scaled = (w * len(w)).detach().to(self._dtype)
+        finite = torch.isfinite(scaled)
         classes = self._targets[positions]
         guarded = state["guarded"][classes]
         mean_weight = state["weight_sum"][positions] / state["visits"][positions].clamp(min=1)
@@ -467,9 +515,16 @@ class UnlearningGuard(WeightStage):
         # no example of a guarded class in the batch: the step's own weights, bit for bit (no host sync)
         return torch.where(guarded.any(), _normalize(torch.where(guarded, restored, scaled)).to(w.dtype), w)
 
+    def end_epoch(self):
+        self._add_pending_weights()
+        self._add_pending_losses()  # before the next epoch's rows: the sums in the order the steps came
+        return {}
+
     def state_dict(self):
         if self._state is None:
             return {}
+        self._add_pending_weights()
+        self._add_pending_losses()
         # copies: on the CPU .cpu() would hand out the live tensors
         return {k: v.detach().to("cpu", copy=True) if torch.is_tensor(v) else v for k, v in self._state.items()}
 
@@ -477,6 +532,7 @@ class UnlearningGuard(WeightStage):
         if state_dict:
             self._state = {k: v.clone() if torch.is_tensor(v) else v for k, v in state_dict.items()}
             self._any_guarded = None
+            self._pending_losses, self._pending_weights = [], []
 
 
 class UniformIfAllZero(WeightStage):

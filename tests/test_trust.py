@@ -8,7 +8,7 @@ from sklearn.datasets import make_classification
 from test_engines import CASES, NETS, case_batch, make_batch
 from torch import nn
 
-from sk_reweight import PAPER_EXACT, ReweightedNeuralNetClassifier
+from sk_reweight import PAPER_EXACT, ReweightedNeuralNetClassifier, _trust
 from sk_reweight.corruption import flip_labels_uniform
 from sk_reweight.engines._reference import _lookahead_eps_gradients, lookahead_eps_gradient
 from sk_reweight.engines._selection import ENGINES
@@ -272,6 +272,37 @@ def test_trust_counts_the_held_out_comparisons_won():
     copied = CrossFitTrust()
     copied.load_state_dict(stage.state_dict())
     assert copied.trust == stage.trust and copied.state_dict() == stage.state_dict()
+
+
+def _evidence_over_steps(pending_steps, monkeypatch):
+    """A stage's trust and win rates over three epochs of steps of two batch sizes, with and without
+    sample weights and alignments that are zero, NaN or infinite, counted ``pending_steps`` at a time."""
+    monkeypatch.setattr(_trust, "PENDING_STEPS", pending_steps)
+    g = torch.Generator().manual_seed(0)
+    stage = CrossFitTrust(folds=3, balance_classes=True, prior=0.0)  # the fallback looks up each row's class
+    stage.start(n_train=200, device="cpu")
+    stage.set_targets(torch.randint(0, 3, (200,), generator=g))
+    stage.set_clean_targets(torch.tensor([0, 1, 2, 0, 1, 2, 0]))
+    records = []
+    for _ in range(3):
+        for step in range(150):
+            n = 37 if step % 5 == 4 else 64
+            a = torch.randn(n, 3, generator=g) * torch.rand(1, 3, generator=g)
+            if step % 7 == 0:
+                a[:, step % 3] = 0.0  # a fold without rows: not counted
+            if step % 11 == 0:
+                a[step % n, 1] = float("nan") if step % 2 else float("inf")
+            positions = torch.randint(0, 200, (n,), generator=g)
+            sample_weight = torch.rand(n, generator=g) + 0.5 if step % 3 == 0 else None
+            stage.observe_folds(a, positions, sample_weight)
+        records.append(stage.end_epoch())
+    return records, stage.state_dict()
+
+
+def test_the_comparisons_counted_together_are_each_steps_bit_for_bit(monkeypatch):
+    together = _evidence_over_steps(64, monkeypatch)
+    assert together == _evidence_over_steps(1, monkeypatch)  # each step counted as it comes
+    assert 0.0 < together[1]["evidence"][0] < together[1]["evidence"][1]
 
 
 def trusted_fit(shuffle_trusted, seed):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import RejectAll, make_noisy_problem
 
-from sk_reweight import PAPER_EXACT, ReweightedNeuralNetClassifier
+from sk_reweight import PAPER_EXACT, ReweightedNeuralNetClassifier, _weight_stages
 from sk_reweight.engines._reference import reference_weights
 from sk_reweight.modules import MLP
 from sk_reweight.weighting import (
@@ -133,6 +133,46 @@ def test_guard_fits_saves_and_continues(small_data):
                                            unlearning_tolerance=0.0).initialize()
     loaded.load_params(f_weighting=buffer)
     torch.testing.assert_close(loaded.weighting_.stages[0].mean_weights, guard.mean_weights)
+
+
+def _guard_over_steps(pending_steps, monkeypatch):
+    """What a guard returns and holds over four epochs of steps of two batch sizes (some rows twice
+    in a batch, some losses and weights not finite), adding ``pending_steps`` steps at a time."""
+    monkeypatch.setattr(_weight_stages, "PENDING_STEPS", pending_steps)
+    g = torch.Generator().manual_seed(1)
+    guard = UnlearningGuard(tolerance=0.0)  # guards a class at any rise of its loss
+    guard.start(n_train=300, device="cpu")
+    guard.set_targets(torch.randint(0, 3, (300,), generator=g))
+    returned, read = [], []
+    for epoch in range(4):
+        order = torch.randperm(300, generator=g)
+        for first in range(0, 300, 7):
+            positions = order[first:first + 7].numpy()
+            if first == 14:
+                positions = np.r_[positions[:-1], positions[0]]  # a row twice in a batch counts twice
+            losses = torch.rand(len(positions), generator=g) * (1 + epoch)  # rising: guarded from the 2nd epoch
+            w = torch.rand(len(positions), generator=g)
+            if first == 28:
+                losses[0], w[1] = float("nan"), float("inf")
+            guard.observe(losses, positions)
+            returned.append(guard(w / w.sum(), positions))
+            if first == 140:  # read in the middle of an epoch
+                read.append((guard.mean_weights, guard.guarded))
+    return returned, read, guard.state_dict()
+
+
+def test_the_guard_adds_steps_together_bit_for_bit(monkeypatch):
+    returned, read, state = _guard_over_steps(64, monkeypatch)
+    alone = _guard_over_steps(1, monkeypatch)  # each step added as it comes
+    assert all(torch.equal(a, b) or (a.isnan() == b.isnan()).all() and torch.equal(a.nan_to_num(), b.nan_to_num())
+               for a, b in zip(returned, alone[0]))
+    for (mean, guarded), (mean_alone, guarded_alone) in zip(read, alone[1]):
+        torch.testing.assert_close(mean, mean_alone, rtol=0, atol=0, equal_nan=True)
+        assert torch.equal(guarded, guarded_alone)
+    assert state.keys() == alone[2].keys()
+    for key, value in state.items():
+        assert torch.equal(value, alone[2][key]) if torch.is_tensor(value) else value == alone[2][key]
+    assert not read[0][1].any() and read[-1][1].all()  # unguarded, then guarding
 
 
 def test_the_guard_and_the_trust_are_on_by_default_and_off_in_paper_exact():
