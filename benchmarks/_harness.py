@@ -2,6 +2,7 @@
 import argparse
 import ast
 import json
+import os
 import time
 from pathlib import Path
 
@@ -136,6 +137,15 @@ def map_cells(function, cells, n_jobs=1):
     from joblib import Parallel, delayed
 
     return Parallel(n_jobs=n_jobs)(delayed(_single_threaded)(function, *cell) for cell in cells)
+
+
+def where_it_ran(args):
+    """How :func:`map_cells` ran a script's cells, for its table's header: worker processes of one
+    torch thread, or the calling process with ``--threads``; and on how many CPU cores."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = (f"{args.n_jobs} process(es) of one torch thread" if args.n_jobs > 1
+               else f"1 process of {args.threads} torch thread(s)")
+    return f"{workers} on {cores} CPU cores"
 
 
 def _single_threaded(function, *args):

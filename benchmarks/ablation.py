@@ -24,7 +24,17 @@ import json
 import time
 
 import numpy as np
-from _harness import DEFAULT, PAPER, PAPER_PARAMS, RESULTS, add_name_argument, map_cells, publish, run_methods
+from _harness import (
+    DEFAULT,
+    PAPER,
+    PAPER_PARAMS,
+    RESULTS,
+    add_name_argument,
+    map_cells,
+    publish,
+    run_methods,
+    where_it_ran,
+)
 from imbalance_noise import make_split, parse_arguments, recipe, reweighting, warm_up
 
 from sk_reweight.callbacks import FineTuneOnClean
@@ -179,7 +189,7 @@ def main(argv=None):
               f"every baseline there; the last row "
               f"takes, in each cell, the best of the variants above: no choice among them, even "
               f"one made per cell, wins more cells. Wall time of the runs behind it: "
-              f"{minutes:.1f} min on 2 CPU cores.\n\n")
+              f"{minutes:.1f} min, {where_it_ran(args)}.\n\n")
     table = header + "\n".join(lines) + "\n"
     publish(args.name, table, {"variants": payload, "minutes": minutes,
                                 "cells": {f"{n}/{s}": r for (n, s), r in results.items()}}, args)

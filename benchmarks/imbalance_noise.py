@@ -35,6 +35,7 @@ from _harness import (
     markdown_table,
     publish,
     run_methods,
+    where_it_ran,
 )
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
@@ -222,7 +223,7 @@ def main(argv=None):
               f"`reweight_paper` Algorithm 1 as published (`weighting='paper'`). The default has the best "
               f"balanced accuracy of all baselines in {won} of {total} (set, seed) cells. "
               f"Wall time of the whole run: {minutes:.1f} min "
-              f"({args.n_jobs} process(es), 2 CPU cores).\n\n")
+              f"({where_it_ran(args)}).\n\n")
     table = (header + markdown_table(rows, [*METRICS, "weight_auc"], row_label="data")
              + f"\nCell by cell ({total} (set, seed) cells, balanced accuracy): how often each method "
                f"is first of all methods, and the default (`reweight`) against it; sign test over "

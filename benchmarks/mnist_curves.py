@@ -44,6 +44,7 @@ from _harness import (
     paper_and_default,
     publish,
     pyplot,
+    where_it_ran,
 )
 from mnist_imbalance import PROPORTIONS, SHARED, make_split
 from skorch.callbacks import Callback
@@ -268,8 +269,8 @@ def main(argv=None):
     seeds = f"seeds {args.first_seed}-{last}" if args.seeds > 1 else f"seed {args.first_seed}"
     header = (f"MNIST 4-vs-9, {seeds}, {args.epochs} epochs of 50 steps, SGD momentum 0.9, "
               f"constant lr 1e-3; test accuracy, mean over seeds (decay = best {WINDOW}-epoch window "
-              f"minus the last). Wall time {minutes:.1f} min, {args.n_jobs} process(es) of one torch "
-              "thread on 2 CPU cores." + default_params_note(args) + "\n\n")
+              f"minus the last). Wall time {minutes:.1f} min, {where_it_ran(args)}."
+              + default_params_note(args) + "\n\n")
     seeds_run = list(range(args.first_seed, args.first_seed + args.seeds))
     publish(args.name, header + table(summary), {"curves": curves, "summary": summary, "seeds": seeds_run}, args,
             figure=lambda path: plot(curves, path))

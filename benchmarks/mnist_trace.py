@@ -40,6 +40,7 @@ from _harness import (
     default_params_note,
     map_cells,
     publish,
+    where_it_ran,
 )
 from mnist_curves import WINDOW, TestAccuracy, build_methods, load_split
 from mnist_imbalance import SHARED
@@ -142,8 +143,7 @@ def main(argv=None):
     header = (f"MNIST 4-vs-9, the protocol of `mnist_curves.py` ({args.epochs} epochs of 50 steps, constant lr "
               "1e-3), the estimator's default options. Last / best 10-epoch window of the test accuracy: "
               + "; ".join(f"{run} {s['last_window']:.3f} / {s['best_window']:.3f}" for run, s in summary.items())
-              + f". Wall time {minutes:.1f} min, {args.n_jobs} process(es) of one torch thread on 2 CPU "
-              "cores." + default_params_note(args) + "\n\n")
+              + f". Wall time {minutes:.1f} min, {where_it_ran(args)}." + default_params_note(args) + "\n\n")
     publish(args.name, header + table(traces, args.every), {"traces": traces, "summary": summary}, args)
     return traces, summary
 

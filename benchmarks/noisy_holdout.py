@@ -27,12 +27,11 @@ sets, three seeds), ``--datasets ...`` for others, ``--quick`` for a smoke
 test.
 """
 import argparse
-import os
 import time
 
 import numpy as np
 import torch
-from _harness import add_common_arguments, add_name_argument, map_cells, publish
+from _harness import add_common_arguments, add_name_argument, map_cells, publish, where_it_ran
 from imbalance_noise import TABULAR, add_data_arguments, make_split, recipe, reweighting
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import train_test_split
@@ -167,11 +166,10 @@ def main(argv=None):
     outputs = map_cells(run_cell, [(name, seed, args) for name, seed in cells], args.n_jobs)
     results = {f"{name}/{seed}": out for (name, seed), out in zip(cells, outputs)}
     minutes = (time.perf_counter() - start) / 60
-    threads = f"{args.n_jobs} process(es) of one torch thread" if args.n_jobs > 1 else f"{args.threads} threads"
     header = (f"The recipe of `imbalance_noise.py` ({args.epochs} epochs, {args.noise:.0%} uniform label noise, "
               f"{args.clean_per_class} trusted rows per class), {args.holdout:.0%} of the noisy training rows held "
               f"out (`H`, their noisy labels); balanced accuracy after the last epoch. {summary(results)} Wall "
-              f"time {minutes:.1f} min, {threads} on {len(os.sched_getaffinity(0))} CPU cores.\n\n")
+              f"time {minutes:.1f} min, {where_it_ran(args)}.\n\n")
     publish(args.name, header + table(results), {"results": results}, args)
     return results
 

@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 import torch
-from _harness import PAPER, PAPER_PARAMS, add_common_arguments, add_name_argument, map_cells, publish
+from _harness import PAPER, PAPER_PARAMS, add_common_arguments, add_name_argument, map_cells, publish, where_it_ran
 from imbalance_noise import make_split, recipe
 from sklearn.metrics import balanced_accuracy_score
 from skorch.callbacks import Callback
@@ -155,14 +155,13 @@ def main(argv=None):
     results = map_cells(run_cell, [(name, seed, args) for name, seed in args.cells], args.n_jobs)
     traces = {f"{name}, seed {seed}": t for (name, seed), t in zip(args.cells, results)}
     minutes = (time.perf_counter() - start) / 60
-    threads = f"{args.n_jobs} process(es) of one torch thread" if args.n_jobs > 1 else f"{args.threads} threads"
     ends = "; ".join(f"{cell}: " + ", ".join(f"{m} {t[m]['test_ba'][-1]:.3f} (clean rows {t[m]['clean_accuracy']:.2f})"
                                              for m in METHODS) for cell, t in traces.items())
     header = (f"The recipe of `imbalance_noise.py` ({args.epochs} epochs, {args.noise:.0%} uniform label noise, "
               f"{args.clean_per_class} trusted rows per class). Last epoch's test balanced accuracy and accuracy "
               f"on the trusted rows: {ends}. Plain training's cells can differ a little from that script's (the "
               "per-epoch predictions advance torch's global generator, which its shuffling draws from). "
-              f"Wall time {minutes:.1f} min, {threads} on 2 CPU cores.\n\n")
+              f"Wall time {minutes:.1f} min, {where_it_ran(args)}.\n\n")
     publish(args.name, header + table(traces, args.every), {"traces": traces}, args)
     return traces
 
