@@ -19,9 +19,11 @@ process with ``batch_size=N*b``:
   step, as with ``DistributedDataParallel(broadcast_buffers=True)``. Batch
   statistics are per process, as in DDP without ``SyncBatchNorm``.
 """
+import hashlib
 import os
 from dataclasses import replace
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -51,6 +53,20 @@ def _launched_by_torchrun():
 
 
 mark_launched_process()
+
+
+def _fingerprint(values):
+    """Shape, dtype and a digest of up to 1,024 evenly spaced rows of an array, at most 16 MiB of them
+    (``None`` stays ``None``)."""
+    if values is None:
+        return None
+    values = np.asarray(values)
+    if values.ndim == 0:
+        return (), str(values.dtype), hashlib.sha256(values.tobytes()).hexdigest()
+    row_bytes = max(1, values[:1].nbytes)
+    n = min(len(values), 1024, max(1, 2**24 // row_bytes))
+    rows = np.unique(np.linspace(0, len(values) - 1, n).round().astype(np.int64))
+    return values.shape, str(values.dtype), hashlib.sha256(np.ascontiguousarray(values[rows]).tobytes()).hexdigest()
 
 
 class DataParallel:
@@ -141,6 +157,27 @@ class DataParallel:
             moved = tensor.to(self.device)
             dist.broadcast(moved, 0)
             tensor.copy_(moved)
+
+    def check_same_data(self, **arrays):
+        """Raise on every rank, naming what differs, unless every rank was given the same ``arrays``.
+
+        Each rank trains on its share of global batches that rank 0's random
+        state draws as positions: ranks with other rows would train on other
+        examples under the same positions, and nothing else would show it.
+        Compared are each array's shape, dtype and up to 1,024 evenly spaced
+        rows (at most 16 MiB: cheap whatever the size; differences elsewhere go unseen).
+        """
+        mine = {name: _fingerprint(values) for name, values in arrays.items()}
+        everyone = [None] * self.world_size
+        dist.all_gather_object(everyone, mine)  # every rank sees every fingerprint: all raise, or none
+        differ = [name for name in mine if any(theirs[name] != everyone[0][name] for theirs in everyone)]
+        if differ:
+            ranks = [rank for rank, theirs in enumerate(everyone) if theirs != everyone[0]]
+            raise ValueError(
+                f"The {self.world_size} processes of this data-parallel fit were given different "
+                f"{', '.join(differ)}: rank(s) {ranks} differ from rank 0. Every rank trains on its share of "
+                "the same global batches, so every rank must be given the same data: load or generate it the "
+                "same way on each (a fixed random_state for random splits), or train in one process.")
 
     def agree(self, value):
         """Rank 0's ``value`` (any picklable object)."""

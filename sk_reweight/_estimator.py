@@ -564,6 +564,8 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
                 self.weighting_.continue_from(weighting)
                 self.loss_scale_ = loss_scale_for(self.autocast_dtype, getattr(self, "loss_scale_", None))
             if parallel is not None:  # from here on every rank draws what rank 0 draws
+                parallel.check_same_data(X=data.X, y=data.y, X_clean=data.X_clean, y_clean=data.y_clean,
+                                         sample_weight=data.sample_weight)
                 parallel.start(self.module_, generator)
             check_optimizer_needs_no_closure(self.optimizer_)
             self.weighting_.start(data.n_rows, self.device, generator, data.targets_by_position(),

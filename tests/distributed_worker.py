@@ -134,6 +134,15 @@ def main():
                           cv=2, n_jobs=2).fit(X, y, X_clean=X_clean, y_clean=y_clean)
     torch.save({"best": search.best_params_, "scores": search.cv_results_["mean_test_score"],
                 "engine": repr(search.best_estimator_.meta_engine_)}, args.out / f"search_{who}.pt")
+    # every rank must be given the same data: here rank 1's clean labels are the others' flipped
+    X, y, X_clean, y_clean = data(41)
+    try:
+        ReweightedNeuralNetClassifier(max_epochs=1, random_state=0).fit(
+            X, y, X_clean=X_clean, y_clean=1 - y_clean if rank == 1 else y_clean)
+        message = None
+    except ValueError as exc:
+        message = str(exc)
+    torch.save({"message": message}, args.out / f"mismatch_{who}.pt")
 
 
 if __name__ == "__main__":

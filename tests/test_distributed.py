@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from sk_reweight import ReweightedNeuralNetClassifier
-from sk_reweight._distributed import DataParallel, DataParallelEngine
+from sk_reweight._distributed import DataParallel, DataParallelEngine, _fingerprint
 from sk_reweight._sampling import RecordingBatchSampler
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
@@ -86,6 +86,38 @@ def test_a_search_under_torchrun_fits_alone_in_its_workers(runs):
     assert rank0["best"] == rank1["best"] == alone["best"]
     np.testing.assert_array_equal(rank0["scores"], alone["scores"])  # the workers' fits: no group
     assert rank0["engine"].startswith("DataParallelEngine(")  # the refit in the launched process
+
+
+@pytest.mark.slow
+def test_ranks_given_different_data_all_fail_with_the_fix(runs):
+    assert runs("mismatch", "alone")["message"] is None
+    for who in ("rank0", "rank1"):  # both raise (rank 0 too): no rank is left waiting in a collective
+        message = runs("mismatch", who)["message"]
+        assert "were given different y_clean: rank(s) [1] differ from rank 0" in message, message
+        assert "load or generate it the same way on each" in message
+
+
+def test_data_that_differs_between_ranks_is_named(monkeypatch):
+    parallel = DataParallel(rank=0, world_size=3, device="cpu")
+    X, y = np.arange(4000.0).reshape(2000, 2), np.zeros(2000)
+    edited = X.copy()
+    edited[1999, 1] = -1.0  # the last row is always among those compared
+
+    def gather_with_rank_2_holding(other):
+        def all_gather_object(out, mine):
+            out[:] = [mine, mine, {**mine, "X": _fingerprint(other)}]
+        return all_gather_object
+
+    monkeypatch.setattr(torch.distributed, "all_gather_object", gather_with_rank_2_holding(edited))
+    with pytest.raises(ValueError, match=r"3 processes .* were given different X: rank\(s\) \[2\] differ"):
+        parallel.check_same_data(X=X, y=y, sample_weight=None)
+    monkeypatch.setattr(torch.distributed, "all_gather_object", gather_with_rank_2_holding(X.copy()))
+    parallel.check_same_data(X=X, y=y, sample_weight=None)  # a copy is the same data: nothing raised
+    assert _fingerprint(X[::-1]) != _fingerprint(X) and _fingerprint(X.astype(np.float32)) != _fingerprint(X)
+    wide = np.zeros((3, 2**21), dtype=np.float32)  # 8 MiB a row: two rows fit in the 16 MiB compared
+    middle, last = wide.copy(), wide.copy()
+    middle[1, 0], last[2, 0] = 1.0, 1.0
+    assert _fingerprint(middle) == _fingerprint(wide) != _fingerprint(last)  # the first and the last row
 
 
 def test_a_process_alone_trains_alone():
