@@ -143,9 +143,10 @@ def where_it_ran(args):
     """How :func:`map_cells` ran a script's cells, for its table's header: worker processes of one
     torch thread, or the calling process with ``--threads``; and on how many CPU cores."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    workers = (f"{args.n_jobs} process(es) of one torch thread" if args.n_jobs > 1
-               else f"1 process of {args.threads} torch thread(s)")
-    return f"{workers} on {cores} CPU cores"
+    if args.n_jobs == 1:
+        return f"1 process of {args.threads} torch thread(s) on {cores} CPU cores"
+    n_jobs = args.n_jobs if args.n_jobs > 0 else max(1, cores + 1 + args.n_jobs)  # joblib's -1: every core
+    return f"{n_jobs} process(es) of one torch thread on {cores} CPU cores"
 
 
 def _single_threaded(function, *args):

@@ -29,7 +29,7 @@ import torch.distributed as dist
 
 from .engines import EngineOptions, MetaGradientEngine, get_engine
 
-__all__ = ["DataParallel", "DataParallelEngine"]
+__all__ = ["DataParallel", "DataParallelEngine", "validated_on_every_rank"]
 
 
 # torchrun's environment is inherited by the processes a launched script starts (joblib's
@@ -57,16 +57,33 @@ mark_launched_process()
 
 def _fingerprint(values):
     """Shape, dtype and a digest of up to 1,024 evenly spaced rows of an array, at most 16 MiB of them
-    (``None`` stays ``None``)."""
+    (``None`` stays ``None``; of anything else, its type and shape)."""
     if values is None:
         return None
-    values = np.asarray(values)
+    if not isinstance(values, np.ndarray):  # a Dataset's rows (DatasetRows) load item by item: their shape only
+        return type(values).__name__, tuple(getattr(values, "shape", (len(values),)))
     if values.ndim == 0:
         return (), str(values.dtype), hashlib.sha256(values.tobytes()).hexdigest()
     row_bytes = max(1, values[:1].nbytes)
     n = min(len(values), 1024, max(1, 2**24 // row_bytes))
     rows = np.unique(np.linspace(0, len(values) - 1, n).round().astype(np.int64))
     return values.shape, str(values.dtype), hashlib.sha256(np.ascontiguousarray(values[rows]).tobytes()).hexdigest()
+
+
+def validated_on_every_rank(parallel, validate):
+    """``validate()``'s fit data; in data-parallel training (``parallel`` not ``None``), checked to be
+    the same on every rank (:meth:`DataParallel.check_same_data`), and a rank's failure to validate
+    raised on every rank (the others would wait for it)."""
+    try:
+        data = validate()
+    except Exception as exc:
+        if parallel is not None:
+            parallel.check_same_data(failure=exc)
+        raise
+    if parallel is not None:  # every rank trains on its share of the same rows
+        parallel.check_same_data(X=data.X, y=data.y, X_clean=data.X_clean, y_clean=data.y_clean,
+                                 sample_weight=data.sample_weight)
+    return data
 
 
 class DataParallel:
@@ -158,21 +175,51 @@ class DataParallel:
             dist.broadcast(moved, 0)
             tensor.copy_(moved)
 
-    def check_same_data(self, **arrays):
-        """Raise on every rank, naming what differs, unless every rank was given the same ``arrays``.
+    def check_same_data(self, failure=None, **arrays):
+        """Raise on every rank unless every rank was given the same, valid ``arrays``.
 
         Each rank trains on its share of global batches that rank 0's random
         state draws as positions: ranks with other rows would train on other
         examples under the same positions, and nothing else would show it.
         Compared are each array's shape, dtype and up to 1,024 evenly spaced
-        rows (at most 16 MiB: cheap whatever the size; differences elsewhere go unseen).
+        rows (at most 16 MiB: cheap whatever the size; differences elsewhere go
+        unseen); of a torch ``Dataset``'s rows, which load item by item, only
+        their number. Every rank takes part in the one exchange, so all raise
+        or none, and no rank is left waiting for another that failed.
+
+        Parameters
+        ----------
+        failure : Exception or None, default=None
+            Why this rank could not get its data ready (e.g. validation's
+            error); the other ranks raise too, this one returns for its caller
+            to raise it.
+        **arrays : numpy.ndarray or None
+            The data, by name (``X``, ``y``, ``X_clean``, ...).
+
+        Raises
+        ------
+        ValueError
+            Another rank failed, or some rank's arrays differ from rank 0's:
+            names the ranks and the arrays.
         """
-        mine = {name: _fingerprint(values) for name, values in arrays.items()}
+        try:
+            mine = {"failure": None if failure is None else f"{type(failure).__name__}: {failure}",
+                    "arrays": {name: _fingerprint(values) for name, values in arrays.items()}}
+        except Exception as exc:  # e.g. memory: the others must still hear of it
+            mine = {"failure": f"{type(exc).__name__}: {exc}", "arrays": {}}
         everyone = [None] * self.world_size
-        dist.all_gather_object(everyone, mine)  # every rank sees every fingerprint: all raise, or none
-        differ = [name for name in mine if any(theirs[name] != everyone[0][name] for theirs in everyone)]
+        dist.all_gather_object(everyone, mine)  # every rank sees every rank's: all raise, or none
+        failed = {rank: theirs["failure"] for rank, theirs in enumerate(everyone) if theirs["failure"]}
+        if failed:
+            if failure is not None:
+                return  # the caller raises its own error
+            rank, reason = next(iter(failed.items()))
+            raise ValueError(f"Rank(s) {sorted(failed)} of this data-parallel fit could not start it (rank {rank}: "
+                             f"{reason}); every rank stops. Fix the data on those ranks.")
+        first = everyone[0]["arrays"]
+        differ = [name for name in first if any(theirs["arrays"][name] != first[name] for theirs in everyone)]
         if differ:
-            ranks = [rank for rank, theirs in enumerate(everyone) if theirs != everyone[0]]
+            ranks = [rank for rank, theirs in enumerate(everyone) if theirs["arrays"] != first]
             raise ValueError(
                 f"The {self.world_size} processes of this data-parallel fit were given different "
                 f"{', '.join(differ)}: rank(s) {ranks} differ from rank 0. Every rank trains on its share of "

@@ -13,7 +13,7 @@ from skorch.utils import TeeGenerator, to_tensor
 from . import _validation, diagnostics
 from ._dataset import ArrayDataset, DatasetRows, EncodedLabelDataset, collate_batch
 from ._device import AutoDeviceMixin, step_autocast
-from ._distributed import DataParallel
+from ._distributed import DataParallel, validated_on_every_rank
 from ._divergence import check_finite_predictions, check_step_is_finite, explain, final_outputs_error
 from ._fit_state import make_fit_context
 from ._host_step import copy_to_host
@@ -549,11 +549,11 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
                 f"{method}() got unexpected keyword arguments {sorted(fit_params)}; it takes "
                 "X, y, X_clean, y_clean, clean_mask and sample_weight."
             )
-        # a net initialised by hand (e.g. to load parameters) has not seen data yet
-        data = _validation.validate_fit_data(self, X, y, sample_weight=sample_weight, **clean,
-                                 reset=reinitialize or not hasattr(self, "sample_shape_"))
-        epochs_done = 0 if reinitialize else len(self.weight_history_)
         parallel = DataParallel.join()
+        # a net initialised by hand (e.g. to load parameters) has not seen data yet
+        data = validated_on_every_rank(parallel, lambda: _validation.validate_fit_data(
+            self, X, y, sample_weight=sample_weight, **clean, reset=reinitialize or not hasattr(self, "sample_shape_")))
+        epochs_done = 0 if reinitialize else len(self.weight_history_)
         generators = fit_generators(self.random_state, None if reinitialize else self.rng_.torch_state, epochs_done)
         generator = torch.default_generator if generators is None else generators.cpu
         with drawing(generators):  # initialisation and the checks draw from the fit's generators
@@ -564,8 +564,6 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
                 self.weighting_.continue_from(weighting)
                 self.loss_scale_ = loss_scale_for(self.autocast_dtype, getattr(self, "loss_scale_", None))
             if parallel is not None:  # from here on every rank draws what rank 0 draws
-                parallel.check_same_data(X=data.X, y=data.y, X_clean=data.X_clean, y_clean=data.y_clean,
-                                         sample_weight=data.sample_weight)
                 parallel.start(self.module_, generator)
             check_optimizer_needs_no_closure(self.optimizer_)
             self.weighting_.start(data.n_rows, self.device, generator, data.targets_by_position(),

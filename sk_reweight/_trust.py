@@ -7,6 +7,36 @@ import torch
 from ._weight_stages import PENDING_STEPS, WeightStage, _normalize, _uniform
 
 
+def held_out_gains(fold_alignment, fallback, sample_weight=None):
+    """Each step's first-order gain, on each held-out fold, of the other folds' weights over the fallback's.
+
+    Parameters
+    ----------
+    fold_alignment : torch.Tensor of shape (steps, batch_size, folds)
+        Each step's examples' alignments with each clean fold's loss gradient.
+    fallback : torch.Tensor of shape (steps, batch_size)
+        Each step's fallback weights (summing to 1).
+    sample_weight : torch.Tensor of shape (steps, batch_size) or None, default=None
+        ``fit``'s ``sample_weight`` of each step's examples.
+
+    Returns
+    -------
+    torch.Tensor of shape (steps, folds)
+        ``sum_i (w_i - v_i) a_ik``, ``w`` Algorithm 1's weights from the other folds' mean
+        alignment (clipped at 0, times ``sample_weight``, normalised; all zero if none is
+        positive). Each step's row is bit for bit what that step alone, as a
+        ``(1, batch_size, folds)`` stack, gives: the reductions run over its own rows.
+    """
+    a, k = fold_alignment, fold_alignment.shape[2]
+    rest = (a.sum(2, keepdim=True) - a) / (k - 1)  # column j: the mean of the other folds
+    learned = rest.clamp(min=0)
+    if sample_weight is not None:
+        learned = learned * sample_weight.to(a.dtype)[:, :, None]
+    total = learned.sum(1, keepdim=True)
+    learned = torch.where(total > 0, learned / total.clamp(min=torch.finfo(a.dtype).tiny), 0.0)
+    return ((learned - fallback[:, :, None]) * a).sum(1)
+
+
 class CrossFitTrust(WeightStage):
     """Mixes the learned weights with a fallback, by how well they steer on held-out trusted rows.
 
@@ -206,6 +236,10 @@ class CrossFitTrust(WeightStage):
         self._class_ratio = ratio.float().to(self._device)
         self._ratio_is_one = bool((ratio == 1).all())
 
+    def _uniform_fallback(self, sample_weight):
+        """Whether the fallback's weights are uniform: no ``sample_weight`` and no class factor."""
+        return sample_weight is None and (self._ratio_is_one or self._class_ratio is None or self._targets is None)
+
     def _fallback(self, like, positions, sample_weight):
         """The fallback's normalised weights of the batch."""
         if self._ratio_is_one or self._class_ratio is None or self._targets is None:
@@ -233,10 +267,12 @@ class CrossFitTrust(WeightStage):
         """
         if fold_alignment.shape[1] < 2:  # a clean batch of one row: nothing to hold out
             return
-        a = fold_alignment.detach()
-        uniform = sample_weight is None and (self._ratio_is_one or self._class_ratio is None or self._targets is None)
-        # the fallback's weights now, where they depend on the batch's rows (uniform ones are formed when counted)
-        v = None if uniform else self._fallback(a[:, 0].to(self._epoch.dtype), positions, sample_weight)
+        # copies (in the evidence's dtype, as the comparison needs anyway): what the caller passed may
+        # change before the steps are counted; row-major, so that every step's sums run in one order
+        a = fold_alignment.detach().to(self._epoch.dtype, memory_format=torch.contiguous_format, copy=True)
+        # the fallback's weights now where they depend on the batch's rows (uniform ones: when counted)
+        v = None if self._uniform_fallback(sample_weight) else self._fallback(a[:, 0], positions, sample_weight)
+        sample_weight = None if sample_weight is None else sample_weight.detach().to(a.dtype, copy=True)
         self._pending.append((a, v, sample_weight))
         if len(self._pending) >= PENDING_STEPS:
             self._count_pending()
@@ -244,24 +280,18 @@ class CrossFitTrust(WeightStage):
     def _count_pending(self):
         """Add the comparisons of the steps observed since the last count to the epoch's evidence.
 
-        Steps of one batch size are stacked and compared at once; each step's
-        gains are bit for bit those of comparing it alone (the reductions run
-        over the same rows in the same order).
+        Steps of one batch size are stacked and compared at once
+        (:func:`held_out_gains`), each step's as if it were compared alone.
         """
         groups = {}
         for a, v, sample_weight in self._pending:
             groups.setdefault((a.shape, v is None, sample_weight is None), []).append((a, v, sample_weight))
         self._pending = []
-        for ((n, k), uniform, unweighted), steps in groups.items():
-            a = torch.stack([step[0] for step in steps]).to(self._epoch.dtype)  # (steps, n, folds)
+        for ((n, _), uniform, unweighted), steps in groups.items():
+            a = torch.stack([step[0] for step in steps])  # (steps, n, folds)
             v = a.new_ones(len(steps), n) / n if uniform else torch.stack([step[1] for step in steps])
-            rest = (a.sum(2, keepdim=True) - a) / (k - 1)  # column j: the mean of the other folds
-            learned = rest.clamp(min=0)
-            if not unweighted:
-                learned = learned * torch.stack([step[2] for step in steps]).to(a.dtype)[:, :, None]
-            total = learned.sum(1, keepdim=True)
-            learned = torch.where(total > 0, learned / total.clamp(min=torch.finfo(a.dtype).tiny), 0.0)
-            gain = ((learned - v[:, :, None]) * a).sum(1)
+            sample_weight = None if unweighted else torch.stack([step[2] for step in steps])
+            gain = held_out_gains(a, v, sample_weight)
             # a fold without rows (no class has `folds` rows in the batch) is no evidence either way
             counted = torch.isfinite(gain) & (a != 0).any(1)
             won = torch.where(counted, (gain.sign() + 1) * 0.5, 0.0)  # a win 1, a tie 1/2

@@ -18,10 +18,15 @@ import torch
 PENDING_STEPS = 64
 
 
+def _own(positions):
+    """A copy of a step's training positions (the caller's array or tensor may be reused)."""
+    return positions.detach().clone() if torch.is_tensor(positions) else np.array(positions, dtype=np.int64)
+
+
 def _rows(positions, device):
-    """The training positions of several steps, one after the other, as one index tensor."""
-    if not any(torch.is_tensor(p) for p in positions):  # NumPy arrays or lists: joined on the host
-        return torch.as_tensor(np.concatenate([np.asarray(p, dtype=np.int64) for p in positions]), device=device)
+    """The training positions of several steps (:func:`_own` copies), one after the other, as one index tensor."""
+    if not any(torch.is_tensor(p) for p in positions):  # NumPy arrays: joined on the host
+        return torch.as_tensor(np.concatenate(positions), device=device)
     return torch.cat([torch.as_tensor(p, device=device) for p in positions])
 
 
@@ -401,6 +406,7 @@ class UnlearningGuard(WeightStage):
         self.tolerance = tolerance
         self._state = self._targets = None
         self._any_guarded = None  # any class guarded? Read on the host once an epoch; while none is, no restoring
+        self._pending_losses, self._pending_weights = [], []  # steps not yet added to the running sums
 
     @property
     def mean_weights(self):
@@ -419,6 +425,10 @@ class UnlearningGuard(WeightStage):
 
     def start(self, n_train, device):
         _check_number(self, "tolerance", self.tolerance, 0, float("inf"), "a finite number >= 0", high_open=True)
+        if self._state is not None:  # a stage started again keeps its sums: with every step in them
+            self._add_pending_weights()
+            if self._targets is not None:
+                self._add_pending_losses()
         device = torch.device(device)
         # sums over a long run in double precision, where the device has it
         self._dtype = torch.float32 if device.type == "mps" else torch.float64
@@ -444,14 +454,15 @@ class UnlearningGuard(WeightStage):
 
     # The running sums are added to in batches of steps, in the order the steps came (index_add_ adds a
     # batch's rows in order, so the sums are bit for bit the per-step ones): a handful of small
-    # operations per step cost a small network's step several percent.
+    # operations per step cost a small network's step several percent. Each step's values and
+    # positions are kept as copies: what the caller passed may change before they are added.
 
     def observe(self, losses, positions):
         if self._targets is None:
             raise ValueError("UnlearningGuard needs the class of every training example "
                              "(Weighting.start(..., targets=...)); it applies to classifiers only.")
         state = self._state
-        self._pending_losses.append((losses.detach(), positions))
+        self._pending_losses.append((losses.detach().to(self._dtype, copy=True), _own(positions)))
         state["seen"] += len(positions)
         if state["seen"] >= self._epoch_rows:  # an epoch's worth of visits: compare with the best
             self._add_pending_losses()
@@ -472,7 +483,7 @@ class UnlearningGuard(WeightStage):
             return
         state = self._state
         classes = self._targets[_rows([p for _, p in pending], self._targets.device)]
-        losses = torch.cat([loss for loss, _ in pending]).to(self._dtype)
+        losses = torch.cat([loss for loss, _ in pending])
         finite = torch.isfinite(losses)  # a step that diverges (and is skipped) must not poison the means
         state["loss_sum"].index_add_(0, classes, torch.where(finite, losses, 0.0))
         state["loss_count"].index_add_(0, classes, finite.to(self._dtype))
@@ -482,10 +493,7 @@ class UnlearningGuard(WeightStage):
         if not pending:
             return
         state = self._state
-        sizes = torch.tensor([len(w) for w, _ in pending], device=pending[0][0].device)
-        # each step's weights on the scale where 1 is uniform: w * len(w), in the weights' dtype
-        scaled = (torch.cat([w for w, _ in pending]) * sizes.repeat_interleave(sizes).to(pending[0][0].dtype))
-        scaled = scaled.to(self._dtype)
+        scaled = torch.cat([w for w, _ in pending])
         finite = torch.isfinite(scaled)
         rows = _rows([p for _, p in pending], scaled.device)  # index_add_: a row twice in a batch counts twice
         state["weight_sum"].index_add_(0, rows, torch.where(finite, scaled, 0.0))
@@ -493,9 +501,9 @@ class UnlearningGuard(WeightStage):
 
     def __call__(self, w, positions, sample_weight=None):
         state = self._state
-        if self._pending_weights and self._pending_weights[-1][0].dtype != w.dtype:
-            self._add_pending_weights()  # steps are added together only in one dtype
-        self._pending_weights.append((w.detach(), positions))
+        # on the scale where 1 is uniform, in the weights' dtype, then in the sums'
+        scaled = (w * len(w)).detach().to(self._dtype)
+        self._pending_weights.append((scaled, _own(positions)))
         if self._any_guarded is None:  # a fresh start or a loaded state
             self._any_guarded = self._targets is not None and bool(state["guarded"].any())
         if self._targets is None or not self._any_guarded:
@@ -503,7 +511,6 @@ class UnlearningGuard(WeightStage):
                 self._add_pending_weights()
             return w
         self._add_pending_weights()
-        scaled = (w * len(w)).detach().to(self._dtype)
         finite = torch.isfinite(scaled)
         classes = self._targets[positions]
         guarded = state["guarded"][classes]

@@ -143,6 +143,14 @@ def main():
     except ValueError as exc:
         message = str(exc)
     torch.save({"message": message}, args.out / f"mismatch_{who}.pt")
+    # a rank whose data fails validation (here rank 1's clean rows have a feature fewer) stops every rank
+    try:
+        ReweightedNeuralNetClassifier(max_epochs=1, random_state=0).fit(
+            X, y, X_clean=X_clean[:, :-1] if rank == 1 else X_clean, y_clean=y_clean)
+        message = None
+    except ValueError as exc:
+        message = str(exc)
+    torch.save({"message": message}, args.out / f"invalid_{who}.pt")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from sk_reweight import ReweightedNeuralNetClassifier
+from sk_reweight._dataset import DatasetRows
 from sk_reweight._distributed import DataParallel, DataParallelEngine, _fingerprint
 from sk_reweight._sampling import RecordingBatchSampler
 
@@ -97,6 +98,43 @@ def test_ranks_given_different_data_all_fail_with_the_fix(runs):
         assert "load or generate it the same way on each" in message
 
 
+@pytest.mark.slow
+def test_a_rank_whose_data_fails_validation_stops_every_rank(runs):
+    assert runs("invalid", "alone")["message"] is None
+    assert "X_clean" in runs("invalid", "rank1")["message"]  # its own error
+    message = runs("invalid", "rank0")["message"]
+    assert message.startswith("Rank(s) [1] of this data-parallel fit could not start it (rank 1: ValueError: ")
+    assert "X_clean" in message
+
+
+def test_a_failure_on_one_rank_is_raised_on_every_rank(monkeypatch):
+    parallel = DataParallel(rank=0, world_size=2, device="cpu")
+
+    def others_failed(out, mine):
+        out[:] = [mine, {"failure": "ValueError: bad rows", "arrays": {}}]
+
+    monkeypatch.setattr(torch.distributed, "all_gather_object", others_failed)
+    with pytest.raises(ValueError, match=r"Rank\(s\) \[1\] .* \(rank 1: ValueError: bad rows\); every rank stops"):
+        parallel.check_same_data(X=np.zeros((3, 2)))
+    assert parallel.check_same_data(failure=ValueError("mine")) is None  # this rank raises its own
+
+
+def test_a_datasets_rows_are_not_loaded_to_compare_them():
+    loads = []
+
+    class Items(torch.utils.data.Dataset):
+        def __len__(self):
+            return 50
+
+        def __getitem__(self, i):
+            loads.append(i)
+            return torch.zeros(3), 0
+
+    rows = DatasetRows(Items())
+    before = len(loads)  # the first item, for the shape
+    assert _fingerprint(rows) == ("DatasetRows", (50, 3)) and len(loads) == before
+
+
 def test_data_that_differs_between_ranks_is_named(monkeypatch):
     parallel = DataParallel(rank=0, world_size=3, device="cpu")
     X, y = np.arange(4000.0).reshape(2000, 2), np.zeros(2000)
@@ -105,7 +143,7 @@ def test_data_that_differs_between_ranks_is_named(monkeypatch):
 
     def gather_with_rank_2_holding(other):
         def all_gather_object(out, mine):
-            out[:] = [mine, mine, {**mine, "X": _fingerprint(other)}]
+            out[:] = [mine, mine, {**mine, "arrays": {**mine["arrays"], "X": _fingerprint(other)}}]
         return all_gather_object
 
     monkeypatch.setattr(torch.distributed, "all_gather_object", gather_with_rank_2_holding(edited))

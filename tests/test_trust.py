@@ -274,17 +274,61 @@ def test_trust_counts_the_held_out_comparisons_won():
     assert copied.trust == stage.trust and copied.state_dict() == stage.state_dict()
 
 
-def _evidence_over_steps(pending_steps, monkeypatch):
-    """A stage's trust and win rates over three epochs of steps of two batch sizes, with and without
-    sample weights and alignments that are zero, NaN or infinite, counted ``pending_steps`` at a time."""
-    monkeypatch.setattr(_trust, "PENDING_STEPS", pending_steps)
+def _gains_alone(a, v, sample_weight=None):
+    """One step's held-out gains, written out on its own ``(batch_size, folds)`` alignments."""
+    k = a.shape[1]
+    learned = ((a.sum(1, keepdim=True) - a) / (k - 1)).clamp(min=0)
+    if sample_weight is not None:
+        learned = learned * sample_weight[:, None]
+    total = learned.sum(0)
+    learned = torch.where(total > 0, learned / total.clamp(min=torch.finfo(a.dtype).tiny), 0.0)
+    return ((learned - v[:, None]) * a).sum(0)
+
+
+def _same(x, y):
+    return torch.equal(x.nan_to_num(nan=7.0), y.nan_to_num(nan=7.0)) and torch.equal(x.isnan(), y.isnan())
+
+
+@pytest.mark.parametrize("folds", [2, 3, 5])
+@pytest.mark.parametrize("n", [1, 7, 64, 257])
+def test_held_out_gains_of_a_stack_are_each_steps_alone_bit_for_bit(folds, n):
+    g = torch.Generator().manual_seed(n * folds)
+    magnitudes = 10.0 ** torch.randint(-6, 6, (6, n, 1), generator=g)  # far apart: the order of a sum shows
+    a = torch.randn(6, n, folds, generator=g, dtype=torch.float64) * magnitudes
+    a[1, :, 0] = 0.0  # a fold without rows
+    a[2, 0, -1] = float("nan")
+    v = torch.rand(6, n, generator=g, dtype=torch.float64)
+    v = v / v.sum(1, keepdim=True)
+    sample_weight = torch.rand(6, n, generator=g, dtype=torch.float64) + 0.5
+    for sw in (None, sample_weight):
+        stacked = _trust.held_out_gains(a, v, sw)
+        for step in range(6):
+            assert _same(stacked[step], _gains_alone(a[step], v[step], None if sw is None else sw[step])), step
+
+
+def _counted_alone(stage, steps):
+    """(won, compared) of ``steps`` compared one by one with :func:`_gains_alone`."""
+    won = compared = 0.0
+    for a, positions, sample_weight in steps:
+        a = a.to(torch.float64)
+        v = stage._fallback(a[:, 0], positions, sample_weight)
+        gain = _gains_alone(a, v, None if sample_weight is None else sample_weight.to(torch.float64))
+        counted = torch.isfinite(gain) & (a != 0).any(0)
+        won += float(torch.where(counted, (gain.sign() + 1) * 0.5, 0.0).sum())
+        compared += float(counted.sum())
+    return won, compared
+
+
+@pytest.mark.parametrize("balance_classes", [False, True])  # the uniform fallback, and one per class
+def test_the_comparisons_counted_together_are_each_steps(balance_classes, monkeypatch):
     g = torch.Generator().manual_seed(0)
-    stage = CrossFitTrust(folds=3, balance_classes=True, prior=0.0)  # the fallback looks up each row's class
+    stage = CrossFitTrust(folds=3, balance_classes=balance_classes, prior=0.0, memory=0.0, full_trust_win_rate=1.0)
     stage.start(n_train=200, device="cpu")
     stage.set_targets(torch.randint(0, 3, (200,), generator=g))
     stage.set_clean_targets(torch.tensor([0, 1, 2, 0, 1, 2, 0]))
-    records = []
-    for _ in range(3):
+    monkeypatch.setattr(_trust, "PENDING_STEPS", 64)
+    for _ in range(2):  # epochs of 150 steps: counted at 64, 128 and the end
+        steps = []
         for step in range(150):
             n = 37 if step % 5 == 4 else 64
             a = torch.randn(n, 3, generator=g) * torch.rand(1, 3, generator=g)
@@ -292,17 +336,18 @@ def _evidence_over_steps(pending_steps, monkeypatch):
                 a[:, step % 3] = 0.0  # a fold without rows: not counted
             if step % 11 == 0:
                 a[step % n, 1] = float("nan") if step % 2 else float("inf")
-            positions = torch.randint(0, 200, (n,), generator=g)
+            if step % 4 == 1:
+                a = a.T.contiguous().T  # as data-parallel training gathers them: transposed
+            if step % 6 == 2:
+                a = a.double()  # already in the evidence's dtype
+            positions = torch.randint(0, 200, (n,), generator=g).numpy()
             sample_weight = torch.rand(n, generator=g) + 0.5 if step % 3 == 0 else None
+            steps.append((a.clone(), positions.copy(), sample_weight))
             stage.observe_folds(a, positions, sample_weight)
-        records.append(stage.end_epoch())
-    return records, stage.state_dict()
-
-
-def test_the_comparisons_counted_together_are_each_steps_bit_for_bit(monkeypatch):
-    together = _evidence_over_steps(64, monkeypatch)
-    assert together == _evidence_over_steps(1, monkeypatch)  # each step counted as it comes
-    assert 0.0 < together[1]["evidence"][0] < together[1]["evidence"][1]
+            a.fill_(1.0), positions.fill(0)  # the caller's buffers, reused: the stage kept copies
+        won, compared = _counted_alone(stage, steps)
+        summary = stage.end_epoch()
+        assert 0 < won < compared and summary["weight_trust_win_rate"] == won / compared
 
 
 def trusted_fit(shuffle_trusted, seed):

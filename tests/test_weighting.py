@@ -136,8 +136,9 @@ def test_guard_fits_saves_and_continues(small_data):
 
 
 def _guard_over_steps(pending_steps, monkeypatch):
-    """What a guard returns and holds over four epochs of steps of two batch sizes (some rows twice
-    in a batch, some losses and weights not finite), adding ``pending_steps`` steps at a time."""
+    """What a guard returns and holds over four epochs of steps of two batch sizes (some rows twice in a
+    batch, some values not finite, magnitudes far apart: sums in another order would round otherwise),
+    adding ``pending_steps`` steps at a time; the caller reuses its buffers."""
     monkeypatch.setattr(_weight_stages, "PENDING_STEPS", pending_steps)
     g = torch.Generator().manual_seed(1)
     guard = UnlearningGuard(tolerance=0.0)  # guards a class at any rise of its loss
@@ -147,24 +148,29 @@ def _guard_over_steps(pending_steps, monkeypatch):
     for epoch in range(4):
         order = torch.randperm(300, generator=g)
         for first in range(0, 300, 7):
-            positions = order[first:first + 7].numpy()
+            positions = order[first:first + 7].numpy().copy()
             if first == 14:
-                positions = np.r_[positions[:-1], positions[0]]  # a row twice in a batch counts twice
-            losses = torch.rand(len(positions), generator=g) * (1 + epoch)  # rising: guarded from the 2nd epoch
-            w = torch.rand(len(positions), generator=g)
+                positions[-1] = positions[0]  # a row twice in a batch counts twice
+            scale = 10.0 ** torch.randint(-8, 8, (len(positions),), generator=g)
+            losses = torch.rand(len(positions), generator=g, dtype=torch.float64) * scale * (1 + epoch)
+            w = torch.rand(len(positions), generator=g, dtype=torch.float64) * scale
+            w = (w / w.sum()).float() if first % 2 else w / w.sum()  # float32 and float64 weights
             if first == 28:
                 losses[0], w[1] = float("nan"), float("inf")
-            guard.observe(losses, positions)
-            returned.append(guard(w / w.sum(), positions))
+            where = torch.as_tensor(positions) if first % 3 == 0 else positions  # tensors and arrays
+            guard.observe(losses, where)
+            returned.append(guard(w, where).clone())
+            losses.fill_(0.0), w.fill_(0.0), positions.fill(0)  # reused buffers: the guard kept copies
             if first == 140:  # read in the middle of an epoch
                 read.append((guard.mean_weights, guard.guarded))
+        guard.end_epoch()
     return returned, read, guard.state_dict()
 
 
 def test_the_guard_adds_steps_together_bit_for_bit(monkeypatch):
     returned, read, state = _guard_over_steps(64, monkeypatch)
     alone = _guard_over_steps(1, monkeypatch)  # each step added as it comes
-    assert all(torch.equal(a, b) or (a.isnan() == b.isnan()).all() and torch.equal(a.nan_to_num(), b.nan_to_num())
+    assert all(torch.equal(a.nan_to_num(), b.nan_to_num()) and torch.equal(a.isnan(), b.isnan())
                for a, b in zip(returned, alone[0]))
     for (mean, guarded), (mean_alone, guarded_alone) in zip(read, alone[1]):
         torch.testing.assert_close(mean, mean_alone, rtol=0, atol=0, equal_nan=True)
