@@ -246,7 +246,7 @@ def _alignment_with_folds(by_layer, n, y_clean, folds, zeros):
     alignment, per_fold = zeros, zeros.new_zeros(n, folds)
     if not to_folds.any():  # no class has a row for every fold: nothing to hold out, zero alignments
         return _alignment(by_layer, n, zeros), per_fold
-    to_groups = torch.cat([torch.ones_like(to_folds[:, :1]), to_folds], 1)  # the whole batch, then the folds
+    to_groups = None  # the loop's groups, formed when a layer needs them: the whole batch, then the folds
     for layer, layer_calls in by_layer.items():
         rule = RULES[type(layer)]
         # priced as `folds` groups, though the loop forms folds + 1 (the whole batch's too): at 2 folds the
@@ -256,6 +256,8 @@ def _alignment_with_folds(by_layer, n, y_clean, folds, zeros):
             alignment = alignment + pairs.sum(1)
             per_fold = per_fold + pairs @ to_folds.to(pairs.dtype)
             continue
+        if to_groups is None:
+            to_groups = torch.cat([torch.ones_like(to_folds[:, :1]), to_folds], 1)
         part = _loop_alignments(rule, layer, layer_calls, n, to_groups)
         alignment = alignment + part[:, 0]
         per_fold = per_fold + part[:, 1:]
