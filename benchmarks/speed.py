@@ -71,6 +71,9 @@ QUICK = {  # same code paths, tiny sizes
 loss_fn = nn.CrossEntropyLoss(reduction="none")
 #: epochs of each timed ``fit``
 FIT_EPOCHS = 3
+#: interleaved rounds of whole fits behind each median (ResNet-32 on CPU: 3); on a shared 2-core
+#: machine single ratios moved by 0.1-0.25 between runs with 5
+FIT_ROUNDS = 9
 # 'reference' is the literal lookahead definition by double backprop
 ENGINES = {engine.name: engine for engine in (LayerwiseEngine, ForwardModeEngine, ReferenceEngine)}
 
@@ -327,7 +330,7 @@ def run(device, quick, rounds, per_round):
         heavy = "ResNet" in name and device == "cpu" and not quick
         t = time_steps(steps, device, rounds=3 if heavy else rounds, per_round=1 if heavy else per_round)
         fits, engine = time_fits(factory, shape, n_classes, batch, clean, n_train // 4 if heavy else n_train,
-                                 device, epochs=1 if quick else FIT_EPOCHS, rounds=1 if quick else 3 if heavy else 5)
+                                 device, epochs=1 if quick else FIT_EPOCHS, rounds=1 if quick else 3 if heavy else FIT_ROUNDS)
         mem = peak_memory(name, ["plain", engine], device, quick)
         rows.append({
             "workload": name, "batch": batch, "clean_batch": clean, "engine": engine,
