@@ -184,7 +184,7 @@ class DataParallel:
         Compared are each array's shape, dtype and up to 1,024 evenly spaced
         rows (at most 16 MiB: cheap whatever the size; differences elsewhere go
         unseen); of a torch ``Dataset``'s rows, which load item by item, only
-        their number. Every rank takes part in the one exchange, so all raise
+        their shape. Every rank takes part in the one exchange, so all raise
         or none, and no rank is left waiting for another that failed.
 
         Parameters
