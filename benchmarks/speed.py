@@ -329,8 +329,9 @@ def run(device, quick, rounds, per_round):
         steps = step_functions(module, make_batch(shape, n_classes, batch, clean, device))
         heavy = "ResNet" in name and device == "cpu" and not quick
         t = time_steps(steps, device, rounds=3 if heavy else rounds, per_round=1 if heavy else per_round)
+        fit_rounds = 1 if quick else 3 if heavy else FIT_ROUNDS
         fits, engine = time_fits(factory, shape, n_classes, batch, clean, n_train // 4 if heavy else n_train,
-                                 device, epochs=1 if quick else FIT_EPOCHS, rounds=1 if quick else 3 if heavy else FIT_ROUNDS)
+                                 device, epochs=1 if quick else FIT_EPOCHS, rounds=fit_rounds)
         mem = peak_memory(name, ["plain", engine], device, quick)
         rows.append({
             "workload": name, "batch": batch, "clean_batch": clean, "engine": engine,
