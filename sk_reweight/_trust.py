@@ -267,9 +267,9 @@ class CrossFitTrust(WeightStage):
         """
         if fold_alignment.shape[1] < 2:  # a clean batch of one row: nothing to hold out
             return
-        # copies (in the evidence's dtype, as the comparison needs anyway): what the caller passed may
-        # change before the steps are counted; row-major, so that every step's sums run in one order
-        a = fold_alignment.detach().to(self._epoch.dtype, memory_format=torch.contiguous_format, copy=True)
+        # a copy (in the evidence's dtype, as the comparison needs anyway): what the caller passed may
+        # change before the steps are counted
+        a = fold_alignment.detach().to(self._epoch.dtype, copy=True)
         # the fallback's weights now where they depend on the batch's rows (uniform ones: when counted)
         v = None if self._uniform_fallback(sample_weight) else self._fallback(a[:, 0], positions, sample_weight)
         sample_weight = None if sample_weight is None else sample_weight.detach().to(a.dtype, copy=True)

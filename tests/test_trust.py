@@ -342,9 +342,11 @@ def test_the_comparisons_counted_together_are_each_steps(balance_classes, monkey
                 a = a.double()  # already in the evidence's dtype
             positions = torch.randint(0, 200, (n,), generator=g).numpy()
             sample_weight = torch.rand(n, generator=g) + 0.5 if step % 3 == 0 else None
-            steps.append((a.clone(), positions.copy(), sample_weight))
+            steps.append((a.clone(), positions.copy(), None if sample_weight is None else sample_weight.clone()))
             stage.observe_folds(a, positions, sample_weight)
             a.fill_(1.0), positions.fill(0)  # the caller's buffers, reused: the stage kept copies
+            if sample_weight is not None:
+                sample_weight.fill_(0.0)
         won, compared = _counted_alone(stage, steps)
         summary = stage.end_epoch()
         assert 0 < won < compared and summary["weight_trust_win_rate"] == won / compared

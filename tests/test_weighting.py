@@ -146,7 +146,9 @@ def _guard_over_steps(pending_steps, monkeypatch):
     guard.set_targets(torch.randint(0, 3, (300,), generator=g))
     returned, read = [], []
     for epoch in range(4):
-        order = torch.randperm(300, generator=g)
+        # the first epoch (unguarded: its weights are added in batches) draws its rows with replacement,
+        # and goes on into the second: a row in several steps added together
+        order = torch.randint(0, 300, (300,), generator=g) if epoch == 0 else torch.randperm(300, generator=g)
         for first in range(0, 300, 7):
             positions = order[first:first + 7].numpy().copy()
             if first == 14:
@@ -163,7 +165,12 @@ def _guard_over_steps(pending_steps, monkeypatch):
             losses.fill_(0.0), w.fill_(0.0), positions.fill(0)  # reused buffers: the guard kept copies
             if first == 140:  # read in the middle of an epoch
                 read.append((guard.mean_weights, guard.guarded))
-        guard.end_epoch()
+            if epoch == 0 and first == 70:  # started again in the middle of an epoch: the sums keep every step
+                targets = guard._targets
+                guard.start(n_train=300, device="cpu")
+                guard.set_targets(targets)
+        if epoch != 0:
+            guard.end_epoch()
     return returned, read, guard.state_dict()
 
 
