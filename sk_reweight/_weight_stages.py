@@ -30,6 +30,14 @@ def _rows(positions, device):
     return torch.cat([torch.as_tensor(p, device=device) for p in positions])
 
 
+def _add_finite(total, count, index, values):
+    """``index_add_`` the finite ``values`` to ``total`` and one per finite value to ``count`` (a step that
+    diverges, and is skipped, must not poison the means)."""
+    finite = torch.isfinite(values)
+    total.index_add_(0, index, torch.where(finite, values, 0.0))
+    count.index_add_(0, index, finite.to(total.dtype))
+
+
 def _normalize(w):
     total = w.sum()
     return torch.where(total > 0, w / total, torch.zeros_like(w))
@@ -425,10 +433,9 @@ class UnlearningGuard(WeightStage):
 
     def start(self, n_train, device):
         _check_number(self, "tolerance", self.tolerance, 0, float("inf"), "a finite number >= 0", high_open=True)
-        if self._state is not None:  # a stage started again keeps its sums: with every step in them
+        if self._state is not None:  # a stage started again keeps its sums, with every step in them
             self._add_pending_weights()
-            if self._targets is not None:
-                self._add_pending_losses()
+            self._add_pending_losses()  # (steps pending only after set_targets)
         device = torch.device(device)
         # sums over a long run in double precision, where the device has it
         self._dtype = torch.float32 if device.type == "mps" else torch.float64
@@ -452,11 +459,8 @@ class UnlearningGuard(WeightStage):
                                guarded=torch.zeros(n_classes, dtype=torch.bool, device=device), seen=0)
         self._any_guarded = None
 
-    # The running sums are added to in batches of steps, in the order the steps came (index_add_ adds a
-    # batch's rows in order, so the sums are bit for bit the per-step ones): a handful of small
-    # operations per step cost a small network's step several percent. Each step's values and
-    # positions are kept as copies: what the caller passed may change before they are added.
-
+    # Steps are added to the running sums in batches, in the order they came (index_add_ adds in order: the
+    # per-step sums bit for bit), from copies (the caller may reuse its buffers): fewer small operations a step.
     def observe(self, losses, positions):
         if self._targets is None:
             raise ValueError("UnlearningGuard needs the class of every training example "
@@ -481,23 +485,15 @@ class UnlearningGuard(WeightStage):
         pending, self._pending_losses = self._pending_losses, []
         if not pending:
             return
-        state = self._state
         classes = self._targets[_rows([p for _, p in pending], self._targets.device)]
-        losses = torch.cat([loss for loss, _ in pending])
-        finite = torch.isfinite(losses)  # a step that diverges (and is skipped) must not poison the means
-        state["loss_sum"].index_add_(0, classes, torch.where(finite, losses, 0.0))
-        state["loss_count"].index_add_(0, classes, finite.to(self._dtype))
+        _add_finite(self._state["loss_sum"], self._state["loss_count"], classes, torch.cat([v for v, _ in pending]))
 
     def _add_pending_weights(self):
         pending, self._pending_weights = self._pending_weights, []
         if not pending:
             return
-        state = self._state
-        scaled = torch.cat([w for w, _ in pending])
-        finite = torch.isfinite(scaled)
-        rows = _rows([p for _, p in pending], scaled.device)  # index_add_: a row twice in a batch counts twice
-        state["weight_sum"].index_add_(0, rows, torch.where(finite, scaled, 0.0))
-        state["visits"].index_add_(0, rows, finite.to(self._dtype))
+        rows = _rows([p for _, p in pending], self._state["visits"].device)  # a row twice in a batch counts twice
+        _add_finite(self._state["weight_sum"], self._state["visits"], rows, torch.cat([w for w, _ in pending]))
 
     def __call__(self, w, positions, sample_weight=None):
         state = self._state
