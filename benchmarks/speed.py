@@ -71,8 +71,9 @@ QUICK = {  # same code paths, tiny sizes
 loss_fn = nn.CrossEntropyLoss(reduction="none")
 #: epochs of each timed ``fit``
 FIT_EPOCHS = 3
-#: interleaved rounds of whole fits behind each median (ResNet-32 on CPU: 3); on a shared 2-core
-#: machine single ratios moved by 0.1-0.25 between runs with 5
+#: interleaved rounds of whole fits behind each median (ResNet-32 on CPU too, on a quarter of its
+#: images); on a shared 2-core machine single ratios moved by 0.1-0.25 between runs with 5, and
+#: ResNet-32's by 0.1 between runs with 3
 FIT_ROUNDS = 9
 # 'reference' is the literal lookahead definition by double backprop
 ENGINES = {engine.name: engine for engine in (LayerwiseEngine, ForwardModeEngine, ReferenceEngine)}
@@ -329,7 +330,7 @@ def run(device, quick, rounds, per_round):
         steps = step_functions(module, make_batch(shape, n_classes, batch, clean, device))
         heavy = "ResNet" in name and device == "cpu" and not quick
         t = time_steps(steps, device, rounds=3 if heavy else rounds, per_round=1 if heavy else per_round)
-        fit_rounds = 1 if quick else 3 if heavy else FIT_ROUNDS
+        fit_rounds = 1 if quick else FIT_ROUNDS
         fits, engine = time_fits(factory, shape, n_classes, batch, clean, n_train // 4 if heavy else n_train,
                                  device, epochs=1 if quick else FIT_EPOCHS, rounds=fit_rounds)
         mem = peak_memory(name, ["plain", engine], device, quick)
