@@ -20,6 +20,15 @@ after every epoch, from public attributes:
   share of the epoch's weight (their share of the rows under uniform weights);
 - ``train loss``: the unweighted mean training loss (history ``train_loss``).
 
+A second table, *coverage*, asks where the default's weights go wrong. The
+training rows whose true class is the majority are split into ``--clusters``
+k-means clusters (on the scaled features; the trusted and test rows of that
+class go to their nearest cluster), and for each cluster it gives the trusted
+rows in it (majority / minority class), the mean weight over the first ten
+epochs of its correctly labelled rows (and their share at weight 0) and of its
+flipped ones (labelled minority), and the last epoch's recall of its test rows
+under plain training and under the default.
+
 Diagnosis only: no option is chosen on these sets (they are held out). The
 reweighting rows repeat ``imbalance_noise.py``'s cells exactly; plain training
 draws its shuffling from torch's global generator, which the per-epoch
@@ -33,6 +42,7 @@ import numpy as np
 import torch
 from _harness import PAPER, PAPER_PARAMS, add_common_arguments, add_name_argument, map_cells, publish, where_it_ran
 from imbalance_noise import make_split, recipe
+from sklearn.cluster import KMeans
 from sklearn.metrics import balanced_accuracy_score
 from skorch.callbacks import Callback
 
@@ -77,6 +87,38 @@ def trace(net, curve, corrupted, minority_label):
     return out
 
 
+def coverage(data, weights, predictions, minority, n_clusters, seed):
+    """Per k-means cluster of the true-majority training rows: the trusted rows in it, the mean
+    weight (first ten epochs) of its correct and flipped rows, and its test rows' recall per method."""
+    classes = np.unique(data["y_train"])
+    corrupted = data["corrupted"]
+    majority = np.flatnonzero(classes != minority)[0]
+    labels = np.searchsorted(classes, data["y_train"])
+    true_majority = np.where(corrupted, labels != majority, labels == majority)  # two classes
+    km = KMeans(n_clusters, n_init=10, random_state=seed).fit(data["X_train"][true_majority])
+    train_cluster = np.full(len(labels), -1)
+    train_cluster[true_majority] = km.labels_
+    clean_cluster, test_cluster = km.predict(data["X_clean"]), km.predict(data["X_test"])
+    clean_majority, test_majority = data["y_clean"] != minority, data["y_test"] != minority
+    early = np.nanmean(weights[:10], 0)
+    rows = []
+    for k in range(n_clusters):
+        correct, flipped = (train_cluster == k) & ~corrupted, (train_cluster == k) & corrupted
+        test = test_majority & (test_cluster == k)
+        rows.append({
+            "rows": int((train_cluster == k).sum()),
+            "trusted": [int((clean_majority & (clean_cluster == k)).sum()),
+                        int((~clean_majority & (clean_cluster == k)).sum())],
+            "correct_weight": float(np.nanmean(early[correct])) if correct.any() else float("nan"),
+            "correct_at_0": float(np.mean(early[correct] == 0)) if correct.any() else float("nan"),
+            "flipped_weight": float(np.nanmean(early[flipped])) if flipped.any() else float("nan"),
+            "test_rows": int(test.sum()),
+            "recall": {m: float(np.mean(p[test] == majority)) if test.any() else float("nan")
+                       for m, p in predictions.items()},
+        })
+    return rows
+
+
 def run_cell(name, seed, args):
     data = make_split(name, seed, args)
     settings = recipe(name, data, seed, args)
@@ -90,7 +132,7 @@ def run_cell(name, seed, args):
     classes = np.unique(data["y_train"])
     y_test = np.searchsorted(classes, data["y_test"])
     minority_label = data["y_train"] == data["minority"]
-    out = {}
+    out, predictions = {}, {}
     for method in METHODS:
         estimator = methods[method]
         inner = estimator.estimator if hasattr(estimator, "estimator") else estimator
@@ -101,7 +143,12 @@ def run_cell(name, seed, args):
         out[method] = trace(net, dict(net.callbacks_)["test_ba"].curve, data["corrupted"], minority_label)
         clean = np.searchsorted(classes, data["y_clean"])
         out[method]["clean_accuracy"] = float((net.predict_proba(data["X_clean"]).argmax(1) == clean).mean())
+        predictions[method] = net.predict_proba(data["X_test"]).argmax(1)
+        if method == "reweight":
+            weights = net.sample_weights_
     out["uniform_minority_share"] = float(minority_label.mean())
+    out["coverage"] = coverage(data, weights, {m: predictions[m] for m in ("plain", "reweight")},
+                               data["minority"], args.clusters, seed)
     print(f"{name}/{seed}: " + ", ".join(f"{m} {out[m]['test_ba'][-1]:.3f}" for m in METHODS), flush=True)
     return out
 
@@ -128,6 +175,18 @@ def table(traces, every):
     return "\n".join(lines) + "\n"
 
 
+def coverage_table(traces):
+    lines = ["| cell | cluster | majority rows | trusted (majority / minority) | correct rows: weight (at 0) | "
+             "flipped rows: weight | test rows | recall: plain / default |",
+             "|---|---|---|---|---|---|---|---|"]
+    for cell, t in traces.items():
+        for k, c in enumerate(t["coverage"]):
+            lines.append(f"| {cell} | {k} | {c['rows']} | {c['trusted'][0]} / {c['trusted'][1]} | "
+                         f"{c['correct_weight']:.2f} ({c['correct_at_0']:.2f}) | {c['flipped_weight']:.2f} | "
+                         f"{c['test_rows']} | {c['recall']['plain']:.2f} / {c['recall']['reweight']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def _cell_arg(text):
     name, sep, seed = text.partition(":")
     if not sep:
@@ -145,6 +204,8 @@ def main(argv=None):
     parser.add_argument("--noise", type=float, default=0.2)
     parser.add_argument("--clean-per-class", type=int, default=10)
     parser.add_argument("--every", type=int, default=10, help="table rows every this many epochs")
+    parser.add_argument("--clusters", type=int, default=8,
+                        help="k-means clusters of the true-majority training rows (coverage table)")
     add_name_argument(parser, "table_trace")
     add_common_arguments(parser, quick_help="the first cell, 3 epochs")
     args = parser.parse_args(argv)
@@ -162,7 +223,10 @@ def main(argv=None):
               f"on the trusted rows: {ends}. Plain training's cells can differ a little from that script's (the "
               "per-epoch predictions advance torch's global generator, which its shuffling draws from). "
               f"Wall time {minutes:.1f} min, {where_it_ran(args)}.\n\n")
-    publish(args.name, header + table(traces, args.every), {"traces": traces}, args)
+    publish(args.name, header + table(traces, args.every) + "\nCoverage: where the default's weights go, per "
+            f"cluster of the true-majority rows ({args.clusters} k-means clusters; weights: mean over the "
+            "first ten epochs; recall: the cluster's majority test rows, last epoch).\n\n"
+            + coverage_table(traces), {"traces": traces}, args)
     return traces
 
 
