@@ -488,8 +488,11 @@ def test_table_trace_quick():
                for v in t[m].get(key, []))
     assert t["uniform_clean"]["zero_share"] == [0.0] * 3  # uniform weights: none at 0
     assert t["uniform_clean"]["minority_share"][0] == pytest.approx(t["uniform_minority_share"])
+    clusters = t["coverage"]
+    assert len(clusters) == 8 and sum(c["rows"] for c in clusters) > 0
+    assert all(0 <= c["recall"][m] <= 1 for c in clusters for m in ("plain", "reweight") if c["test_rows"])
     table = (BENCHMARKS / "results" / "table_trace_quick.md").read_text()
-    assert table.count(f"| {cell} |") == 3 * len(methods)
+    assert table.count(f"| {cell} |") == 3 * len(methods) + len(clusters)  # epochs, then clusters
 
 
 def test_table_trace_reads_the_weights_of_a_fit():
@@ -504,6 +507,26 @@ def test_table_trace_reads_the_weights_of_a_fit():
     assert t["zero_share"] == pytest.approx([0.5, 0.0])  # among the rows visited
     assert t["flipped_weight"] == pytest.approx([0.0, 2.0]) and t["correct_weight"] == pytest.approx([4 / 3, 1.0])
     assert t["minority_share"] == pytest.approx([0.5, 0.5])
+
+
+def test_table_trace_coverage_counts_each_cluster():
+    # true majority 0 in two far-apart groups; the trusted majority row sits in the first only
+    X_train = np.array([[0.0], [0.1], [0.2], [10.0], [10.1], [10.2], [5.0]], dtype=np.float32)
+    y_train = np.array([0, 0, 1, 0, 1, 1, 1])  # rows 2 and 4 flipped; row 6 a true minority row
+    corrupted = np.array([False, False, True, False, True, False, False])
+    data = {"X_train": X_train, "y_train": y_train, "corrupted": corrupted,
+            "X_clean": np.array([[0.05], [9.9]], dtype=np.float32), "y_clean": np.array([0, 1]),
+            "X_test": np.array([[0.0], [10.0], [10.1], [5.0]], dtype=np.float32), "y_test": np.array([0, 0, 0, 1])}
+    weights = np.array([[1.0, 1.0, 0.0, 0.0, 2.0, 1.0, 1.0], [1.0, 3.0, 0.0, 0.0, np.nan, 1.0, 1.0]])
+    predictions = {"plain": np.array([0, 0, 0, 1]), "reweight": np.array([0, 1, 0, 1])}
+    rows = load("table_trace").coverage(data, weights, predictions, minority=1, n_clusters=2, seed=0)
+    near, far = sorted(rows, key=lambda c: c["trusted"][1])  # the far group holds the trusted minority row
+    assert near["rows"] == 3 and near["trusted"] == [1, 0] and near["test_rows"] == 1
+    assert near["correct_weight"] == pytest.approx(1.5) and near["correct_at_0"] == 0.0
+    assert near["flipped_weight"] == 0.0 and near["recall"] == {"plain": 1.0, "reweight": 1.0}
+    assert far["rows"] == 2 and far["trusted"] == [0, 1] and far["test_rows"] == 2  # row 5: a true minority row
+    assert far["correct_weight"] == 0.0 and far["correct_at_0"] == 1.0 and far["flipped_weight"] == 2.0
+    assert far["recall"] == {"plain": 1.0, "reweight": 0.5}
 
 
 @pytest.mark.slow
