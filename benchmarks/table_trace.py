@@ -20,14 +20,15 @@ after every epoch, from public attributes:
   share of the epoch's weight (their share of the rows under uniform weights);
 - ``train loss``: the unweighted mean training loss (history ``train_loss``).
 
-A second table, *coverage*, asks where the default's weights go wrong. The
-training rows whose true class is the majority are split into ``--clusters``
-k-means clusters (on the scaled features; the trusted and test rows of that
-class go to their nearest cluster), and for each cluster it gives the trusted
-rows in it (majority / minority class), the mean weight over the first ten
-epochs of its correctly labelled rows (and their share at weight 0) and of its
-flipped ones (labelled minority), and the last epoch's recall of its test rows
-under plain training and under the default.
+A second table, *coverage*, asks where the default's weights go wrong (two
+classes). The training rows whose true class is the majority are split into
+``--clusters`` k-means clusters (on the scaled features; every trusted row and
+every majority test row goes to its nearest cluster), and for each cluster it
+gives the trusted rows in it (majority / minority class), the mean weight over
+the first ten epochs (all, when fewer) of its correctly labelled rows (and the
+share of them at weight 0) and of its flipped ones (labelled minority), and
+the last epoch's recall of its test rows under plain training and under the
+default.
 
 Diagnosis only: no option is chosen on these sets (they are held out). The
 reweighting rows repeat ``imbalance_noise.py``'s cells exactly; plain training
@@ -87,20 +88,27 @@ def trace(net, curve, corrupted, minority_label):
     return out
 
 
+#: epochs whose mean weights the coverage table gives (the first ones: before training settles)
+COVERAGE_EPOCHS = 10
+
+
 def coverage(data, weights, predictions, minority, n_clusters, seed):
     """Per k-means cluster of the true-majority training rows: the trusted rows in it, the mean
-    weight (first ten epochs) of its correct and flipped rows, and its test rows' recall per method."""
+    weight (first :data:`COVERAGE_EPOCHS` epochs) of its correct and flipped rows, and its test
+    rows' recall per method (``predictions``: class indices). Two classes only."""
     classes = np.unique(data["y_train"])
+    if len(classes) != 2:
+        raise ValueError(f"the coverage table needs two classes, not {len(classes)}")
     corrupted = data["corrupted"]
     majority = np.flatnonzero(classes != minority)[0]
     labels = np.searchsorted(classes, data["y_train"])
-    true_majority = np.where(corrupted, labels != majority, labels == majority)  # two classes
+    true_majority = np.where(corrupted, labels != majority, labels == majority)  # a flip changes the class
     km = KMeans(n_clusters, n_init=10, random_state=seed).fit(data["X_train"][true_majority])
     train_cluster = np.full(len(labels), -1)
     train_cluster[true_majority] = km.labels_
     clean_cluster, test_cluster = km.predict(data["X_clean"]), km.predict(data["X_test"])
     clean_majority, test_majority = data["y_clean"] != minority, data["y_test"] != minority
-    early = np.nanmean(weights[:10], 0)
+    early = np.nanmean(weights[:COVERAGE_EPOCHS], 0)
     rows = []
     for k in range(n_clusters):
         correct, flipped = (train_cluster == k) & ~corrupted, (train_cluster == k) & corrupted
@@ -110,7 +118,8 @@ def coverage(data, weights, predictions, minority, n_clusters, seed):
             "trusted": [int((clean_majority & (clean_cluster == k)).sum()),
                         int((~clean_majority & (clean_cluster == k)).sum())],
             "correct_weight": float(np.nanmean(early[correct])) if correct.any() else float("nan"),
-            "correct_at_0": float(np.mean(early[correct] == 0)) if correct.any() else float("nan"),
+            "correct_at_0": float(np.mean(early[correct & ~np.isnan(early)] == 0))
+            if (correct & ~np.isnan(early)).any() else float("nan"),
             "flipped_weight": float(np.nanmean(early[flipped])) if flipped.any() else float("nan"),
             "test_rows": int(test.sum()),
             "recall": {m: float(np.mean(p[test] == majority)) if test.any() else float("nan")
@@ -147,8 +156,9 @@ def run_cell(name, seed, args):
         if method == "reweight":
             weights = net.sample_weights_
     out["uniform_minority_share"] = float(minority_label.mean())
-    out["coverage"] = coverage(data, weights, {m: predictions[m] for m in ("plain", "reweight")},
-                               data["minority"], args.clusters, seed)
+    if len(classes) == 2:
+        out["coverage"] = coverage(data, weights, {m: predictions[m] for m in ("plain", "reweight")},
+                                   data["minority"], args.clusters, seed)
     print(f"{name}/{seed}: " + ", ".join(f"{m} {out[m]['test_ba'][-1]:.3f}" for m in METHODS), flush=True)
     return out
 
@@ -180,7 +190,7 @@ def coverage_table(traces):
              "flipped rows: weight | test rows | recall: plain / default |",
              "|---|---|---|---|---|---|---|---|"]
     for cell, t in traces.items():
-        for k, c in enumerate(t["coverage"]):
+        for k, c in enumerate(t.get("coverage", [])):
             lines.append(f"| {cell} | {k} | {c['rows']} | {c['trusted'][0]} / {c['trusted'][1]} | "
                          f"{c['correct_weight']:.2f} ({c['correct_at_0']:.2f}) | {c['flipped_weight']:.2f} | "
                          f"{c['test_rows']} | {c['recall']['plain']:.2f} / {c['recall']['reweight']:.2f} |")
@@ -225,7 +235,8 @@ def main(argv=None):
               f"Wall time {minutes:.1f} min, {where_it_ran(args)}.\n\n")
     publish(args.name, header + table(traces, args.every) + "\nCoverage: where the default's weights go, per "
             f"cluster of the true-majority rows ({args.clusters} k-means clusters; weights: mean over the "
-            "first ten epochs; recall: the cluster's majority test rows, last epoch).\n\n"
+            f"first {min(COVERAGE_EPOCHS, args.epochs)} epochs; recall: the cluster's majority test rows, "
+            "last epoch; two-class sets only).\n\n"
             + coverage_table(traces), {"traces": traces}, args)
     return traces
 

@@ -71,18 +71,13 @@ def check_step_is_finite(loss, alignment, epoch, batch):
         )
 
 
-def final_outputs_error(net, X_train, X_clean, epoch, n_rows=512):
+def final_outputs_error(net, X_train, X_clean, epoch, n_rows=2048):
     """After the last step, which no later loss checks: a :class:`TrainingDivergedError`
     when the network's outputs on the clean set ``X_clean`` or the training data (at most
     ``n_rows`` rows, in runs spread over it) are not finite, else ``None``.
 
     Every fit and partial_fit pays for it: 10,000 rows cost a fifth of a
-    LeNet epoch on 5,000 images (CPU), 2,048 rows a twentieth (5% of a
-    three-epoch fit), 512 rows a quarter of that. A step that diverges leaves
-    parameters that overflow on any rows, so a few hundred spread over the
-    data find it as well as thousands; a row whose own inputs overflow a
-    sound network is named when it is predicted
-    (:func:`check_finite_predictions`).
+    LeNet epoch on 5,000 images (CPU), 2,048 rows a twentieth.
     """
     if len(X_train) > n_rows:  # in runs: a memmap reads few pages
         X_train = X_train[spread_rows(len(X_train), n_rows, blocks=8)]

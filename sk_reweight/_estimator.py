@@ -225,7 +225,7 @@ class ReweightedNeuralNetClassifier(WeightingParamsMixin, PersistenceMixin, Auto
         refuses to start under it).
     on_divergence : {'raise', 'skip'}, default='raise'
         What a non-finite loss, meta-gradient or optimizer step (or, after
-        the last step, non-finite outputs on the clean set or on up to 512
+        the last step, non-finite outputs on the clean set or on up to 2,048
         training rows spread over the data) does. Either way the parameters
         and optimizer state go back to those from before the last optimizer
         step, the last that gave a finite loss (they are copied before every

@@ -196,15 +196,20 @@ def test_folds_are_the_per_class_runs_bit_for_bit(kind, default_dtype):
         torch.set_default_dtype(previous)
 
 
-def test_repeated_folds_are_new_tensors_and_tell_dtypes_apart():
-    y = torch.tensor([0, 1, 0, 1, 1])
-    first = balanced_folds(y, 2)
-    first.zero_()  # a caller writing into its folds changes no later step's
-    torch.testing.assert_close(balanced_folds(y, 2), per_class_folds(y, 2), rtol=0, atol=0)
-    # the same bytes read as other labels: int32 [0, 1] is one int64 label, 2**32
-    pair = torch.tensor([0, 1, 0, 1], dtype=torch.int32)
-    assert torch.equal(balanced_folds(pair, 2), per_class_folds(pair, 2))
-    assert torch.equal(balanced_folds(pair.view(torch.int64), 2), per_class_folds(pair.view(torch.int64), 2))
+@pytest.mark.parametrize("default_dtype", [torch.float32, torch.float64])
+def test_repeated_folds_are_new_tensors_and_tell_dtypes_apart(default_dtype):
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(default_dtype)
+    try:
+        y = torch.tensor([0, 1, 0, 1, 1])
+        balanced_folds(y, 2).zero_()  # a caller writing into its folds changes no later step's
+        assert torch.equal(balanced_folds(y, 2), per_class_folds(y, 2))
+        # the same bytes read as other labels: int32 [0, 1] is one int64 label, 2**32
+        pair = torch.tensor([0, 1, 0, 1], dtype=torch.int32)
+        assert torch.equal(balanced_folds(pair, 2), per_class_folds(pair, 2))
+        assert torch.equal(balanced_folds(pair.view(torch.int64), 2), per_class_folds(pair.view(torch.int64), 2))
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def started_stage(**options):

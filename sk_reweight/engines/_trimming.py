@@ -18,8 +18,6 @@ counts more than ``c`` times the median group's norm, so that one or two clean
 examples the network cannot fit no longer steer every batch. Both are exact
 lookahead meta-gradients of a modified clean loss (``tests/test_trimming.py``).
 """
-import functools
-
 import numpy as np
 import torch
 
@@ -73,16 +71,6 @@ def balanced_folds(y_clean, folds):
     # tiny tensor operations cost a tenth of a small network's step (and a device synchronises
     # for torch.unique and for each count read anyway)
     labels = y_clean.detach().cpu().numpy()
-    weights = _dealt_folds(labels.tobytes(), labels.dtype.str, folds)
-    return torch.tensor(weights, dtype=torch.get_default_dtype(), device=y_clean.device)
-
-
-@functools.lru_cache(maxsize=64)
-def _dealt_folds(label_bytes, dtype, folds):
-    """:func:`balanced_folds`' weights (NumPy float64) for the labels whose bytes and dtype are
-    given: stratified clean batches repeat a few label sequences, so a step mostly finds its
-    deal here (6 microseconds a call for 32 labels, where dealing them took 41 on 2 CPU threads)."""
-    labels = np.frombuffer(label_bytes, dtype=dtype)
     if labels.dtype.kind in "iu" and (labels.size == 0 or 0 <= labels.min() <= labels.max() <= 8 * labels.size):
         row_class, counts = labels, np.bincount(labels)  # class indices: counted directly (classes absent: 0)
     else:  # any other labels (negative, float, bool): their ranks among the distinct values
@@ -98,8 +86,7 @@ def _dealt_folds(label_bytes, dtype, folds):
     part = np.where(fold < extra, size + 1, size)[usable]
     weights = np.zeros((len(row_class), folds))
     weights[usable, fold[usable]] = count[usable] / counts[counts >= folds].sum() / part
-    weights.flags.writeable = False  # shared by every hit
-    return weights
+    return torch.from_numpy(weights).to(y_clean.device, torch.get_default_dtype())
 
 
 def fold_alignments(per_group, sizes, folds):
