@@ -3,6 +3,7 @@ import argparse
 import importlib.util
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -510,32 +511,40 @@ def test_table_trace_reads_the_weights_of_a_fit():
 
 
 @pytest.mark.parametrize("majority, minority", [(0, 1), (7, 3)])  # the majority's class index 0, then 1
-def test_table_trace_coverage_counts_each_cluster(majority, minority):
+def test_table_trace_coverage_counts_each_cluster(majority, minority, monkeypatch):
     # true majority in two far-apart groups; the trusted majority row sits in the first only
     name = np.array([majority, minority])  # 0: majority, 1: minority
-    X_train = np.array([[0.0], [0.1], [0.2], [10.0], [10.1], [10.2], [5.0]], dtype=np.float32)
-    y_train = name[[0, 0, 1, 0, 1, 1, 1]]  # rows 2 and 4 flipped; rows 5 and 6 true minority rows
-    corrupted = np.array([False, False, True, False, True, False, False])
+    X_train = np.array([[0.0], [0.1], [0.2], [10.0], [10.1], [10.2], [5.0], [10.05]], dtype=np.float32)
+    y_train = name[[0, 0, 1, 0, 1, 1, 1, 0]]  # rows 2 and 4 flipped; rows 5 and 6 true minority rows
+    corrupted = np.array([False, False, True, False, True, False, False, False])
     data = {"X_train": X_train, "y_train": y_train, "corrupted": corrupted,
             "X_clean": np.array([[0.05], [9.9]], dtype=np.float32), "y_clean": name[[0, 1]],
             "X_test": np.array([[0.0], [10.0], [10.1], [5.0]], dtype=np.float32), "y_test": name[[0, 0, 0, 1]]}
-    weights = np.array([[1.0, 1.0, 0.0, 0.0, 2.0, 1.0, np.nan], [1.0, 3.0, 0.0, np.nan, np.nan, 1.0, np.nan]])
+    # row 7, correct, is never seen (held out by train_split): it counts in no mean or share
+    weights = np.array([[1.0, 1.0, 0.0, 0.0, 2.0, 1.0, np.nan, np.nan],
+                        [1.0, 3.0, 0.0, np.nan, np.nan, 1.0, np.nan, np.nan]])
     index = np.searchsorted(np.unique(name), name)  # labels as the networks' class indices
     predictions = {"plain": index[[0, 0, 0, 1]], "reweight": index[[0, 1, 0, 1]]}
-    rows = load("table_trace").coverage(data, weights, predictions, minority=minority, n_clusters=2, seed=0)
+    module = load("table_trace")
+    coverage = module.coverage
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # the unseen rows' NaN means stay quiet
+        rows = coverage(data, weights, predictions, minority=minority, n_clusters=2, seed=0)
     near, far = sorted(rows, key=lambda c: c["trusted"][1])  # the far group holds the trusted minority row
     assert near["rows"] == 3 and near["trusted"] == [1, 0] and near["test_rows"] == 1
     assert near["correct_weight"] == pytest.approx(1.5) and near["correct_at_0"] == 0.0
     assert near["flipped_weight"] == 0.0 and near["recall"] == {"plain": 1.0, "reweight": 1.0}
-    assert far["rows"] == 2 and far["trusted"] == [0, 1] and far["test_rows"] == 2
+    assert far["rows"] == 3 and far["trusted"] == [0, 1] and far["test_rows"] == 2
     assert far["correct_weight"] == 0.0 and far["correct_at_0"] == 1.0 and far["flipped_weight"] == 2.0
     assert far["recall"] == {"plain": 1.0, "reweight": 0.5}
-    data["corrupted"] = np.array([False, False, True, False, False, False, False])  # row 4: no flip left
-    far = next(c for c in load("table_trace").coverage(data, weights, predictions, minority, 2, 0)
-               if c["trusted"][1])
-    assert far["rows"] == 1 and np.isnan(far["flipped_weight"])
+    monkeypatch.setattr(module, "COVERAGE_EPOCHS", 1)  # the first epoch's weights only
+    near = next(c for c in coverage(data, weights, predictions, minority, 2, 0) if c["trusted"][0])
+    assert near["correct_weight"] == 1.0
+    data["corrupted"] = np.array([False, False, True, False, False, False, False, False])  # row 4: no flip left
+    far = next(c for c in coverage(data, weights, predictions, minority, 2, 0) if c["trusted"][1])
+    assert far["rows"] == 2 and np.isnan(far["flipped_weight"])
     with pytest.raises(ValueError, match="two classes"):
-        load("table_trace").coverage({**data, "y_train": np.arange(7) % 3}, weights, predictions, minority, 2, 0)
+        coverage({**data, "y_train": np.arange(8) % 3}, weights, predictions, minority, 2, 0)
 
 
 @pytest.mark.slow
