@@ -27,9 +27,8 @@ every majority test row goes to its nearest cluster), and for each cluster it
 gives the trusted rows in it (majority / minority class), the mean weight over
 the first ten epochs (all, when fewer) of its correctly labelled rows (and the
 share of them at weight 0 in every one of those epochs that saw them) and of
-its flipped ones (labelled minority), and
-the last epoch's recall of its test rows under plain training and under the
-default.
+its flipped ones (labelled minority), and the last epoch's recall of its test
+rows under plain training and under the default.
 
 Diagnosis only: no option is chosen on these sets (they are held out). The
 reweighting rows repeat ``imbalance_noise.py``'s cells exactly; plain training

@@ -236,13 +236,17 @@ class CrossFitTrust(WeightStage):
         self._class_ratio = ratio.float().to(self._device)
         self._ratio_is_one = bool((ratio == 1).all())
 
+    def _no_class_factor(self):
+        """Whether the fallback weighs every class alike (no class weights, no balancing, or no targets)."""
+        return self._ratio_is_one or self._class_ratio is None or self._targets is None
+
     def _uniform_fallback(self, sample_weight):
         """Whether the fallback's weights are uniform: no ``sample_weight`` and no class factor."""
-        return sample_weight is None and (self._ratio_is_one or self._class_ratio is None or self._targets is None)
+        return sample_weight is None and self._no_class_factor()
 
     def _fallback(self, like, positions, sample_weight):
         """The fallback's normalised weights of the batch."""
-        if self._ratio_is_one or self._class_ratio is None or self._targets is None:
+        if self._no_class_factor():
             return _uniform(like, sample_weight)  # plain training's, without a lookup per class
         classes = self._targets[torch.as_tensor(positions, device=self._targets.device)]
         v = self._class_ratio[classes.clamp(min=0)].to(like.device, like.dtype)
